@@ -1,0 +1,51 @@
+#pragma once
+// Candidate attention masks, shared by backends and kernels. A mask says which keys s each
+// query t may attend to; every mask is intersected with causality (s <= t).
+//
+// Expression grammar (whitespace ignored):
+//   expr  := term ('|' term)*          union
+//   term  := atom ('&' atom)*          intersection (binds tighter than '|')
+//   atom  := causal                    every s <= t
+//          | window:W                  t - W < s <= t                   (W >= 1)
+//          | stride:S                  (t - s) % S == 0                 (S >= 1, dilated)
+//          | stride:S:W                strided, only within t - s < W
+//          | sink:N                    s < N (global/sink tokens)
+//          | block:B                   s, t in the same block of B      (block-local)
+//          | random:P[:B[:SEED]]       each B x B tile (default 64) kept with probability P,
+//                                      seeded (default 0); the diagonal tile always kept
+// e.g. "sink:4|window:256", "stride:64:1024|window:64", "block:128".
+//
+// Every result is cached per (canonical expression, T, tile); tensors returned are shared
+// and must not be modified.
+#include <attnlab/backend.hpp>
+#include <attnlab/export.hpp>
+#include <attnlab/kernels/block_layout.hpp>
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnlab::masks {
+
+// Throws std::invalid_argument naming the offending part ("window:0: W must be >= 1").
+// Returns the canonical spelling (used as cache key and in the database).
+ATTNLAB_API std::string canonical(const std::string& expression);
+
+// Splits a comma-separated candidate list ("causal, window:64, sink:4|window:16") and
+// canonicalizes each entry; throws like canonical().
+ATTNLAB_API std::vector<std::string> parse_list(const std::string& comma_separated);
+
+// bool [T, T] on CPU, true = attend, causal.
+ATTNLAB_API at::Tensor dense(const std::string& expression, std::int64_t T);
+
+// Block layout at tile size `tile` (see kernels/block_layout.hpp).
+ATTNLAB_API std::shared_ptr<const kernels::BlockLayout> block_layout(const std::string& expression,
+                                                                     std::int64_t T, std::int64_t tile);
+
+// Element density (allowed / T*T) and block density (non-empty tiles / all tiles).
+ATTNLAB_API Density density(const std::string& expression, std::int64_t T, std::int64_t tile);
+
+}  // namespace attnlab::masks

@@ -1,0 +1,40 @@
+#pragma once
+// Attention kernels (ATen only). Shapes:
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D]  ->  out [B, H, T, D]
+//   out[t] = sum_s softmax_s(q[t]·k[s] * scale  over allowed s) v[s]
+// A row with no allowed key yields 0 (and log-sum-exp -inf), in every kernel alike.
+#include <attnlab/kernels/block_layout.hpp>
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <tuple>
+
+namespace attnlab::kernels {
+
+// Naive reference: materializes the [B, H, T, S] scores. Any floating dtype (float64 for
+// checks). `allowed` is bool, broadcastable to [B, H, T, S] (true = attend); undefined
+// means every key is allowed. Differentiable through ordinary autograd.
+ATTNLAB_KERNELS_API at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, const at::Tensor& allowed,
+                                                   double scale);
+
+// Block-sparse flash-style attention: never materializes T x S; computes only the tiles in
+// `layout` (one layout for all heads, or one per (b, h) pair: layouts.size() == 1 or B*H).
+// Forward returns (out [B,H,T,D], lse [B,H,T] float32).
+ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_sparse_forward(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const LayoutSet& layouts,
+    double scale);
+
+// Backward, FlashAttention-2 style: recomputes scores tile by tile from q, k, lse.
+// Returns (dq, dk, dv).
+ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale);
+
+// Autograd wrapper around the two above: what backends call for execution = "block_sparse".
+ATTNLAB_KERNELS_API at::Tensor block_sparse_attention(const at::Tensor& q, const at::Tensor& k,
+                                                      const at::Tensor& v, LayoutSet layouts,
+                                                      double scale);
+
+}  // namespace attnlab::kernels

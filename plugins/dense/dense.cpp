@@ -1,0 +1,58 @@
+// dense: standard causal softmax attention, the baseline every other backend is held to.
+//
+//   out[b,h,t] = sum_{s<=t} softmax_s(q[b,h,t]·k[b,h,s] / sqrt(D)) v[b,h,s]
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
+//
+// execution = "sdpa"         LibTorch's own fused attention (at::_scaled_dot_product_attention
+//                            on 1.13, at::scaled_dot_product_attention on 2.x)
+//           = "math"         matmul, masked_fill, softmax, matmul: what a notebook writes
+//           = "block_sparse" attnlab's flash-style kernel with the causal block layout
+#include <attnlab/kernels/attention.hpp>
+#include <attnlab/masks.hpp>
+#include <attnlab/plugin.hpp>
+
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace {
+
+class DenseAttention : public attnlab::AttentionBackend {
+ public:
+  explicit DenseAttention(const attnlab::BackendInit& init)
+      : AttentionBackend("DenseAttention"),
+        execution_(init.params.get_string("execution")),
+        tile_(init.params.get_int("tile")) {}
+
+  static std::vector<attnlab::ParamSpec> schema() {
+    return {attnlab::ParamSpec::choice("execution", "sdpa", {"sdpa", "math", "block_sparse"},
+                                       "how the causal attention is computed"),
+            attnlab::ParamSpec::integer("tile", 64, 16, 256, "tile size for execution = block_sparse")};
+  }
+
+  torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    if (execution_ == "block_sparse")
+      return attnlab::kernels::block_sparse_attention(q, k, v, {attnlab::masks::block_layout("causal", q.size(2), tile_)},
+                                                      scale);
+    if (execution_ == "math") {
+      auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+      auto future = torch::ones({q.size(2), k.size(2)}, q.options().dtype(torch::kBool)).triu(1);
+      return torch::matmul(torch::softmax(scores.masked_fill(future, -INFINITY), -1), v);
+    }
+#if TORCH_VERSION_MAJOR >= 2
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+#else
+    return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, 0.0, /*need_attn_weights=*/false,
+                                                         /*is_causal=*/true));
+#endif
+  }
+
+ private:
+  std::string execution_;
+  std::int64_t tile_;
+};
+
+}  // namespace
+
+ATTNLAB_PLUGIN(DenseAttention, "dense", "causal softmax attention (baseline): LibTorch sdpa, math, or block-sparse kernel")
