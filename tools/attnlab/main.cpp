@@ -1,6 +1,7 @@
 // attnlab command line: subcommands register themselves (see commands.hpp).
 #include "commands.hpp"
 
+#include <spdlog/sinks/stderr_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -23,7 +24,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   for (auto setup : attnlab::cli::command_list()) setup(app, exit_code);
   // Logs go to stderr so that stdout carries only results (tables, csv, json, ids).
-  spdlog::set_default_logger(spdlog::default_logger());  // created lazily below
+  spdlog::set_default_logger(spdlog::stderr_color_mt("attnlab"));
   try {
     app.parse_complete_callback([&] {
       spdlog::set_level(verbose ? spdlog::level::debug : quiet ? spdlog::level::warn : spdlog::level::info);
