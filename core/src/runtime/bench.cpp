@@ -1,0 +1,123 @@
+#include "runtime/bench.hpp"
+
+#include "runtime/memory.hpp"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/generated/variable_factories.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+namespace attnlab {
+namespace {
+
+double percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.size() == 1) return sorted[0];
+  const double rank = p * static_cast<double>(sorted.size() - 1);
+  const auto lo = static_cast<size_t>(std::floor(rank)), hi = static_cast<size_t>(std::ceil(rank));
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - static_cast<double>(lo));
+}
+
+void synchronize(const at::Tensor& t) {
+  if (t.is_cuda()) t.cpu();  // a device->host copy waits for the stream; keeps this file CUDA-header free
+}
+
+}  // namespace
+
+double attention_flops(double elements, std::int64_t batch, std::int64_t heads, std::int64_t head_dim,
+                       const std::string& pass) {
+  const double forward = 4.0 * static_cast<double>(batch * heads * head_dim) * elements;
+  return pass == "fwd+bwd" ? 3.5 * forward : forward;
+}
+
+void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink) {
+  memory::install_cpu_tracker();
+  const bool backward = o.pass == "fwd+bwd";
+  const auto dtype = o.dtype == "float64" ? at::kDouble : at::kFloat;
+  const auto options = at::TensorOptions().dtype(dtype).device(at::Device(o.device));
+  backend.to(options.device(), dtype);
+
+  at::manual_seed(static_cast<std::uint64_t>(o.seed));
+  const std::vector<std::int64_t> shape{o.batch, o.heads, o.seq_len, o.head_dim};
+  auto q = torch::randn(shape, options).requires_grad_(backward);
+  auto k = torch::randn(shape, options).requires_grad_(backward);
+  auto v = torch::randn(shape, options).requires_grad_(backward);
+  auto dout = backward ? torch::randn(shape, options) : at::Tensor();
+
+  auto one_pass = [&]() {
+    if (backward) {
+      for (auto* t : {&q, &k, &v})
+        if (t->grad().defined()) t->mutable_grad() = at::Tensor();
+      backend.zero_grad();
+      auto out = backend.forward(q, k, v);
+      out.backward(dout);
+      synchronize(q.grad());
+    } else {
+      torch::NoGradGuard no_grad;
+      synchronize(backend.forward(q, k, v));
+    }
+  };
+
+  for (std::int64_t i = 0; i < o.warmup; ++i) one_pass();
+
+  std::vector<double> ms;
+  std::int64_t peak_tensor = 0;
+  memory::reset_peak_rss();
+  for (std::int64_t i = 0; i < o.repeats; ++i) {
+    const std::int64_t live_before = memory::cpu_current_bytes();
+    memory::reset_cpu_peak();
+    memory::reset_cuda_peak();
+    const auto t0 = std::chrono::steady_clock::now();
+    one_pass();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    const std::int64_t peak = o.device == "cuda" ? memory::cuda_peak_bytes() : memory::cpu_peak_bytes() - live_before;
+    peak_tensor = std::max(peak_tensor, peak);
+    sink.progress(i + 1, o.repeats, "repeat");
+  }
+
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
+  double var = 0.0;
+  for (double x : ms) var += (x - mean) * (x - mean);
+  const double stddev = ms.size() > 1 ? std::sqrt(var / static_cast<double>(ms.size() - 1)) : 0.0;
+  const double median = percentile(sorted, 0.5);
+
+  sink.metric("time/median_ms", median);
+  sink.metric("time/min_ms", sorted.front());
+  sink.metric("time/max_ms", sorted.back());
+  sink.metric("time/p10_ms", percentile(sorted, 0.1));
+  sink.metric("time/p90_ms", percentile(sorted, 0.9));
+  sink.metric("time/mean_ms", mean);
+  sink.metric("time/cv", mean > 0 ? stddev / mean : 0.0);
+  for (size_t i = 0; i < ms.size(); ++i) sink.metric("time/repeat_ms", ms[i], static_cast<std::int64_t>(i));
+
+  sink.metric("memory/peak_tensor_mib", static_cast<double>(peak_tensor) / (1024.0 * 1024.0));
+  sink.metric("memory/peak_rss_mib", static_cast<double>(memory::peak_rss_bytes()) / (1024.0 * 1024.0));
+  const double input_bytes = 3.0 * static_cast<double>(q.numel()) * static_cast<double>(q.element_size());
+  sink.metric("memory/inputs_mib", input_bytes / (1024.0 * 1024.0));
+
+  const Density density = backend.density(o.seq_len, o.tile);
+  const double T = static_cast<double>(o.seq_len);
+  const double tiles_side = std::ceil(T / static_cast<double>(o.tile));
+  const double useful = attention_flops(density.element * T * T, o.batch, o.heads, o.head_dim, o.pass);
+  const double tile_work = attention_flops(density.block * tiles_side * tiles_side * static_cast<double>(o.tile * o.tile),
+                                           o.batch, o.heads, o.head_dim, o.pass);
+  sink.metric("density/element", density.element);
+  sink.metric("density/block", density.block);
+  sink.metric("density/tile", static_cast<double>(o.tile));
+  sink.metric("flops/useful", useful);
+  sink.metric("flops/tiles", tile_work);
+  sink.metric("flops/gflops", useful / (median / 1e3) / 1e9);
+  sink.metric("flops/tile_gflops", tile_work / (median / 1e3) / 1e9);
+  if (o.sgemm_gflops > 0) {
+    sink.metric("ceiling/sgemm_gflops", o.sgemm_gflops);
+    sink.metric("flops/fraction_of_sgemm", tile_work / (median / 1e3) / 1e9 / o.sgemm_gflops);
+  }
+}
+
+}  // namespace attnlab

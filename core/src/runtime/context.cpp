@@ -1,0 +1,99 @@
+#include "runtime/context.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#ifndef ATTNLAB_VERSION
+#define ATTNLAB_VERSION "unknown"
+#endif
+#ifndef ATTNLAB_SOURCE_DIR
+#define ATTNLAB_SOURCE_DIR "."
+#endif
+
+namespace attnlab {
+namespace {
+
+std::string run_command(const std::string& command) {
+  std::array<char, 256> buffer{};
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  while (fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
+  pclose(pipe);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+// Which libblas.so.3 the dynamic linker resolves (Debian alternatives).
+std::string blas_in_use() {
+  std::error_code ec;
+  auto target = std::filesystem::canonical("/etc/alternatives/libblas.so.3-x86_64-linux-gnu", ec);
+  if (!ec) return target.string();
+  return "unknown";
+}
+
+}  // namespace
+
+int configure_threads(int requested) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = requested > 0 ? requested : cores;
+  at::set_num_threads(threads);
+  return threads;
+}
+
+double measure_sgemm_gflops(int n, int repeats) {
+  at::NoGradGuard no_grad;
+  auto a = at::randn({n, n}), b = at::randn({n, n});
+  auto c = at::mm(a, b);  // warm the BLAS threads and caches
+  std::vector<double> seconds;
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    at::mm_out(c, a, b);
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return 2.0 * n * static_cast<double>(n) * n / seconds[seconds.size() / 2] / 1e9;
+}
+
+nlohmann::json collect_context(bool measure_sgemm) {
+  nlohmann::json c;
+  const std::string src = ATTNLAB_SOURCE_DIR;
+  c["git_sha"] = run_command("git -C '" + src + "' rev-parse HEAD 2>/dev/null");
+  c["git_dirty"] = !run_command("git -C '" + src + "' status --porcelain --untracked-files=no 2>/dev/null").empty();
+  c["attnlab_version"] = ATTNLAB_VERSION;
+  c["torch_version"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                       std::to_string(TORCH_VERSION_PATCH);
+  c["blas"] = blas_in_use();
+  c["threads"] = at::get_num_threads();
+  c["cpu"] = cpu_model();
+  c["cores"] = std::thread::hardware_concurrency();
+  c["gpu"] = "";
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  c["hostname"] = host;
+  c["parallel_info"] = at::get_parallel_info();
+  if (measure_sgemm) c["sgemm_gflops"] = measure_sgemm_gflops();
+  return c;
+}
+
+}  // namespace attnlab

@@ -1,0 +1,159 @@
+#include "runtime/runner.hpp"
+
+#include "runtime/bench.hpp"
+#include "runtime/context.hpp"
+#include "runtime/sink.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+namespace attnlab {
+namespace {
+
+// Collects a trial's output in memory; the store writes it in one transaction at the end.
+class RecordingSink : public TrialSink {
+ public:
+  RecordingSink(std::string label, bool live, std::chrono::steady_clock::time_point sweep_start, int index, int total)
+      : label_(std::move(label)), live_(live), sweep_start_(sweep_start), index_(index), total_(total) {}
+
+  void metric(const std::string& name, double value, std::int64_t step) override {
+    record.metrics.push_back({name, step, value});
+  }
+  void sample(const std::string& prompt, const std::string& who, const std::string& mode,
+              const std::string& text) override {
+    record.samples.push_back({prompt, who, mode, text});
+  }
+  void info(const std::string& key, const std::string& value) override { record.info.emplace_back(key, value); }
+  void progress(std::int64_t step, std::int64_t total, const std::string& what) override {
+    const auto now = std::chrono::steady_clock::now();
+    if (live_) {
+      if (now - last_draw_ < std::chrono::milliseconds(200) && step != total) return;
+      last_draw_ = now;
+      const double elapsed = std::chrono::duration<double>(now - sweep_start_).count();
+      std::fprintf(stderr, "\r\033[K[%d/%d] %s  %s %lld/%lld  %.0fs", index_, total_, label_.c_str(), what.c_str(),
+                   static_cast<long long>(step), static_cast<long long>(total), elapsed);
+      std::fflush(stderr);
+    } else if (what != "repeat" && (now - last_draw_ > std::chrono::seconds(15) || step == total)) {
+      last_draw_ = now;
+      spdlog::info("[{}/{}] {}: {} {}/{}", index_, total_, label_, what, step, total);
+    }
+  }
+
+  TrialRecord record;
+
+ private:
+  std::string label_;
+  bool live_;
+  std::chrono::steady_clock::time_point sweep_start_, last_draw_{};
+  int index_, total_;
+};
+
+BenchOptions bench_options(const SweepSpec& sweep, const TrialSpec& trial, double sgemm) {
+  const auto& g = trial.config["grid"];
+  BenchOptions o;
+  o.seq_len = g.value("seq_len", o.seq_len);
+  o.batch = g.value("batch", o.batch);
+  o.heads = g.value("heads", o.heads);
+  o.head_dim = g.value("head_dim", o.head_dim);
+  o.pass = g.value("pass", o.pass);
+  o.dtype = g.value("dtype", o.dtype);
+  o.device = sweep.device;
+  o.warmup = sweep.warmup;
+  o.repeats = sweep.repeats;
+  o.seed = sweep.seed;
+  o.sgemm_gflops = sgemm;
+  if (auto it = trial.backend_params.find("tile"); it != trial.backend_params.end())
+    if (auto tile = std::get_if<std::int64_t>(&it->second)) o.tile = *tile;
+  return o;
+}
+
+}  // namespace
+
+RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
+                     const RunOptions& options) {
+  RunSummary summary;
+  summary.total = static_cast<int>(trials.size());
+  const int threads = configure_threads(static_cast<int>(sweep.threads));
+  spdlog::info("sweep '{}' ({}): {} trials, {} threads, database {}", sweep.name, sweep.kind, trials.size(), threads,
+               options.db_path);
+
+  const auto parent = std::filesystem::path(options.db_path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  ResultStore store(options.db_path);
+
+  // Which trials need running is known before any measurement: skip the ceiling when none do.
+  const std::int64_t sweep_id = store.upsert_sweep(sweep.name, sweep.kind, sweep.path, sweep.source);
+  std::vector<std::pair<std::int64_t, bool>> plan;
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const auto& t = trials[i];
+    auto [id, status] = store.ensure_trial(sweep_id, t.key, t.name, t.backend, static_cast<int>(i), t.config);
+    plan.emplace_back(id, options.force || status != "done");
+  }
+  int to_run = 0;
+  for (const auto& p : plan) to_run += p.second;
+  if (to_run == 0) {
+    spdlog::info("all {} trials already done (use --force to rerun)", trials.size());
+    summary.skipped = summary.total;
+    return summary;
+  }
+
+  if (sweep.kind == "bench") spdlog::info("measuring the sgemm ceiling for this run");
+  const nlohmann::json context = collect_context(/*measure_sgemm=*/sweep.kind == "bench");
+  if (context.contains("sgemm_gflops")) spdlog::info("sgemm ceiling: {:.1f} GFLOP/s", context["sgemm_gflops"].get<double>());
+  const std::int64_t run_id = store.begin_run(context, options.command);
+  const double sgemm = context.value("sgemm_gflops", 0.0);
+
+  const bool live = options.progress && isatty(STDERR_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  int index = 0;
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const auto& trial = trials[i];
+    const auto [trial_id, needs_run] = plan[i];
+    ++index;
+    if (!needs_run) {
+      ++summary.skipped;
+      continue;
+    }
+    store.start_trial(trial_id, run_id);
+    RecordingSink sink(trial.name, live, start, index, summary.total);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      if (sweep.kind == "bench") {
+        const auto& g = trial.config["grid"];
+        BackendInit init;
+        init.n_heads = g.value("heads", 8);
+        init.head_dim = g.value("head_dim", 64);
+        init.max_seq_len = g.value("seq_len", 1024);
+        init.seed = sweep.seed;
+        at::manual_seed(sweep.seed);
+        auto backend = registry.create(trial.backend, init, trial.backend_params);
+        run_bench(*backend, bench_options(sweep, trial, sgemm), sink);
+      } else {
+        run_distill_trial(sweep, trial, registry, options, sink);
+      }
+      sink.metric("trial/wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      store.finish_trial(trial_id, sink.record);
+      ++summary.ran;
+      if (live) std::fprintf(stderr, "\r\033[K");
+      spdlog::info("[{}/{}] {} done ({:.1f} s)", index, summary.total, trial.name,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (auto cut = what.find("\nException raised from"); cut != std::string::npos) what.resize(cut);
+      store.fail_trial(trial_id, what, sink.record);
+      ++summary.failed;
+      if (live) std::fprintf(stderr, "\r\033[K");
+      spdlog::error("[{}/{}] {} failed: {}", index, summary.total, trial.name, what);
+    }
+  }
+  store.finish_run(run_id);
+  return summary;
+}
+
+}  // namespace attnlab

@@ -1,0 +1,319 @@
+#include "runtime/store.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <chrono>
+#include <ctime>
+#include <stdexcept>
+
+namespace attnlab {
+namespace {
+
+std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buffer;
+}
+
+// Version 1. Views are the query presets (docs/RESULTS.md).
+const char* kSchema = R"SQL(
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  started_at TEXT NOT NULL, finished_at TEXT,
+  command TEXT, git_sha TEXT, git_dirty INTEGER, attnlab_version TEXT, torch_version TEXT,
+  blas TEXT, threads INTEGER, cpu TEXT, gpu TEXT, hostname TEXT, sgemm_gflops REAL,
+  context_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, path TEXT,
+  source TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+  id INTEGER PRIMARY KEY,
+  sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+  run_id INTEGER REFERENCES runs(id),
+  key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, backend TEXT NOT NULL, ordinal INTEGER,
+  config_json TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending','running','done','failed')),
+  error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
+CREATE INDEX IF NOT EXISTS trials_sweep ON trials(sweep_id, status);
+CREATE TABLE IF NOT EXISTS params (
+  trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, value TEXT, PRIMARY KEY (trial_id, name));
+CREATE TABLE IF NOT EXISTS metrics (
+  trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, step INTEGER NOT NULL DEFAULT -1, value REAL,
+  PRIMARY KEY (trial_id, name, step));
+CREATE TABLE IF NOT EXISTS samples (
+  id INTEGER PRIMARY KEY,
+  trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  prompt TEXT, who TEXT, mode TEXT, text TEXT);
+CREATE TABLE IF NOT EXISTS trial_info (
+  trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  key TEXT NOT NULL, value TEXT, PRIMARY KEY (trial_id, key));
+
+-- One row per trial with its axes and headline numbers (final values, step = -1).
+CREATE VIEW IF NOT EXISTS trial_summary AS
+SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.backend, t.status,
+  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS seq_len,
+  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'pass') AS pass,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'time/median_ms' AND m.step = -1) AS median_ms,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'time/cv' AND m.step = -1) AS cv,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'memory/peak_tensor_mib' AND m.step = -1) AS peak_mib,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'flops/gflops' AND m.step = -1) AS gflops,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'density/element' AND m.step = -1) AS density,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'density/block' AND m.step = -1) AS block_density,
+  t.error
+FROM trials t JOIN sweeps s ON s.id = t.sweep_id;
+
+-- Every final metric with its trial's sweep and backend: the long format for pivots.
+CREATE VIEW IF NOT EXISTS final_metrics AS
+SELECT s.name AS sweep, t.id AS trial_id, t.name AS trial, t.backend, m.name AS metric, m.value
+FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.sweep_id
+WHERE m.step = -1;
+
+-- Per-step curves (loss, KL, blend weights ...).
+CREATE VIEW IF NOT EXISTS curves AS
+SELECT s.name AS sweep, t.id AS trial_id, t.name AS trial, t.backend, m.name AS metric, m.step, m.value
+FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.sweep_id
+WHERE m.step >= 0;
+-- Distillation: one row per (trial, evaluation length) with the side-by-side numbers.
+CREATE VIEW IF NOT EXISTS distill_summary AS
+WITH ev AS (
+  SELECT m.trial_id,
+    CAST(substr(m.name, 7, instr(substr(m.name, 7), '/') - 1) AS INTEGER) AS eval_len,
+    substr(m.name, 7 + instr(substr(m.name, 7), '/')) AS field, m.value
+  FROM metrics m WHERE m.name LIKE 'eval/T%/%' AND m.step = -1)
+SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
+  MAX(CASE WHEN ev.field = 'teacher_ppl' THEN ev.value END) AS teacher_ppl,
+  MAX(CASE WHEN ev.field = 'student_ppl' THEN ev.value END) AS student_ppl,
+  MAX(CASE WHEN ev.field = 'delta_ppl' THEN ev.value END) AS delta_ppl,
+  MAX(CASE WHEN ev.field = 'kl' THEN ev.value END) AS kl,
+  MAX(CASE WHEN ev.field = 'agreement' THEN ev.value END) AS agreement,
+  MAX(CASE WHEN ev.field = 'density' THEN ev.value END) AS density,
+  MAX(CASE WHEN ev.field = 'block_density' THEN ev.value END) AS block_density,
+  MAX(CASE WHEN ev.field = 'hard_student_ppl' THEN ev.value END) AS hard_student_ppl,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'train/ms_per_step' AND m.step = -1) AS ms_per_step,
+  MAX(CASE WHEN ev.field = 'peak_mib' THEN ev.value END) AS peak_mib,
+  MAX(CASE WHEN ev.field = 'tokens_per_s' THEN ev.value END) AS tokens_per_s,
+  t.name AS trial, t.error
+FROM trials t JOIN sweeps s ON s.id = t.sweep_id LEFT JOIN ev ON ev.trial_id = t.id
+GROUP BY t.id, ev.eval_len;
+)SQL";
+
+}  // namespace
+
+ResultStore::ResultStore(const std::string& path, bool read_only) {
+  const int flags = read_only ? SQLite::OPEN_READONLY : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  db_ = std::make_unique<SQLite::Database>(path, flags, /*busy_timeout_ms=*/10000);
+  if (read_only) return;
+  db_->exec("PRAGMA journal_mode=WAL");
+  db_->exec("PRAGMA foreign_keys=ON");
+  create_schema();
+}
+
+ResultStore::~ResultStore() = default;
+
+SQLite::Database& ResultStore::db() { return *db_; }
+
+void ResultStore::create_schema() {
+  SQLite::Transaction tx(*db_);
+  db_->exec(kSchema);
+  SQLite::Statement version(*db_, "SELECT version FROM schema_info");
+  if (version.executeStep()) {
+    const int found = version.getColumn(0).getInt();
+    if (found != kSchemaVersion)
+      throw std::runtime_error("database " + db_->getFilename() + " has schema version " + std::to_string(found) +
+                               ", this attnlab uses " + std::to_string(kSchemaVersion));
+  } else {
+    db_->exec("INSERT INTO schema_info(version) VALUES (" + std::to_string(kSchemaVersion) + ")");
+  }
+  tx.commit();
+}
+
+std::int64_t ResultStore::begin_run(const nlohmann::json& c, const std::string& command) {
+  SQLite::Statement insert(*db_, R"SQL(INSERT INTO runs (started_at, command, git_sha, git_dirty, attnlab_version,
+    torch_version, blas, threads, cpu, gpu, hostname, sgemm_gflops, context_json)
+    VALUES (:t, :cmd, :sha, :dirty, :ver, :torch, :blas, :threads, :cpu, :gpu, :host, :sgemm, :json))SQL");
+  insert.bind(":t", now_utc());
+  insert.bind(":cmd", command);
+  insert.bind(":sha", c.value("git_sha", ""));
+  insert.bind(":dirty", c.value("git_dirty", false) ? 1 : 0);
+  insert.bind(":ver", c.value("attnlab_version", ""));
+  insert.bind(":torch", c.value("torch_version", ""));
+  insert.bind(":blas", c.value("blas", ""));
+  insert.bind(":threads", c.value("threads", 0));
+  insert.bind(":cpu", c.value("cpu", ""));
+  insert.bind(":gpu", c.value("gpu", ""));
+  insert.bind(":host", c.value("hostname", ""));
+  if (c.contains("sgemm_gflops")) insert.bind(":sgemm", c["sgemm_gflops"].get<double>());
+  insert.bind(":json", c.dump());
+  insert.exec();
+  return db_->getLastInsertRowid();
+}
+
+void ResultStore::finish_run(std::int64_t run_id) {
+  SQLite::Statement update(*db_, "UPDATE runs SET finished_at = ? WHERE id = ?");
+  update.bind(1, now_utc());
+  update.bind(2, static_cast<long long>(run_id));
+  update.exec();
+}
+
+std::int64_t ResultStore::upsert_sweep(const std::string& name, const std::string& kind, const std::string& path,
+                                       const std::string& source) {
+  SQLite::Statement upsert(*db_, R"SQL(INSERT INTO sweeps (name, kind, path, source, created_at, updated_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+    ON CONFLICT(name) DO UPDATE SET kind = ?2, path = ?3, source = ?4, updated_at = ?5)SQL");
+  upsert.bind(1, name);
+  upsert.bind(2, kind);
+  upsert.bind(3, path);
+  upsert.bind(4, source);
+  upsert.bind(5, now_utc());
+  upsert.exec();
+  SQLite::Statement id(*db_, "SELECT id FROM sweeps WHERE name = ?");
+  id.bind(1, name);
+  id.executeStep();
+  return id.getColumn(0).getInt64();
+}
+
+std::pair<std::int64_t, std::string> ResultStore::ensure_trial(std::int64_t sweep_id, const std::string& key,
+                                                               const std::string& name, const std::string& backend,
+                                                               int ordinal, const nlohmann::json& config) {
+  SQLite::Transaction tx(*db_);
+  SQLite::Statement find(*db_, "SELECT id, status FROM trials WHERE key = ?");
+  find.bind(1, key);
+  if (find.executeStep()) {
+    auto out = std::make_pair(find.getColumn(0).getInt64(), find.getColumn(1).getString());
+    SQLite::Statement order(*db_, "UPDATE trials SET ordinal = ?, name = ? WHERE id = ?");
+    order.bind(1, ordinal);
+    order.bind(2, name);
+    order.bind(3, static_cast<long long>(out.first));
+    order.exec();
+    tx.commit();
+    return out;
+  }
+  SQLite::Statement insert(*db_, R"SQL(INSERT INTO trials (sweep_id, key, name, backend, ordinal, config_json,
+    status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?))SQL");
+  insert.bind(1, static_cast<long long>(sweep_id));
+  insert.bind(2, key);
+  insert.bind(3, name);
+  insert.bind(4, backend);
+  insert.bind(5, ordinal);
+  insert.bind(6, config.dump());
+  insert.bind(7, now_utc());
+  insert.exec();
+  const std::int64_t id = db_->getLastInsertRowid();
+  // Flattened parameters for querying: grid axes by name, backend parameters as backend.<name>.
+  SQLite::Statement param(*db_, "INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)");
+  auto add = [&](const std::string& k, const nlohmann::json& v) {
+    param.bind(1, static_cast<long long>(id));
+    param.bind(2, k);
+    param.bind(3, v.is_string() ? v.get<std::string>() : v.dump());
+    param.exec();
+    param.reset();
+  };
+  if (config.contains("grid"))
+    for (const auto& [k, v] : config["grid"].items()) add(k, v);
+  if (config.contains("backend_params"))
+    for (const auto& [k, v] : config["backend_params"].items()) add("backend." + k, v);
+  tx.commit();
+  return {id, "pending"};
+}
+
+std::optional<std::string> ResultStore::trial_status(const std::string& key) {
+  SQLite::Statement find(*db_, "SELECT status FROM trials WHERE key = ?");
+  find.bind(1, key);
+  if (!find.executeStep()) return std::nullopt;
+  return find.getColumn(0).getString();
+}
+
+static void clear_results(SQLite::Database& db, std::int64_t trial_id) {
+  for (const char* table : {"metrics", "samples", "trial_info"}) {
+    SQLite::Statement clear(db, std::string("DELETE FROM ") + table + " WHERE trial_id = ?");
+    clear.bind(1, static_cast<long long>(trial_id));
+    clear.exec();
+  }
+}
+
+void ResultStore::start_trial(std::int64_t trial_id, std::int64_t run_id) {
+  SQLite::Transaction tx(*db_);
+  clear_results(*db_, trial_id);
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'running', run_id = ?, error = NULL,
+    started_at = ?, finished_at = NULL WHERE id = ?)SQL");
+  update.bind(1, static_cast<long long>(run_id));
+  update.bind(2, now_utc());
+  update.bind(3, static_cast<long long>(trial_id));
+  update.exec();
+  tx.commit();
+}
+
+static void write_record(SQLite::Database& db, std::int64_t trial_id, const TrialRecord& record) {
+  SQLite::Statement metric(db, "INSERT OR REPLACE INTO metrics (trial_id, name, step, value) VALUES (?, ?, ?, ?)");
+  for (const auto& m : record.metrics) {
+    metric.bind(1, static_cast<long long>(trial_id));
+    metric.bind(2, m.name);
+    metric.bind(3, static_cast<long long>(m.step));
+    metric.bind(4, m.value);
+    metric.exec();
+    metric.reset();
+  }
+  SQLite::Statement sample(db, "INSERT INTO samples (trial_id, prompt, who, mode, text) VALUES (?, ?, ?, ?, ?)");
+  for (const auto& s : record.samples) {
+    sample.bind(1, static_cast<long long>(trial_id));
+    sample.bind(2, s.prompt);
+    sample.bind(3, s.who);
+    sample.bind(4, s.mode);
+    sample.bind(5, s.text);
+    sample.exec();
+    sample.reset();
+  }
+  SQLite::Statement info(db, "INSERT OR REPLACE INTO trial_info (trial_id, key, value) VALUES (?, ?, ?)");
+  for (const auto& [k, v] : record.info) {
+    info.bind(1, static_cast<long long>(trial_id));
+    info.bind(2, k);
+    info.bind(3, v);
+    info.exec();
+    info.reset();
+  }
+}
+
+void ResultStore::finish_trial(std::int64_t trial_id, const TrialRecord& record) {
+  SQLite::Transaction tx(*db_);
+  clear_results(*db_, trial_id);
+  write_record(*db_, trial_id, record);
+  SQLite::Statement update(*db_, "UPDATE trials SET status = 'done', error = NULL, finished_at = ? WHERE id = ?");
+  update.bind(1, now_utc());
+  update.bind(2, static_cast<long long>(trial_id));
+  update.exec();
+  tx.commit();
+}
+
+void ResultStore::fail_trial(std::int64_t trial_id, const std::string& error, const TrialRecord& partial) {
+  SQLite::Transaction tx(*db_);
+  clear_results(*db_, trial_id);
+  write_record(*db_, trial_id, partial);
+  SQLite::Statement update(*db_, "UPDATE trials SET status = 'failed', error = ?, finished_at = ? WHERE id = ?");
+  update.bind(1, error);
+  update.bind(2, now_utc());
+  update.bind(3, static_cast<long long>(trial_id));
+  update.exec();
+  tx.commit();
+}
+
+ResultStore::Table ResultStore::query(const std::string& sql) {
+  SQLite::Statement statement(*db_, sql);
+  Table table;
+  for (int i = 0; i < statement.getColumnCount(); ++i) table.columns.push_back(statement.getColumnName(i));
+  while (statement.executeStep()) {
+    std::vector<std::optional<std::string>> row;
+    for (int i = 0; i < statement.getColumnCount(); ++i) {
+      const auto column = statement.getColumn(i);
+      if (column.isNull()) row.emplace_back(std::nullopt);
+      else row.emplace_back(column.getString());
+    }
+    table.rows.push_back(std::move(row));
+  }
+  return table;
+}
+
+}  // namespace attnlab

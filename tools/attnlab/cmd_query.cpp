@@ -1,0 +1,88 @@
+// attnlab query "SQL"       any read-only SQL against the results database
+// attnlab trials            the per-trial summary of a sweep (or of every sweep)
+#include "commands.hpp"
+#include "table.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+namespace attnlab::cli {
+
+std::string quote_sql(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+// The table `attnlab run` ends with and `attnlab trials` prints.
+std::string summary_sql(const std::string& sweep, const std::string& kind) {
+  const std::string where = sweep.empty() ? "" : " WHERE sweep = " + quote_sql(sweep);
+  if (kind == "distill")
+    return "SELECT * FROM distill_summary" + where + " ORDER BY trial_id";
+  return "SELECT sweep, backend, seq_len, pass, status, printf('%.3f', median_ms) AS median_ms, "
+         "printf('%.1f%%', 100 * cv) AS spread, printf('%.1f', peak_mib) AS peak_mib, "
+         "printf('%.2f', gflops) AS gflops, printf('%.3f', block_density) AS block_density, trial "
+         "FROM trial_summary" + where + " ORDER BY trial_id";
+}
+
+namespace {
+
+bool open_existing(const std::string& db, int& exit_code) {
+  if (std::filesystem::exists(db)) return true;
+  std::cerr << "attnlab: no database at " << db << " (run a sweep first, or pass --db)\n";
+  exit_code = 1;
+  return false;
+}
+
+struct QueryArgs {
+  std::string db = default_db_path(), format = "table", sql, sweep;
+};
+
+void setup(CLI::App& root, int& exit_code) {
+  auto args = std::make_shared<QueryArgs>();
+  auto* query = root.add_subcommand("query", "run read-only SQL on the results database");
+  query->add_option("sql", args->sql, "SQL, e.g. \"select * from trial_summary\"")->required();
+  query->add_option("--db", args->db, "results database")->capture_default_str();
+  query->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
+  query->callback([args, &exit_code] {
+    if (!open_existing(args->db, exit_code)) return;
+    try {
+      ResultStore store(args->db, /*read_only=*/true);
+      print_result(std::cout, store.query(args->sql), args->format);
+    } catch (const SQLite::Exception& e) {
+      std::cerr << "attnlab: query failed: " << e.what() << "\n";
+      exit_code = 2;
+    }
+  });
+
+  auto* trials = root.add_subcommand("trials", "per-trial summary: backend, seq_len, pass, median ms, peak MiB, GFLOP/s");
+  trials->add_option("--db", args->db, "results database")->capture_default_str();
+  trials->add_option("--sweep", args->sweep, "only this sweep");
+  trials->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
+  trials->callback([args, &exit_code] {
+    if (!open_existing(args->db, exit_code)) return;
+    ResultStore store(args->db, /*read_only=*/true);
+    std::string kind = "bench";
+    if (!args->sweep.empty()) {
+      auto found = store.query("SELECT kind FROM sweeps WHERE name = " + quote_sql(args->sweep));
+      if (found.rows.empty()) {
+        std::cerr << "attnlab: no sweep named '" << args->sweep << "' in " << args->db << "\n";
+        exit_code = 1;
+        return;
+      }
+      kind = found.rows[0][0].value_or("bench");
+    }
+    print_result(std::cout, store.query(summary_sql(args->sweep, kind)), args->format);
+  });
+}
+
+}  // namespace
+
+ATTNLAB_COMMAND(setup);
+
+}  // namespace attnlab::cli

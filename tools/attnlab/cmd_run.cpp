@@ -1,0 +1,78 @@
+// attnlab run SWEEP.toml [--db PATH] [--force] [--set section.key=value ...]
+// Validates the whole sweep before touching the database, runs what is not done yet, and
+// prints the sweep's results table.
+#include "commands.hpp"
+#include "table.hpp"
+
+#include "runtime/config.hpp"
+#include "runtime/runner.hpp"
+
+#include <attnlab/registry.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <memory>
+
+namespace attnlab::cli {
+
+std::string summary_sql(const std::string& sweep, const std::string& kind);
+
+namespace {
+
+struct RunArgs {
+  std::string sweep_path, db = default_db_path(), results_dir = "results";
+  bool force = false, dry_run = false, no_progress = false;
+  std::vector<std::string> overrides;
+};
+
+void setup(CLI::App& root, int& exit_code) {
+  auto args = std::make_shared<RunArgs>();
+  auto* cmd = root.add_subcommand("run", "run a TOML sweep; results go to SQLite");
+  cmd->add_option("sweep", args->sweep_path, "sweep file (experiments/*.toml)")->required();
+  cmd->add_option("--db", args->db, "results database")->capture_default_str();
+  cmd->add_option("--results-dir", args->results_dir, "folder for teachers and caches")->capture_default_str();
+  cmd->add_option("--set", args->overrides, "override a sweep value: section.key=value (TOML value)");
+  cmd->add_flag("--force", args->force, "rerun trials that are already done");
+  cmd->add_flag("--dry-run", args->dry_run, "validate and list the trials, run nothing");
+  cmd->add_flag("--no-progress", args->no_progress, "no live progress line");
+  cmd->callback([args, &exit_code] {
+    PluginRegistry registry;
+    registry.discover();
+    for (const auto& problem : registry.problems()) spdlog::warn("{}", problem);
+    SweepSpec sweep;
+    std::vector<TrialSpec> trials;
+    try {
+      sweep = load_sweep(args->sweep_path, registry, args->overrides);
+      trials = expand_trials(sweep, registry);
+    } catch (const std::exception& e) {
+      std::cerr << "attnlab: " << e.what() << "\n";
+      exit_code = 2;
+      return;
+    }
+    if (args->dry_run) {
+      for (const auto& t : trials) std::cout << t.key << "  " << t.name << "\n";
+      std::cout << trials.size() << " trials\n";
+      return;
+    }
+    RunOptions options;
+    options.db_path = args->db;
+    options.results_dir = args->results_dir;
+    options.force = args->force;
+    options.progress = !args->no_progress;
+    options.command = "attnlab run " + args->sweep_path;
+    for (const auto& o : args->overrides) options.command += " --set " + o;
+    const RunSummary summary = run_sweep(sweep, trials, registry, options);
+    spdlog::info("{} trials: {} ran, {} already done, {} failed", summary.total, summary.ran, summary.skipped,
+                 summary.failed);
+    ResultStore store(args->db, /*read_only=*/true);
+    print_table(std::cout, store.query(summary_sql(sweep.name, sweep.kind)));
+    if (summary.failed > 0) exit_code = 1;
+  });
+}
+
+}  // namespace
+
+ATTNLAB_COMMAND(setup);
+
+}  // namespace attnlab::cli
