@@ -23,7 +23,7 @@ ATTNLAB_API std::string to_string(const ParamValue& value);
 
 // One parameter of a backend. Int and Float are checked against [min, max] (inclusive);
 // String against `choices` when that list is not empty.
-struct ParamSpec {
+struct ATTNLAB_API ParamSpec {
   std::string name;
   ParamType type = ParamType::Float;
   ParamValue default_value = 0.0;
