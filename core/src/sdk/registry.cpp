@@ -7,6 +7,8 @@
 #include <boost/dll/shared_library.hpp>
 #include <boost/filesystem.hpp>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
@@ -57,7 +59,12 @@ const LoadedPlugin& PluginRegistry::load(const std::string& path) {
 
   auto library = std::make_shared<dll::shared_library>();
   library->load(path, dll::load_mode::rtld_now | dll::load_mode::rtld_local, ec);
-  if (ec) throw PluginError("plugin " + path + ": cannot be loaded as a shared library (" + ec.message() + ")");
+  if (ec) {
+    // Boost.DLL's error_code only says "bad file descriptor"; the loader's own reason (not an
+    // ELF file, a missing dependency, an undefined symbol) is still waiting in dlerror().
+    const char* why = ::dlerror();
+    throw PluginError("plugin " + path + ": cannot be loaded as a shared library (" + (why ? why : ec.message()) + ")");
+  }
 
   if (!library->has("attnlab_plugin_api"))
     throw PluginError("plugin " + path + ": not an attnlab plugin (no attnlab_plugin_api symbol; "
