@@ -1,0 +1,55 @@
+#pragma once
+// Distill trial: a student that is the teacher with every layer's attention swapped for the
+// trial's backend, trained to match the teacher, then evaluated side by side.
+//
+//   loss = alpha_ce * CE(student, next token)
+//        + alpha_kl * tau^2 * KL(softmax(teacher / tau) || softmax(student / tau))   (mean per token)
+//        + lambda * sum over layers of backend->regularizer()                        (undefined = 0)
+//
+// By default only backend parameters train (train = "backend"; the teacher's weights stay
+// frozen in the student); train = "all" trains the whole student. AdamW, warmup + cosine,
+// gradient clipping. A backend with nothing to train under train = "backend" (dense: the
+// control) skips the optimizer and is only evaluated.
+//
+// What lands in the sink (docs/RESULTS.md):
+//   train/{loss,ce,kl,reg,lr} and stat/L{layer}/{name} every log_every steps; train/ms_per_step;
+//   eval/T{T}/{teacher_ppl,student_ppl,delta_ppl,kl,agreement,tokens_per_s,peak_mib,density,
+//   block_density} and, where hard mode changes the output, eval/T{T}/{hard_student_ppl,hard_kl,
+//   hard_density,hard_block_density}; greedy and sampled generations of teacher and student per
+//   prompt; info: teacher identity, tokenizer, corpus.
+#include "model/specs.hpp"
+
+#include <attnlab/backend.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace attnlab {
+struct TrialSink;
+}
+
+namespace attnlab::model {
+
+// Builds one backend by plugin name (the runner's PluginRegistry::create).
+using BackendFactory = std::function<std::shared_ptr<AttentionBackend>(
+    const std::string& name, const BackendInit&, const std::map<std::string, ParamValue>& params)>;
+
+// Throws std::invalid_argument naming the [distill] key and its allowed range.
+void check_distill_spec(const DistillSpec& spec);
+
+struct LossParts {
+  torch::Tensor loss;  // differentiable total
+  double ce = 0, kl = 0, reg = 0;
+};
+
+// logits [B, T, V], targets [B, T], regularizer a scalar or undefined. kl is the plain KL (without tau^2).
+LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                       const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec);
+
+// results_dir holds teachers/ and cache/ (tokenized corpora).
+void run_distill(const DataSpec& data, const TeacherSpec& teacher, const DistillSpec& distill,
+                 const BackendFactory& backends, const std::string& results_dir, TrialSink& sink);
+
+}  // namespace attnlab::model

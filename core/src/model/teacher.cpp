@@ -1,0 +1,162 @@
+// Teacher: load a checkpoint, or train a small dense GPT-2 once and cache it (see teacher.hpp).
+#include "model/teacher.hpp"
+
+#include "model/schedule.hpp"
+#include "model/safetensors.hpp"
+#include "model/sha256.hpp"
+#include "runtime/sink.hpp"
+
+#include <ATen/ATen.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace attnlab::model {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kRecipeVersion = 1;  // bump when training below changes, so old caches are not reused
+
+GPT2Config trained_config(const TeacherSpec& spec, std::int64_t vocab_size) {
+  GPT2Config c;
+  c.vocab_size = vocab_size;
+  c.n_positions = spec.block_size;
+  c.n_embd = spec.n_embd;
+  c.n_layer = spec.n_layer;
+  c.n_head = spec.n_head;
+  return c;
+}
+
+nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
+  return {{"recipe_version", kRecipeVersion},
+          {"model", trained_config(spec, context.vocab_size).to_json()},
+          {"corpus", context.corpus},
+          {"tokenizer", context.tokenizer_fingerprint},
+          {"steps", spec.steps},
+          {"batch", spec.batch},
+          {"seq_len", spec.seq_len},
+          {"lr", spec.lr},
+          {"seed", spec.seed}};
+}
+
+void check_spec(const TeacherSpec& s) {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("[teacher] " + what);
+  };
+  require(s.steps >= 1, "steps = " + std::to_string(s.steps) + " must be >= 1");
+  require(s.batch >= 1, "batch = " + std::to_string(s.batch) + " must be >= 1");
+  require(s.seq_len >= 1 && s.seq_len <= s.block_size,
+          "seq_len = " + std::to_string(s.seq_len) + " must be in [1, block_size = " + std::to_string(s.block_size) + "]");
+  require(s.lr > 0, "lr must be > 0");
+}
+
+// Next-token training of a dense model; AdamW with decay on matrices only, warmup + cosine.
+double train(GPT2& model, const TeacherSpec& spec, const TeacherContext& context) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& p : model.parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(spec.lr).betas({0.9, 0.95}).weight_decay(0.1)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(spec.lr).betas({0.9, 0.95}).weight_decay(0.0)));
+  torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(spec.lr));
+
+  model.train();
+  double loss_value = 0.0;
+  const std::int64_t log_every = std::max<std::int64_t>(1, spec.steps / 20);
+  for (std::int64_t step = 0; step < spec.steps; ++step) {
+    const double lr = warmup_cosine_lr(spec.lr, step, spec.steps, 0.05);
+    for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+    auto batch = context.train_batches(spec.batch, spec.seq_len);  // [B, T + 1]
+    auto x = batch.narrow(1, 0, spec.seq_len), y = batch.narrow(1, 1, spec.seq_len);
+    auto logits = model.forward(x);
+    auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y.reshape(-1));
+    optimizer.zero_grad();
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(model.parameters(), 1.0);
+    optimizer.step();
+    loss_value = loss.item<double>();
+    if (context.sink) {
+      context.sink->progress(step + 1, spec.steps, "training teacher");
+      if (step % log_every == 0 || step + 1 == spec.steps) context.sink->metric("teacher/train_loss", loss_value, step);
+    }
+  }
+  model.eval();
+  return loss_value;
+}
+
+void freeze(GPT2& model) {
+  model.eval();
+  for (auto& p : model.parameters()) p.set_requires_grad(false);
+}
+
+}  // namespace
+
+std::string teacher_cache_dir(const TeacherSpec& spec, const TeacherContext& context) {
+  const auto key = sha256_hex(recipe(spec, context).dump()).substr(0, 16);
+  return (fs::path(context.results_dir) / "teachers" / key).string();
+}
+
+Teacher obtain_teacher(const TeacherSpec& spec, const TeacherContext& context) {
+  Teacher teacher;
+  teacher.identity.tokenizer = context.tokenizer_fingerprint;
+
+  if (!spec.checkpoint.empty()) {
+    // A real GPT-2 speaks GPT-2's BPE; any other tokenizer would feed it meaningless ids.
+    if (fs::is_directory(spec.checkpoint) && context.tokenizer_name != "gpt2")
+      throw std::invalid_argument("[teacher] checkpoint " + spec.checkpoint +
+                                  " is a Hugging Face GPT-2: set [data] tokenizer = \"gpt2\" (got \"" +
+                                  context.tokenizer_name + "\")");
+    teacher.model = load_any(spec.checkpoint, context.dense);
+    if (!fs::is_directory(spec.checkpoint)) {
+      const auto meta = safetensors::read_header(spec.checkpoint).metadata;
+      auto it = meta.find("attnlab.tokenizer");
+      if (it != meta.end() && it->second != context.tokenizer_fingerprint)
+        throw std::invalid_argument("[teacher] checkpoint " + spec.checkpoint + " was trained with tokenizer " +
+                                    it->second + ", this trial uses " + context.tokenizer_fingerprint);
+    }
+    if (context.vocab_size > teacher.model->config().vocab_size)
+      throw std::invalid_argument("[teacher] tokenizer has " + std::to_string(context.vocab_size) +
+                                  " ids but the checkpoint's vocab_size is " +
+                                  std::to_string(teacher.model->config().vocab_size));
+    teacher.identity.path = fs::absolute(weights_file(spec.checkpoint)).string();
+    teacher.identity.config_json = teacher.model->config().to_json().dump();
+  } else {
+    check_spec(spec);
+    const fs::path dir = teacher_cache_dir(spec, context);
+    const auto weights = dir / "model.safetensors", config = dir / "config.json";
+    nlohmann::json described = recipe(spec, context);
+    if (fs::exists(weights) && fs::exists(config)) {
+      teacher.model = load_checkpoint(weights.string(), context.dense);
+      std::ifstream in(config);
+      described = nlohmann::json::parse(in);
+      if (context.sink) context.sink->info("teacher.source", "cache hit: " + dir.string());
+    } else {
+      if (!context.train_batches) throw std::logic_error("obtain_teacher: training needs train_batches");
+      auto model = std::make_shared<GPT2>(trained_config(spec, context.vocab_size), context.dense, spec.seed);
+      const auto start = std::chrono::steady_clock::now();
+      const double final_loss = train(*model, spec, context);
+      described["final_train_loss"] = final_loss;
+      described["train_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fs::create_directories(dir);
+      save_checkpoint(*model, weights.string(), {{"attnlab.tokenizer", context.tokenizer_fingerprint}});
+      const auto tmp = config.string() + ".tmp";
+      std::ofstream(tmp) << described.dump(2) << "\n";
+      fs::rename(tmp, config);
+      teacher.model = model;
+      if (context.sink) context.sink->info("teacher.source", "trained and cached: " + dir.string());
+    }
+    teacher.identity.path = fs::absolute(weights).string();
+    teacher.identity.config_json = described.dump();
+  }
+  teacher.identity.sha256 = sha256_file(teacher.identity.path);
+  freeze(*teacher.model);
+  return teacher;
+}
+
+}  // namespace attnlab::model
