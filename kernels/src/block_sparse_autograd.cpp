@@ -1,0 +1,80 @@
+// block_sparse_attention: the autograd function backends call for execution = "block_sparse".
+//
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D], layouts (1 or B*H)  ->  out [B, H, T, D]
+//   forward  = block_sparse_forward   (saves q, k, v, out, lse — O(B·H·T·D), never T x S)
+//   backward = block_sparse_backward  (dq, dk, dv; no gradient for layouts or scale)
+// The layouts ride along in the autograd context as their tensors (saved_data holds only
+// IValues), rebuilt into BlockLayouts for the backward pass.
+#include <attnlab/kernels/attention.hpp>
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <vector>
+
+namespace attnlab::kernels {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void save_layouts(AutogradContext* ctx, const LayoutSet& layouts) {
+  std::vector<at::Tensor> tensors;
+  std::vector<std::int64_t> dims;
+  for (const auto& layout : layouts) {
+    tensors.insert(tensors.end(), {layout->row_ptr, layout->col_idx, layout->tile_mask,
+                                   layout->masks.defined() ? layout->masks : at::Tensor()});
+    dims.insert(dims.end(), {layout->T, layout->S, layout->tile});
+  }
+  ctx->saved_data["layout_tensors"] = tensors;
+  ctx->saved_data["layout_dims"] = dims;
+}
+
+LayoutSet load_layouts(AutogradContext* ctx) {
+  const std::vector<at::Tensor> tensors = ctx->saved_data["layout_tensors"].toTensorVector();
+  const std::vector<std::int64_t> dims = ctx->saved_data["layout_dims"].toIntVector();
+  LayoutSet layouts;
+  for (std::size_t i = 0; i * 3 < dims.size(); ++i) {
+    auto layout = std::make_shared<BlockLayout>();
+    layout->T = dims[3 * i];
+    layout->S = dims[3 * i + 1];
+    layout->tile = dims[3 * i + 2];
+    layout->row_ptr = tensors[4 * i];
+    layout->col_idx = tensors[4 * i + 1];
+    layout->tile_mask = tensors[4 * i + 2];
+    layout->masks = tensors[4 * i + 3];
+    layouts.push_back(std::move(layout));
+  }
+  return layouts;
+}
+
+struct BlockSparseAttentionFunction
+    : public torch::autograd::Function<BlockSparseAttentionFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, const LayoutSet& layouts, double scale) {
+    auto [out, lse] = block_sparse_forward(q, k, v, layouts, scale);
+    ctx->save_for_backward({q, k, v, out, lse});
+    save_layouts(ctx, layouts);
+    ctx->saved_data["scale"] = scale;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    at::Tensor dout = grad_outputs[0];
+    if (!dout.defined()) dout = at::zeros_like(saved[3]);
+    auto [dq, dk, dv] = block_sparse_backward(dout, saved[0], saved[1], saved[2], saved[3],
+                                              saved[4], load_layouts(ctx),
+                                              ctx->saved_data["scale"].toDouble());
+    return {dq, dk, dv, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor block_sparse_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  LayoutSet layouts, double scale) {
+  return BlockSparseAttentionFunction::apply(q, k, v, layouts, scale);
+}
+
+}  // namespace attnlab::kernels

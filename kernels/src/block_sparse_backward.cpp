@@ -1,0 +1,203 @@
+// Block-sparse flash-style attention, CPU backward (FlashAttention-2 style).
+//
+//   inputs: dout, q, out [B, H, T, D]; k, v [B, H, S, D]; lse [B, H, T]; layout(s)
+//   D_t  = sum_d dout[t,d] out[t,d]                                       [B, H, T]
+//   P    = exp(scale·Q K^T - lse)      recomputed tile by tile, 0 off the layout / mask
+//   dV   = P^T dO,   dP = dO V^T,   dS = P o (dP - D),
+//   dK   = scale · dS^T Q,   dQ = scale · dS K                  -> (dq, dk, dv), shapes of q, k, v
+//
+// Work items are (b·h, key tile): each owns its dK/dV rows, so those need no locking. dQ rows
+// are shared between key tiles, so every thread chunk accumulates dQ into its own buffer and
+// the buffers are summed at the end (one pass, 5 GEMMs per tile, instead of a second
+// query-tile pass that would recompute S and dP: 7 GEMMs per tile). Scores are handled
+// transposed (keys x queries) so that all five products are plain row-major GEMMs.
+// Query tiles of a key tile are visited in runs of consecutive tiles (up to kChunkRows rows)
+// so the GEMMs are taller. fp32 and fp64 natively; other dtypes run in fp32.
+//
+// Versions and measured results: see block_sparse_forward.cpp's header table.
+#include <attnlab/kernels/attention.hpp>
+
+#include "block_sparse_cuda.hpp"
+#include "block_sparse_plan.hpp"
+#include "cpu_gemm.hpp"
+#include "cpu_row_math.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace attnlab::kernels {
+
+namespace {
+
+constexpr std::int64_t kChunkRows = 256;
+
+template <typename scalar_t>
+struct BackwardPointers {
+  const scalar_t *q, *q_t, *k, *k_t, *v, *dout, *dout_t, *lse_safe, *delta;
+  scalar_t *dk, *dv;
+  std::int64_t T, S, D;
+  scalar_t scale;
+};
+
+template <typename scalar_t>
+struct BackwardScratch {
+  std::vector<scalar_t> p_t, dp_t, dk_acc, dv_acc;
+  BackwardScratch(std::int64_t max_rows, std::int64_t tile, std::int64_t D)
+      : p_t(max_rows * tile), dp_t(max_rows * tile), dk_acc(tile * D), dv_acc(tile * D) {}
+};
+
+// One key tile `kt` of one (b, h): dk, dv rows of that tile, and its dq contributions added
+// into `dq_t` (this chunk's private, transposed [D, T] buffer for that (b, h)).
+// Everything is computed in the transposed score space (keys x queries), so each product is
+// a plain row-major GEMM on operands transposed once per call (Q^T, K^T, dO^T):
+//   S^T = K_j Q^T,  P^T = exp(S^T - lse),  dV_j += P^T dO,  dP^T = V_j dO^T,
+//   dS^T = P^T o (dP^T - D),  dK_j += scale dS^T Q,  dQ^T += scale K_j^T dS^T.
+template <typename scalar_t>
+void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
+                       const BackwardPointers<scalar_t>& x, scalar_t* dq_t,
+                       BackwardScratch<scalar_t>& scratch) {
+  constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
+  const std::int64_t tile = L.tile, D = x.D, T = x.T, c0 = kt * tile;
+  const std::int64_t cols = std::min(tile, x.S - c0);
+  const scalar_t* k_tile = x.k + c0 * D;
+  const scalar_t* v_tile = x.v + c0 * D;
+  std::fill(scratch.dk_acc.begin(), scratch.dk_acc.begin() + cols * D, scalar_t(0));
+  std::fill(scratch.dv_acc.begin(), scratch.dv_acc.begin() + cols * D, scalar_t(0));
+
+  const std::int64_t e_end = L.t_col_ptr[kt + 1];
+  const std::int64_t max_run = std::max(kChunkRows, tile);
+  for (std::int64_t e0 = L.t_col_ptr[kt]; e0 < e_end;) {
+    std::int64_t e1 = e0 + 1;
+    while (e1 < e_end && L.t_row_idx[e1] == L.t_row_idx[e1 - 1] + 1 &&
+           (e1 - e0 + 1) * tile <= max_run)
+      ++e1;
+    const std::int64_t r0 = L.t_row_idx[e0] * tile;
+    const std::int64_t m = std::min(T, (L.t_row_idx[e1 - 1] + 1) * tile) - r0;
+    scalar_t* p_t = scratch.p_t.data();    // [cols, m]
+    scalar_t* dp_t = scratch.dp_t.data();  // [cols, m]
+
+    // P^T = exp(scale K_j Q^T - lse), masked on partial tiles.
+    cpu::gemm_nn(cols, m, D, x.scale, k_tile, D, x.q_t + r0, T, scalar_t(0), p_t, m);
+    for (std::int64_t e = e0; e < e1; ++e) {
+      if (L.t_tile_mask[e] < 0) continue;
+      const bool* mask = L.mask_of(L.t_tile_mask[e]);
+      const std::int64_t rr0 = L.t_row_idx[e] * tile - r0, rows = std::min(tile, m - rr0);
+      for (std::int64_t c = 0; c < cols; ++c)
+        for (std::int64_t r = 0; r < rows; ++r)
+          if (!mask[r * tile + c]) p_t[c * m + rr0 + r] = neg_inf;
+    }
+    for (std::int64_t c = 0; c < cols; ++c) cpu::exp_shift_each(p_t + c * m, x.lse_safe + r0, m);
+    // dV_j += P^T dO;  dP^T = V_j dO^T;  dS^T = P^T o (dP^T - D)  (in place of P^T).
+    cpu::gemm_nn(cols, D, m, scalar_t(1), p_t, m, x.dout + r0 * D, D, scalar_t(1),
+                 scratch.dv_acc.data(), D);
+    cpu::gemm_nn(cols, m, D, scalar_t(1), v_tile, D, x.dout_t + r0, T, scalar_t(0), dp_t, m);
+    for (std::int64_t c = 0; c < cols; ++c)
+      cpu::softmax_grad_each(p_t + c * m, dp_t + c * m, x.delta + r0, m);
+    // dK_j += scale dS^T Q;  dQ^T += scale K_j^T dS^T.
+    cpu::gemm_nn(cols, D, m, x.scale, p_t, m, x.q + r0 * D, D, scalar_t(1),
+                 scratch.dk_acc.data(), D);
+    cpu::gemm_nn(D, m, cols, x.scale, x.k_t + c0, x.S, p_t, m, scalar_t(1), dq_t + r0, T);
+    e0 = e1;
+  }
+  std::copy(scratch.dk_acc.begin(), scratch.dk_acc.begin() + cols * D, x.dk + c0 * D);
+  std::copy(scratch.dv_acc.begin(), scratch.dv_acc.begin() + cols * D, x.dv + c0 * D);
+}
+
+template <typename scalar_t>
+at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                        const at::Tensor& v, const at::Tensor& lse, const at::Tensor& delta,
+                        const std::vector<cpu::LayoutView>& views, double scale, at::Tensor& dk,
+                        at::Tensor& dv) {
+  const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
+  auto view_of = [&](std::int64_t bh) -> const cpu::LayoutView& {
+    return views.size() == 1 ? views[0] : views[bh];
+  };
+  std::vector<std::int64_t> item_bh, item_kt, costs;
+  for (std::int64_t bh = 0; bh < BH; ++bh) {
+    const auto& L = view_of(bh);
+    for (std::int64_t kt = 0; kt < L.n_k_tiles; ++kt) {
+      item_bh.push_back(bh);
+      item_kt.push_back(kt);
+      costs.push_back(L.t_col_ptr[kt + 1] - L.t_col_ptr[kt]);
+    }
+  }
+  const std::int64_t n_chunks = std::max<std::int64_t>(1, at::get_num_threads());
+  const std::vector<std::int64_t> bounds = cpu::split_by_cost(costs, n_chunks);
+  std::int64_t max_tile = 0;
+  for (const auto& L : views) max_tile = std::max(max_tile, L.tile);
+
+  // Operands transposed once per call (O(T·D) each), so every tile product is row-major.
+  at::Tensor q_t = q.transpose(-2, -1).contiguous(), k_t = k.transpose(-2, -1).contiguous(),
+             dout_t = dout.transpose(-2, -1).contiguous();
+  // Rows without any allowed key have lse = -inf; +inf makes their P exactly 0.
+  at::Tensor lse_safe = at::where(at::isinf(lse), at::full({}, INFINITY, lse.options()), lse)
+                            .contiguous();
+  // dq_parts[chunk] ([BH, D, T], transposed) is private to that chunk.
+  at::Tensor dq_parts = at::zeros({n_chunks, BH, D, T}, q.options());
+  BackwardPointers<scalar_t> x{q.data_ptr<scalar_t>(),    q_t.data_ptr<scalar_t>(),
+                               k.data_ptr<scalar_t>(),    k_t.data_ptr<scalar_t>(),
+                               v.data_ptr<scalar_t>(),    dout.data_ptr<scalar_t>(),
+                               dout_t.data_ptr<scalar_t>(), lse_safe.data_ptr<scalar_t>(),
+                               delta.data_ptr<scalar_t>(), dk.data_ptr<scalar_t>(),
+                               dv.data_ptr<scalar_t>(),   T, S, D, static_cast<scalar_t>(scale)};
+  scalar_t* dq_base = dq_parts.data_ptr<scalar_t>();
+
+  at::parallel_for(0, n_chunks, 1, [&](std::int64_t chunk_begin, std::int64_t chunk_end) {
+    BackwardScratch<scalar_t> scratch(max_tile * (std::max(kChunkRows, max_tile) / max_tile + 1),
+                                      max_tile, D);
+    for (std::int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+      for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
+        const std::int64_t bh = item_bh[item];
+        BackwardPointers<scalar_t> xb = x;
+        xb.q += bh * T * D;
+        xb.q_t += bh * T * D;
+        xb.dout += bh * T * D;
+        xb.dout_t += bh * T * D;
+        xb.lse_safe += bh * T;
+        xb.delta += bh * T;
+        xb.k += bh * S * D;
+        xb.k_t += bh * S * D;
+        xb.v += bh * S * D;
+        xb.dk += bh * S * D;
+        xb.dv += bh * S * D;
+        backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb,
+                                    dq_base + (chunk * BH + bh) * D * T, scratch);
+      }
+    }
+  });
+  at::Tensor dq_t = n_chunks == 1 ? dq_parts[0] : dq_parts.sum(0);
+  return dq_t.transpose(-2, -1);  // [BH, T, D]
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale) {
+#ifdef ATTNLAB_WITH_CUDA
+  if (q.is_cuda()) return cuda::block_sparse_backward_cuda(dout, q, k, v, out, lse, layouts, scale);
+#endif
+  TORCH_CHECK(q.device().is_cpu(), "block_sparse_backward: tensors must be on the CPU (this build "
+                                   "has no CUDA kernels)");
+  const auto views = cpu::check_inputs("block_sparse_backward", q, k, v, layouts, true);
+  TORCH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(),
+              "block_sparse_backward: dout and out must have q's shape ", q.sizes());
+  TORCH_CHECK(lse.dim() == 3 && lse.size(0) == q.size(0) && lse.size(1) == q.size(1) &&
+                  lse.size(2) == q.size(2),
+              "block_sparse_backward: lse must be [B, H, T]");
+  const at::ScalarType compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto prep = [&](const at::Tensor& t) { return t.to(compute).contiguous(); };
+  at::Tensor qc = prep(q), kc = prep(k), vc = prep(v), doc = prep(dout), lsec = prep(lse);
+  at::Tensor delta = (doc * prep(out)).sum(-1).contiguous();
+  at::Tensor dk = at::empty(kc.sizes(), kc.options()), dv = at::empty(vc.sizes(), vc.options());
+  at::Tensor dq = compute == at::kDouble
+                      ? backward_cpu<double>(doc, qc, kc, vc, lsec, delta, views, scale, dk, dv)
+                      : backward_cpu<float>(doc, qc, kc, vc, lsec, delta, views, scale, dk, dv);
+  return {dq.reshape(q.sizes()).to(q.scalar_type()), dk.to(k.scalar_type()), dv.to(v.scalar_type())};
+}
+
+}  // namespace attnlab::kernels

@@ -1,0 +1,172 @@
+// Block-sparse flash-style attention, CPU forward.
+//
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D], layout(s) of non-empty tiles
+//   out[t] = sum_s softmax_s(q[t]·k[s] * scale over allowed s) v[s]      [B, H, T, D]
+//   lse[t] = log sum_s exp(q[t]·k[s] * scale)  over allowed s           [B, H, T]
+//   Empty rows: out = 0, lse = -inf.
+//
+// Per (b·h, query tile) work item, never materializing T x S: walk the tile row of the CSR
+// layout in runs of consecutive key tiles (up to kChunkKeys keys), S_chunk = scale·Q_i K^T
+// (K^T transposed once per call), element mask only on partial tiles, online softmax
+// (running max m, sum l, rescaled accumulator O), O += P V; finally out = O / l,
+// lse = m + log l. Tile products: cpu_gemm.hpp's AVX2 kernel; exp: cpu_row_math.hpp.
+// Work items are split into one cost-balanced contiguous chunk per thread (at::parallel_for).
+// fp32 and fp64 natively; other floating dtypes run in fp32 and are cast back.
+//
+// Versions and measured results: see the table at the end of this comment block (filled
+// from measurements, /tmp/kernel_bench.cpp, causal-full B=1 H=8 T=4096 D=64, 2 threads).
+#include <attnlab/kernels/attention.hpp>
+
+#include "block_sparse_cuda.hpp"
+#include "block_sparse_plan.hpp"
+#include "cpu_gemm.hpp"
+#include "cpu_row_math.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace attnlab::kernels {
+
+namespace {
+
+constexpr std::int64_t kChunkKeys = 256;
+
+template <typename scalar_t>
+void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_t* q,
+                        const scalar_t* k_t, const scalar_t* v, scalar_t* out, scalar_t* lse,
+                        std::int64_t D, scalar_t scale, std::vector<scalar_t>& scores,
+                        std::vector<scalar_t>& acc, std::vector<scalar_t>& row_m,
+                        std::vector<scalar_t>& row_l) {
+  constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
+  const std::int64_t tile = L.tile, r0 = qt * tile, rows = std::min(tile, L.T - r0);
+  const scalar_t* q_tile = q + r0 * D;
+  std::fill(acc.begin(), acc.begin() + rows * D, scalar_t(0));
+  std::fill(row_m.begin(), row_m.begin() + rows, neg_inf);
+  std::fill(row_l.begin(), row_l.begin() + rows, scalar_t(0));
+
+  const std::int64_t e_end = L.row_ptr[qt + 1];
+  for (std::int64_t e0 = L.row_ptr[qt]; e0 < e_end;) {
+    // A run of consecutive key tiles: one wide GEMM instead of several narrow ones.
+    std::int64_t e1 = e0 + 1;
+    while (e1 < e_end && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 &&
+           (e1 - e0 + 1) * tile <= std::max(kChunkKeys, tile))
+      ++e1;
+    const std::int64_t s0 = L.col_idx[e0] * tile;
+    const std::int64_t n = std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0;
+    scalar_t* s = scores.data();
+    cpu::gemm_nn(rows, n, D, scale, q_tile, D, k_t + s0, L.S, scalar_t(0), s, n);
+    for (std::int64_t e = e0; e < e1; ++e) {
+      if (L.tile_mask[e] < 0) continue;
+      const bool* mask = L.mask_of(L.tile_mask[e]);
+      const std::int64_t c0 = L.col_idx[e] * tile - s0, cols = std::min(tile, n - c0);
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < cols; ++c)
+          if (!mask[r * tile + c]) s[r * n + c0 + c] = neg_inf;
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+      scalar_t* s_row = s + r * n;
+      const scalar_t m_new = std::max(row_m[r], cpu::row_max(s_row, n));
+      if (m_new == neg_inf) {  // nothing allowed in this row yet
+        std::fill(s_row, s_row + n, scalar_t(0));
+        continue;
+      }
+      const scalar_t row_sum = cpu::exp_shift_sum(s_row, n, m_new);
+      if (m_new != row_m[r]) {
+        const scalar_t alpha = std::exp(row_m[r] - m_new);  // 0 when row_m was -inf
+        scalar_t* acc_row = acc.data() + r * D;
+        for (std::int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
+        row_l[r] *= alpha;
+        row_m[r] = m_new;
+      }
+      row_l[r] += row_sum;
+    }
+    cpu::gemm_nn(rows, D, n, scalar_t(1), s, n, v + s0 * D, D, scalar_t(1), acc.data(), D);
+    e0 = e1;
+  }
+
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const scalar_t l = row_l[r];
+    const scalar_t inv = l > 0 ? scalar_t(1) / l : scalar_t(0);
+    scalar_t* out_row = out + (r0 + r) * D;
+    const scalar_t* acc_row = acc.data() + r * D;
+    for (std::int64_t d = 0; d < D; ++d) out_row[d] = acc_row[d] * inv;
+    lse[r0 + r] = l > 0 ? row_m[r] + std::log(l) : neg_inf;
+  }
+}
+
+template <typename scalar_t>
+void forward_cpu(const at::Tensor& q, const at::Tensor& k_t, const at::Tensor& v,
+                 const std::vector<cpu::LayoutView>& views, double scale, at::Tensor& out,
+                 at::Tensor& lse) {
+  const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = v.size(2), D = q.size(3);
+  const scalar_t* q_ptr = q.data_ptr<scalar_t>();
+  const scalar_t* k_ptr = k_t.data_ptr<scalar_t>();
+  const scalar_t* v_ptr = v.data_ptr<scalar_t>();
+  scalar_t* out_ptr = out.data_ptr<scalar_t>();
+  scalar_t* lse_ptr = lse.data_ptr<scalar_t>();
+  auto view_of = [&](std::int64_t bh) -> const cpu::LayoutView& {
+    return views.size() == 1 ? views[0] : views[bh];
+  };
+
+  // Work items (bh, query tile) in row-major order, costed by their number of tiles.
+  std::vector<std::int64_t> item_bh, item_qt, costs;
+  for (std::int64_t bh = 0; bh < BH; ++bh) {
+    const auto& L = view_of(bh);
+    for (std::int64_t qt = 0; qt < L.n_q_tiles; ++qt) {
+      item_bh.push_back(bh);
+      item_qt.push_back(qt);
+      costs.push_back(L.row_ptr[qt + 1] - L.row_ptr[qt]);
+    }
+  }
+  const std::int64_t n_chunks = std::max<std::int64_t>(1, at::get_num_threads());
+  const std::vector<std::int64_t> bounds = cpu::split_by_cost(costs, n_chunks);
+  const std::int64_t max_tile = std::max_element(views.begin(), views.end(), [](auto& a, auto& b) {
+                                  return a.tile < b.tile;
+                                })->tile;
+
+  at::parallel_for(0, n_chunks, 1, [&](std::int64_t chunk_begin, std::int64_t chunk_end) {
+    std::vector<scalar_t> scores(max_tile * std::max(kChunkKeys, max_tile)), acc(max_tile * D),
+        row_m(max_tile), row_l(max_tile);
+    for (std::int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+      for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
+        const std::int64_t bh = item_bh[item];
+        forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D,
+                                     k_ptr + bh * S * D, v_ptr + bh * S * D, out_ptr + bh * T * D,
+                                     lse_ptr + bh * T, D, static_cast<scalar_t>(scale), scores,
+                                     acc, row_m, row_l);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> block_sparse_forward(const at::Tensor& q, const at::Tensor& k,
+                                                        const at::Tensor& v,
+                                                        const LayoutSet& layouts, double scale) {
+#ifdef ATTNLAB_WITH_CUDA
+  if (q.is_cuda()) return cuda::block_sparse_forward_cuda(q, k, v, layouts, scale);
+#endif
+  TORCH_CHECK(q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu(),
+              "block_sparse_forward: q, k, v must be on the CPU (this build has no CUDA kernels)");
+  TORCH_CHECK(at::isFloatingType(q.scalar_type()), "block_sparse_forward: q must be floating");
+  const auto views = cpu::check_inputs("block_sparse_forward", q, k, v, layouts, false);
+  const at::ScalarType compute =
+      q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  // K^T [B, H, D, S] once per call: every score tile is then a plain row-major product.
+  at::Tensor qc = q.to(compute).contiguous(), kc_t = k.to(compute).transpose(-2, -1).contiguous(),
+             vc = v.to(compute).contiguous();
+  at::Tensor out = at::empty(qc.sizes(), qc.options());
+  at::Tensor lse = at::empty({q.size(0), q.size(1), q.size(2)}, qc.options());
+  if (compute == at::kDouble)
+    forward_cpu<double>(qc, kc_t, vc, views, scale, out, lse);
+  else
+    forward_cpu<float>(qc, kc_t, vc, views, scale, out, lse);
+  return {out.to(q.scalar_type()), lse};
+}
+
+}  // namespace attnlab::kernels

@@ -1,0 +1,118 @@
+// Shared plumbing of the CPU block-sparse kernels; see block_sparse_plan.hpp.
+#include "block_sparse_plan.hpp"
+
+#include <algorithm>
+
+namespace attnlab::kernels::cpu {
+
+LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
+  LayoutView view;
+  view.T = layout.T;
+  view.S = layout.S;
+  view.tile = layout.tile;
+  view.n_q_tiles = layout.n_q_tiles();
+  view.n_k_tiles = layout.n_k_tiles();
+  view.row_ptr = layout.row_ptr.data_ptr<std::int64_t>();
+  view.col_idx = layout.nnz() ? layout.col_idx.data_ptr<std::int64_t>() : nullptr;
+  view.tile_mask = layout.nnz() ? layout.tile_mask.data_ptr<std::int64_t>() : nullptr;
+  view.masks = layout.masks.defined() && layout.masks.numel() ? layout.masks.data_ptr<bool>()
+                                                               : nullptr;
+  if (with_transpose) {
+    const std::int64_t nnz = layout.nnz();
+    view.t_col_ptr.assign(view.n_k_tiles + 1, 0);
+    for (std::int64_t e = 0; e < nnz; ++e) ++view.t_col_ptr[view.col_idx[e] + 1];
+    for (std::int64_t j = 0; j < view.n_k_tiles; ++j) view.t_col_ptr[j + 1] += view.t_col_ptr[j];
+    view.t_row_idx.resize(nnz);
+    view.t_tile_mask.resize(nnz);
+    std::vector<std::int64_t> fill(view.t_col_ptr.begin(), view.t_col_ptr.end() - 1);
+    for (std::int64_t i = 0; i < view.n_q_tiles; ++i) {
+      for (std::int64_t e = view.row_ptr[i]; e < view.row_ptr[i + 1]; ++e) {
+        const std::int64_t slot = fill[view.col_idx[e]]++;
+        view.t_row_idx[slot] = i;
+        view.t_tile_mask[slot] = view.tile_mask[e];
+      }
+    }
+  }
+  return view;
+}
+
+namespace {
+void check_layout(const char* who, const BlockLayout& layout, std::int64_t T, std::int64_t S) {
+  TORCH_CHECK(layout.T == T && layout.S == S, who, ": layout is for T=", layout.T, ", S=",
+              layout.S, " but q has T=", T, " and k has S=", S);
+  TORCH_CHECK(layout.tile >= 1, who, ": layout tile must be >= 1, got ", layout.tile);
+  TORCH_CHECK(layout.row_ptr.defined() && layout.row_ptr.numel() == layout.n_q_tiles() + 1 &&
+                  layout.row_ptr.scalar_type() == at::kLong && layout.row_ptr.is_contiguous() &&
+                  layout.row_ptr.device().is_cpu(),
+              who, ": layout.row_ptr must be a contiguous CPU int64 tensor of n_q_tiles+1 = ",
+              layout.n_q_tiles() + 1, " entries");
+  const std::int64_t nnz = layout.nnz();
+  TORCH_CHECK(layout.row_ptr[-1].item<std::int64_t>() == nnz, who,
+              ": layout.row_ptr must end at nnz = ", nnz);
+  if (nnz == 0) return;
+  TORCH_CHECK(layout.col_idx.scalar_type() == at::kLong && layout.col_idx.is_contiguous() &&
+                  layout.tile_mask.defined() && layout.tile_mask.numel() == nnz &&
+                  layout.tile_mask.scalar_type() == at::kLong &&
+                  layout.tile_mask.is_contiguous() && layout.col_idx.device().is_cpu() &&
+                  layout.tile_mask.device().is_cpu(),
+              who, ": layout.col_idx and layout.tile_mask must be contiguous CPU int64 [nnz]");
+  TORCH_CHECK(layout.col_idx.min().item<std::int64_t>() >= 0 &&
+                  layout.col_idx.max().item<std::int64_t>() < layout.n_k_tiles(),
+              who, ": layout.col_idx entries must be in [0, n_k_tiles = ", layout.n_k_tiles(), ")");
+  const std::int64_t n_partial =
+      layout.masks.defined() && layout.masks.numel() ? layout.masks.size(0) : 0;
+  TORCH_CHECK(layout.tile_mask.max().item<std::int64_t>() < n_partial &&
+                  layout.tile_mask.min().item<std::int64_t>() >= -1,
+              who, ": layout.tile_mask entries must be -1 or in [0, n_partial = ", n_partial, ")");
+  if (n_partial) {
+    TORCH_CHECK(layout.masks.dim() == 3 && layout.masks.size(1) == layout.tile &&
+                    layout.masks.size(2) == layout.tile &&
+                    layout.masks.scalar_type() == at::kBool && layout.masks.is_contiguous() &&
+                    layout.masks.device().is_cpu(),
+                who, ": layout.masks must be a contiguous CPU bool [n_partial, tile, tile]");
+  }
+}
+}  // namespace
+
+std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k,
+                                     const at::Tensor& v, const LayoutSet& layouts,
+                                     bool with_transpose) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, who,
+              ": q, k, v must be [B, H, T|S, D], got dims ", q.dim(), ", ", k.dim(), ", ",
+              v.dim());
+  TORCH_CHECK(k.sizes() == v.sizes(), who, ": k and v must have the same shape, got ", k.sizes(),
+              " and ", v.sizes());
+  TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3), who,
+              ": q ", q.sizes(), " and k ", k.sizes(), " must agree on B, H and D");
+  TORCH_CHECK(q.scalar_type() == k.scalar_type() && q.scalar_type() == v.scalar_type(), who,
+              ": q, k, v must have one dtype");
+  const std::int64_t BH = q.size(0) * q.size(1);
+  TORCH_CHECK(layouts.size() == 1 || static_cast<std::int64_t>(layouts.size()) == BH, who,
+              ": layouts must hold 1 layout (shared) or B*H = ", BH, ", got ", layouts.size());
+  std::vector<LayoutView> views;
+  views.reserve(layouts.size());
+  for (const auto& layout : layouts) {
+    TORCH_CHECK(layout != nullptr, who, ": layouts must not contain null pointers");
+    check_layout(who, *layout, q.size(2), k.size(2));
+    views.push_back(LayoutView::of(*layout, with_transpose));
+  }
+  return views;
+}
+
+std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
+                                        std::int64_t n_chunks) {
+  const std::int64_t n = static_cast<std::int64_t>(costs.size());
+  std::int64_t total = 0;
+  for (auto c : costs) total += c + 1;  // +1: every item has a fixed cost too
+  std::vector<std::int64_t> bounds(n_chunks + 1, n);
+  bounds[0] = 0;
+  std::int64_t item = 0, acc = 0;
+  for (std::int64_t chunk = 1; chunk < n_chunks; ++chunk) {
+    const std::int64_t target = total * chunk / n_chunks;
+    while (item < n && acc + costs[item] + 1 <= target) acc += costs[item++] + 1;
+    bounds[chunk] = item;
+  }
+  return bounds;
+}
+
+}  // namespace attnlab::kernels::cpu

@@ -1,0 +1,41 @@
+#pragma once
+// Shared plumbing of the CPU block-sparse kernels (internal header):
+//   - LayoutView: raw pointers into one BlockLayout (CSR over query tiles) and, for the
+//     backward pass, its transpose (CSR over key tiles);
+//   - check_inputs: shape / layout validation with messages that name the violated constraint;
+//   - split_by_cost: contiguous, cost-balanced chunks of a work list, one per thread, so the
+//     causal triangle (query tile i costs i+1 tiles) does not leave one thread idle.
+#include <attnlab/kernels/block_layout.hpp>
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace attnlab::kernels::cpu {
+
+struct LayoutView {
+  std::int64_t T = 0, S = 0, tile = 0, n_q_tiles = 0, n_k_tiles = 0;
+  const std::int64_t* row_ptr = nullptr;    // [n_q_tiles + 1]
+  const std::int64_t* col_idx = nullptr;    // [nnz]
+  const std::int64_t* tile_mask = nullptr;  // [nnz], -1 = full
+  const bool* masks = nullptr;              // [n_partial, tile, tile]
+  // Transpose (built on demand for the backward pass): query tiles of key tile j are
+  // t_row_idx[t_col_ptr[j] .. t_col_ptr[j+1]), ascending, with their tile masks.
+  std::vector<std::int64_t> t_col_ptr, t_row_idx, t_tile_mask;
+
+  static LayoutView of(const BlockLayout& layout, bool with_transpose);
+  const bool* mask_of(std::int64_t mask_index) const { return masks + mask_index * tile * tile; }
+};
+
+// Validates q/k/v [B,H,T|S,D] and the layout set; returns one view per layout.
+std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k,
+                                     const at::Tensor& v, const LayoutSet& layouts,
+                                     bool with_transpose);
+
+// Splits items [0, costs.size()) into `n_chunks` contiguous ranges of about equal total cost.
+// Returns n_chunks + 1 boundaries.
+std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
+                                        std::int64_t n_chunks);
+
+}  // namespace attnlab::kernels::cpu
