@@ -1,7 +1,7 @@
 // attnlab command line: subcommands register themselves (see commands.hpp).
 #include "commands.hpp"
 
-#include <spdlog/sinks/stderr_color_sinks.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>

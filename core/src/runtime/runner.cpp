@@ -137,7 +137,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
       } else {
         run_distill_trial(sweep, trial, registry, options, sink);
       }
-      sink.metric("trial/wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      sink.metric("trial/wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1);
       store.finish_trial(trial_id, sink.record);
       ++summary.ran;
       if (live) std::fprintf(stderr, "\r\033[K");

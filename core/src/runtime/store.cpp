@@ -155,7 +155,7 @@ std::int64_t ResultStore::begin_run(const nlohmann::json& c, const std::string& 
 void ResultStore::finish_run(std::int64_t run_id) {
   SQLite::Statement update(*db_, "UPDATE runs SET finished_at = ? WHERE id = ?");
   update.bind(1, now_utc());
-  update.bind(2, static_cast<long long>(run_id));
+  update.bind(2, static_cast<int64_t>(run_id));
   update.exec();
 }
 
@@ -187,14 +187,14 @@ std::pair<std::int64_t, std::string> ResultStore::ensure_trial(std::int64_t swee
     SQLite::Statement order(*db_, "UPDATE trials SET ordinal = ?, name = ? WHERE id = ?");
     order.bind(1, ordinal);
     order.bind(2, name);
-    order.bind(3, static_cast<long long>(out.first));
+    order.bind(3, static_cast<int64_t>(out.first));
     order.exec();
     tx.commit();
     return out;
   }
   SQLite::Statement insert(*db_, R"SQL(INSERT INTO trials (sweep_id, key, name, backend, ordinal, config_json,
     status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?))SQL");
-  insert.bind(1, static_cast<long long>(sweep_id));
+  insert.bind(1, static_cast<int64_t>(sweep_id));
   insert.bind(2, key);
   insert.bind(3, name);
   insert.bind(4, backend);
@@ -206,7 +206,7 @@ std::pair<std::int64_t, std::string> ResultStore::ensure_trial(std::int64_t swee
   // Flattened parameters for querying: grid axes by name, backend parameters as backend.<name>.
   SQLite::Statement param(*db_, "INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)");
   auto add = [&](const std::string& k, const nlohmann::json& v) {
-    param.bind(1, static_cast<long long>(id));
+    param.bind(1, static_cast<int64_t>(id));
     param.bind(2, k);
     param.bind(3, v.is_string() ? v.get<std::string>() : v.dump());
     param.exec();
@@ -230,7 +230,7 @@ std::optional<std::string> ResultStore::trial_status(const std::string& key) {
 static void clear_results(SQLite::Database& db, std::int64_t trial_id) {
   for (const char* table : {"metrics", "samples", "trial_info"}) {
     SQLite::Statement clear(db, std::string("DELETE FROM ") + table + " WHERE trial_id = ?");
-    clear.bind(1, static_cast<long long>(trial_id));
+    clear.bind(1, static_cast<int64_t>(trial_id));
     clear.exec();
   }
 }
@@ -240,9 +240,9 @@ void ResultStore::start_trial(std::int64_t trial_id, std::int64_t run_id) {
   clear_results(*db_, trial_id);
   SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'running', run_id = ?, error = NULL,
     started_at = ?, finished_at = NULL WHERE id = ?)SQL");
-  update.bind(1, static_cast<long long>(run_id));
+  update.bind(1, static_cast<int64_t>(run_id));
   update.bind(2, now_utc());
-  update.bind(3, static_cast<long long>(trial_id));
+  update.bind(3, static_cast<int64_t>(trial_id));
   update.exec();
   tx.commit();
 }
@@ -250,16 +250,16 @@ void ResultStore::start_trial(std::int64_t trial_id, std::int64_t run_id) {
 static void write_record(SQLite::Database& db, std::int64_t trial_id, const TrialRecord& record) {
   SQLite::Statement metric(db, "INSERT OR REPLACE INTO metrics (trial_id, name, step, value) VALUES (?, ?, ?, ?)");
   for (const auto& m : record.metrics) {
-    metric.bind(1, static_cast<long long>(trial_id));
+    metric.bind(1, static_cast<int64_t>(trial_id));
     metric.bind(2, m.name);
-    metric.bind(3, static_cast<long long>(m.step));
+    metric.bind(3, static_cast<int64_t>(m.step));
     metric.bind(4, m.value);
     metric.exec();
     metric.reset();
   }
   SQLite::Statement sample(db, "INSERT INTO samples (trial_id, prompt, who, mode, text) VALUES (?, ?, ?, ?, ?)");
   for (const auto& s : record.samples) {
-    sample.bind(1, static_cast<long long>(trial_id));
+    sample.bind(1, static_cast<int64_t>(trial_id));
     sample.bind(2, s.prompt);
     sample.bind(3, s.who);
     sample.bind(4, s.mode);
@@ -269,7 +269,7 @@ static void write_record(SQLite::Database& db, std::int64_t trial_id, const Tria
   }
   SQLite::Statement info(db, "INSERT OR REPLACE INTO trial_info (trial_id, key, value) VALUES (?, ?, ?)");
   for (const auto& [k, v] : record.info) {
-    info.bind(1, static_cast<long long>(trial_id));
+    info.bind(1, static_cast<int64_t>(trial_id));
     info.bind(2, k);
     info.bind(3, v);
     info.exec();
@@ -283,7 +283,7 @@ void ResultStore::finish_trial(std::int64_t trial_id, const TrialRecord& record)
   write_record(*db_, trial_id, record);
   SQLite::Statement update(*db_, "UPDATE trials SET status = 'done', error = NULL, finished_at = ? WHERE id = ?");
   update.bind(1, now_utc());
-  update.bind(2, static_cast<long long>(trial_id));
+  update.bind(2, static_cast<int64_t>(trial_id));
   update.exec();
   tx.commit();
 }
@@ -295,7 +295,7 @@ void ResultStore::fail_trial(std::int64_t trial_id, const std::string& error, co
   SQLite::Statement update(*db_, "UPDATE trials SET status = 'failed', error = ?, finished_at = ? WHERE id = ?");
   update.bind(1, error);
   update.bind(2, now_utc());
-  update.bind(3, static_cast<long long>(trial_id));
+  update.bind(3, static_cast<int64_t>(trial_id));
   update.exec();
   tx.commit();
 }

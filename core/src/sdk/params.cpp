@@ -29,7 +29,8 @@ std::string to_string(const ParamValue& value) {
 static std::string number(double x) {
   if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
   std::ostringstream out;
-  out << x;
+  if (std::abs(x) < 1e15 && x == std::floor(x)) out << static_cast<long long>(x);
+  else out << x;
   return out.str();
 }
 

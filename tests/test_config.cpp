@@ -1,0 +1,111 @@
+// Sweep files: good ones expand into the right trials; each kind of mistake is refused with
+// file:line and the key, before anything runs.
+#include "runtime/config.hpp"
+
+#include <attnlab/registry.hpp>
+
+#undef CHECK
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <set>
+
+using namespace attnlab;
+
+namespace {
+
+const PluginRegistry& registry() {
+  static PluginRegistry r = [] {
+    PluginRegistry reg;
+    reg.discover();
+    return reg;
+  }();
+  return r;
+}
+
+std::string sweep_file(const std::string& name) { return std::string(ATTNLAB_TEST_DATA) + "/sweeps/" + name; }
+
+std::string error_of(const std::string& name, const std::vector<std::string>& overrides = {}) {
+  try {
+    load_sweep(sweep_file(name), registry(), overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a good sweep expands into the cartesian product, backend axes included", "[config]") {
+  const auto sweep = load_sweep(sweep_file("good.toml"), registry());
+  REQUIRE(sweep.name == "test-good");
+  REQUIRE(sweep.repeats == 2);
+  const auto trials = expand_trials(sweep, registry());
+  // seq_len (2) x pass (2) x execution (2)
+  REQUIRE(trials.size() == 8);
+  std::set<std::string> keys, names;
+  for (const auto& t : trials) {
+    keys.insert(t.key);
+    names.insert(t.name);
+    REQUIRE(t.backend == "dense");
+    REQUIRE(t.backend_params.count("tile") == 1);  // defaults resolved into the trial
+  }
+  REQUIRE(keys.size() == 8);
+  REQUIRE(names.count("dense/seq_len:16/pass:fwd/execution:sdpa") == 1);
+  // File order: seq_len is the outer axis, pass next, the backend's own axis innermost.
+  REQUIRE(trials[0].name == "dense/seq_len:16/pass:fwd/execution:sdpa");
+  REQUIRE(trials[1].name == "dense/seq_len:16/pass:fwd/execution:math");
+  REQUIRE(trials[2].name == "dense/seq_len:16/pass:fwd+bwd/execution:sdpa");
+}
+
+TEST_CASE("trial keys are stable across loads and change with any setting", "[config]") {
+  const auto a = expand_trials(load_sweep(sweep_file("good.toml"), registry()), registry());
+  const auto b = expand_trials(load_sweep(sweep_file("good.toml"), registry()), registry());
+  for (size_t i = 0; i < a.size(); ++i) REQUIRE(a[i].key == b[i].key);
+  const auto c = expand_trials(load_sweep(sweep_file("good.toml"), registry(), {"sweep.repeats=3"}), registry());
+  REQUIRE(c[0].key != a[0].key);
+}
+
+TEST_CASE("syntax errors carry file, line and column", "[config]") {
+  const auto e = error_of("syntax.toml");
+  REQUIRE_THAT(e, Catch::Contains("syntax.toml:4:"));
+}
+
+TEST_CASE("unknown keys are refused with the known ones listed", "[config]") {
+  const auto e = error_of("unknown_key.toml");
+  REQUIRE_THAT(e, Catch::Contains("unknown_key.toml:9:"));
+  REQUIRE_THAT(e, Catch::Contains("head_dims"));
+  REQUIRE_THAT(e, Catch::Contains("head_dim"));
+}
+
+TEST_CASE("out-of-range values name the key and the allowed range", "[config]") {
+  const auto e = error_of("out_of_range.toml");
+  REQUIRE_THAT(e, Catch::Contains("out_of_range.toml:7:"));
+  REQUIRE_THAT(e, Catch::Contains("seq_len"));
+  REQUIRE_THAT(e, Catch::Contains("[1, 1048576]"));
+}
+
+TEST_CASE("wrong types and unknown kinds are refused", "[config]") {
+  REQUIRE_THAT(error_of("wrong_type.toml"), Catch::Contains("wrong_type.toml:4:") && Catch::Contains("repeats"));
+  REQUIRE_THAT(error_of("bad_kind.toml"), Catch::Contains("bad_kind.toml:3:") && Catch::Contains("bench|distill"));
+}
+
+TEST_CASE("unknown backends are refused with the available ones listed", "[config]") {
+  const auto e = error_of("unknown_backend.toml");
+  REQUIRE_THAT(e, Catch::Contains("unknown_backend.toml:6:"));
+  REQUIRE_THAT(e, Catch::Contains("desne"));
+  REQUIRE_THAT(e, Catch::Contains("dense"));
+}
+
+TEST_CASE("backend parameters are checked against the plugin's schema", "[config]") {
+  const auto e = error_of("bad_param.toml");
+  REQUIRE_THAT(e, Catch::Contains("bad_param.toml:10:"));
+  REQUIRE_THAT(e, Catch::Contains("execution"));
+  REQUIRE_THAT(e, Catch::Contains("sdpa"));
+}
+
+TEST_CASE("command-line overrides are validated like the file", "[config]") {
+  REQUIRE_THAT(error_of("good.toml", {"grid.seq_len=0"}), Catch::Contains("seq_len"));
+  const auto sweep = load_sweep(sweep_file("good.toml"), registry(), {"grid.seq_len=[8]"});
+  REQUIRE(expand_trials(sweep, registry()).size() == 4);
+}

@@ -1,0 +1,165 @@
+// The result store and the CLI around it, end to end with the real binary and real SQLite:
+// a run records every trial, a rerun runs nothing, a bad sweep leaves the database as it was.
+#include "runtime/store.hpp"
+
+#undef CHECK
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace attnlab;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status = -1;
+  std::string out;
+};
+
+// Runs a shell command, capturing stdout (stderr goes to the test log).
+Result shell(const std::string& command) {
+  Result r;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
+  const int raw = pclose(pipe);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+std::string cli() { return std::string(ATTNLAB_BINARY_DIR) + "/bin/attnlab"; }
+std::string sweep(const std::string& name) { return std::string(ATTNLAB_TEST_DATA) + "/sweeps/" + name; }
+
+fs::path fresh_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("attnlab_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("store round trip: sweep, trial, metrics, samples, info", "[store]") {
+  const auto dir = fresh_dir("store");
+  const std::string db = (dir / "r.sqlite").string();
+  {
+    ResultStore store(db);
+    const auto run = store.begin_run({{"git_sha", "abc"}, {"threads", 2}, {"sgemm_gflops", 150.5}}, "attnlab run x");
+    const auto sweep_id = store.upsert_sweep("s", "bench", "x.toml", "[sweep]");
+    nlohmann::json config = {{"grid", {{"seq_len", 64}, {"pass", "fwd"}}}, {"backend_params", {{"tile", 64}}}};
+    auto [id, status] = store.ensure_trial(sweep_id, "k1", "dense/seq_len:64", "dense", 0, config);
+    REQUIRE(status == "pending");
+    REQUIRE(store.ensure_trial(sweep_id, "k1", "dense/seq_len:64", "dense", 0, config).first == id);
+    store.start_trial(id, run);
+    TrialRecord record;
+    record.metrics = {{"time/median_ms", -1, 1.25}, {"train/loss", 0, 3.0}, {"train/loss", 10, 2.0}};
+    record.samples = {{"The", "teacher", "greedy", "The end"}};
+    record.info = {{"teacher/sha256", "ff"}};
+    store.finish_trial(id, record);
+    store.finish_run(run);
+  }
+  ResultStore store(db, /*read_only=*/true);
+  auto t = store.query("select status, backend from trials");
+  REQUIRE(t.rows.size() == 1);
+  REQUIRE(*t.rows[0][0] == "done");
+  auto m = store.query("select value from metrics where name = 'train/loss' order by step");
+  REQUIRE(m.rows.size() == 2);
+  REQUIRE(std::stod(*m.rows[1][0]) == 2.0);
+  REQUIRE(*store.query("select value from params where name = 'backend.tile'").rows[0][0] == "64");
+  REQUIRE(*store.query("select seq_len from trial_summary").rows[0][0] == "64");
+  REQUIRE(*store.query("select text from samples").rows[0][0] == "The end");
+  REQUIRE(*store.query("select sgemm_gflops from runs").rows[0][0] == "150.5");
+  REQUIRE(*store.query("select version from schema_info").rows[0][0] == "1");
+}
+
+TEST_CASE("a failed trial keeps its error and a rerun clears old numbers", "[store]") {
+  const auto dir = fresh_dir("fail");
+  ResultStore store((dir / "r.sqlite").string());
+  const auto run = store.begin_run({}, "x");
+  const auto sweep_id = store.upsert_sweep("s", "bench", "", "");
+  auto [id, status] = store.ensure_trial(sweep_id, "k", "t", "dense", 0, nlohmann::json::object());
+  store.start_trial(id, run);
+  store.fail_trial(id, "boom: out of memory", {{{"time/median_ms", -1, 9.0}}, {}, {}});
+  REQUIRE(*store.query("select status || ':' || error from trials").rows[0][0] == "failed:boom: out of memory");
+  store.start_trial(id, run);
+  REQUIRE(store.query("select * from metrics").rows.empty());
+  REQUIRE(*store.query("select status from trials").rows[0][0] == "running");
+}
+
+TEST_CASE("attnlab run records every trial; a rerun runs nothing; --force reruns", "[store][cli]") {
+  const auto dir = fresh_dir("resume");
+  const std::string db = (dir / "r.sqlite").string();
+  auto first = shell(cli() + " run --no-progress " + sweep("good.toml") + " --db " + db);
+  REQUIRE(first.status == 0);
+  REQUIRE_THAT(first.out, Catch::Contains("dense"));
+  auto count = shell(cli() + " query --db " + db + " --format csv \"select count(*) as n from trials where status='done'\"");
+  REQUIRE(count.status == 0);
+  REQUIRE(count.out == "n\n8\n");
+
+  auto started = shell(cli() + " query --db " + db + " --format csv \"select group_concat(started_at) from trials\"");
+  auto runs_before = shell(cli() + " query --db " + db + " --format csv \"select count(*) from runs\"");
+  auto second = shell(cli() + " run --no-progress " + sweep("good.toml") + " --db " + db);
+  REQUIRE(second.status == 0);
+  // Nothing ran: no new run row, no trial restarted.
+  REQUIRE(shell(cli() + " query --db " + db + " --format csv \"select count(*) from runs\"").out == runs_before.out);
+  REQUIRE(shell(cli() + " query --db " + db + " --format csv \"select group_concat(started_at) from trials\"").out ==
+          started.out);
+
+  auto forced = shell(cli() + " run --no-progress --force " + sweep("good.toml") + " --db " + db +
+                      " && " + cli() + " query --db " + db + " --format csv \"select count(*) from runs\"");
+  REQUIRE(forced.status == 0);
+  REQUIRE_THAT(forced.out, Catch::EndsWith("2\n"));
+}
+
+TEST_CASE("a malformed sweep exits non-zero naming file and line and leaves the database unchanged", "[store][cli]") {
+  const auto dir = fresh_dir("malformed");
+  const std::string db = (dir / "r.sqlite").string();
+  // No database at all: a bad sweep must not create one.
+  auto bad = shell(cli() + " run " + sweep("out_of_range.toml") + " --db " + db + " 2>&1");
+  REQUIRE(bad.status == 2);
+  REQUIRE_THAT(bad.out, Catch::Contains("out_of_range.toml:7:"));
+  REQUIRE_FALSE(fs::exists(db));
+  // An existing database keeps every byte.
+  REQUIRE(shell(cli() + " run --no-progress " + sweep("good.toml") + " --set grid.seq_len=8 --set grid.pass=fwd --db " + db).status == 0);
+  shell("sqlite3 " + db + " 'PRAGMA wal_checkpoint(TRUNCATE)'");
+  const std::string before = file_bytes(db);
+  for (const char* name : {"syntax.toml", "unknown_key.toml", "bad_kind.toml", "unknown_backend.toml", "bad_param.toml"}) {
+    INFO(name);
+    auto r = shell(cli() + " run " + sweep(name) + " --db " + db + " 2>&1");
+    REQUIRE(r.status == 2);
+    REQUIRE_THAT(r.out, Catch::Contains(std::string(name) + ":"));
+  }
+  REQUIRE(file_bytes(db) == before);
+}
+
+TEST_CASE("query prints csv with a header row, json as objects, and refuses writes", "[cli]") {
+  const auto dir = fresh_dir("query");
+  const std::string db = (dir / "r.sqlite").string();
+  REQUIRE(shell(cli() + " run --no-progress " + sweep("good.toml") + " --set grid.seq_len=8 --set grid.pass=fwd --db " + db).status == 0);
+  auto csv = shell(cli() + " query --db " + db + " --format csv \"select backend, count(*) as n from trials group by backend\"");
+  REQUIRE(csv.out == "backend,n\ndense,2\n");
+  auto json = shell(cli() + " query --db " + db + " --format json \"select count(*) as n from trials\"");
+  REQUIRE_THAT(json.out, Catch::Contains("\"n\": 2"));
+  auto write = shell(cli() + " query --db " + db + " \"delete from trials\" 2>&1");
+  REQUIRE(write.status != 0);
+  REQUIRE(shell(cli() + " query --db " + db + " --format csv \"select count(*) from trials\"").out.find("2") != std::string::npos);
+  auto trials = shell(cli() + " trials --db " + db + " --sweep test-good");
+  REQUIRE(trials.status == 0);
+  REQUIRE_THAT(trials.out, Catch::Contains("median_ms") && Catch::Contains("gflops"));
+}
