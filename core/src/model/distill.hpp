@@ -53,3 +53,12 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher, const Distill
                  const BackendFactory& backends, const std::string& results_dir, TrialSink& sink);
 
 }  // namespace attnlab::model
+
+// The runner speaks of these as attnlab::DataSpec, attnlab::run_distill, ...
+namespace attnlab {
+using model::BackendFactory;
+using model::DataSpec;
+using model::DistillSpec;
+using model::run_distill;
+using model::TeacherSpec;
+}  // namespace attnlab
