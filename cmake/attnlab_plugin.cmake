@@ -7,6 +7,8 @@ function(attnlab_add_plugin name)
   else()
     target_link_libraries(${name} PRIVATE attnlab::attnlab_core attnlab::attnlab_kernels)
   endif()
+  # The SDK headers use C++17 (std::variant); an out-of-tree project may not have set it.
+  target_compile_features(${name} PRIVATE cxx_std_17)
   set_target_properties(${name} PROPERTIES PREFIX "" CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   # Catch a symbol the SDK does not export when the plugin links, not when it loads.

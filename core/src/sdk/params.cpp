@@ -34,27 +34,39 @@ static std::string number(double x) {
   return out.str();
 }
 
-ParamSpec ParamSpec::integer(std::string name, std::int64_t def, double min, double max, std::string help) {
-  return ParamSpec{std::move(name), ParamType::Int, def, min, max, {}, std::move(help)};
-}
-ParamSpec ParamSpec::real(std::string name, double def, double min, double max, std::string help) {
-  return ParamSpec{std::move(name), ParamType::Float, def, min, max, {}, std::move(help)};
-}
-ParamSpec ParamSpec::boolean(std::string name, bool def, std::string help) {
-  ParamSpec spec{std::move(name), ParamType::Bool, def};
+// Unbounded unless a range is given; filled member by member (aggregate initialisation with
+// some members left out trips -Wmissing-field-initializers).
+static ParamSpec make_spec(std::string name, ParamType type, ParamValue def, std::string help) {
+  ParamSpec spec;
+  spec.name = std::move(name);
+  spec.type = type;
+  spec.default_value = std::move(def);
   spec.help = std::move(help);
   return spec;
 }
+
+ParamSpec ParamSpec::integer(std::string name, std::int64_t def, double min, double max, std::string help) {
+  ParamSpec spec = make_spec(std::move(name), ParamType::Int, def, std::move(help));
+  spec.min = min;
+  spec.max = max;
+  return spec;
+}
+ParamSpec ParamSpec::real(std::string name, double def, double min, double max, std::string help) {
+  ParamSpec spec = make_spec(std::move(name), ParamType::Float, def, std::move(help));
+  spec.min = min;
+  spec.max = max;
+  return spec;
+}
+ParamSpec ParamSpec::boolean(std::string name, bool def, std::string help) {
+  return make_spec(std::move(name), ParamType::Bool, def, std::move(help));
+}
 ParamSpec ParamSpec::choice(std::string name, std::string def, std::vector<std::string> choices, std::string help) {
-  ParamSpec spec{std::move(name), ParamType::String, std::move(def)};
+  ParamSpec spec = make_spec(std::move(name), ParamType::String, std::move(def), std::move(help));
   spec.choices = std::move(choices);
-  spec.help = std::move(help);
   return spec;
 }
 ParamSpec ParamSpec::text(std::string name, std::string def, std::string help) {
-  ParamSpec spec{std::move(name), ParamType::String, std::move(def)};
-  spec.help = std::move(help);
-  return spec;
+  return make_spec(std::move(name), ParamType::String, std::move(def), std::move(help));
 }
 
 std::string ParamSpec::allowed() const {
