@@ -1,0 +1,204 @@
+// blend: a learned, non-negative, UNNORMALIZED weighting of K candidate masks, kept sparse by
+// an L1 penalty (a softmax-normalized weight vector has constant L1 norm: L1 would do nothing).
+//
+//   M_k    = masks::dense(candidate_k, T)                     bool [K, T, T], causal
+//   w[h,k] = activation(logit[h,k]) >= 0                      [H, K] (per = head), [1, K] (per = layer)
+//   M[h]   = clamp(sum_k w[h,k] M_k, 0, 1)                    soft mask [H, T, T]
+//   U      = OR_k M_k                                         support; outside it keys are -inf exactly
+//   out[b,h,t] = sum_{s: U[t,s]} softmax_s(q[b,h,t]·k[b,h,s] / sqrt(D) + log(M[h,t,s] + eps)) v[b,h,s]
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
+//
+// With the single candidate "causal", log(w + eps) is one constant per row and cancels in the
+// softmax: blend equals dense for any weight.
+//
+// regularizer = "l1"          mean_h sum_k w[h,k]
+//             = "compute_l1"  mean_h sum_k density_k · w[h,k]   (density_k: element density of
+//                             M_k at max_seq_len, so cheap masks are cheap to keep)
+// hard mode: candidates with w[h,k] < threshold drop out; the union of the survivors of each head
+// runs as a fixed mask (no log-weight bias), masked math or the block-sparse kernel (execution).
+// Soft mode always runs the masked math: the kernels take no additive bias.
+#include <attnlab/kernels/attention.hpp>
+#include <attnlab/masks.hpp>
+#include <attnlab/plugin.hpp>
+
+#include <cmath>
+#include <map>
+
+namespace {
+
+// softmax over the allowed keys of each row; rows with none give 0 instead of NaN.
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& allowed) {
+  auto filled = scores.masked_fill(allowed.logical_not(), -INFINITY);
+  auto row_max = std::get<0>(filled.max(-1, /*keepdim=*/true)).detach();  // shift only: exact grads
+  row_max = row_max.masked_fill(torch::isinf(row_max), 0.0);
+  auto e = torch::exp(filled - row_max);
+  auto total = e.sum(-1, /*keepdim=*/true);
+  return e / total.masked_fill(total == 0, 1.0);
+}
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+class BlendAttention : public attnlab::AttentionBackend {
+ public:
+  explicit BlendAttention(const attnlab::BackendInit& init)
+      : AttentionBackend("BlendAttention"),
+        candidates_(candidates_or_param_error(init.params.get_string("candidates"))),
+        activation_(init.params.get_string("activation")),
+        regularizer_kind_(init.params.get_string("regularizer")),
+        threshold_(init.params.get_float("threshold")),
+        eps_(init.params.get_float("eps")),
+        execution_(init.params.get_string("execution")),
+        tile_(init.params.get_int("tile")),
+        n_heads_(init.n_heads),
+        max_seq_len_(init.max_seq_len) {
+    const std::int64_t rows = init.params.get_string("per") == "head" ? init.n_heads : 1;
+    const double w0 = init.params.get_float("init");
+    // Inverse of the activation, so that every weight starts at `init`.
+    const double logit = activation_ == "sigmoid" ? std::log(std::min(w0, 1.0 - 1e-4) / (1.0 - std::min(w0, 1.0 - 1e-4)))
+                                                  : std::log(std::expm1(w0));
+    logits_ = register_parameter("logits", torch::full({rows, static_cast<std::int64_t>(candidates_.size())}, logit));
+    for (const auto& c : candidates_) densities_.push_back(attnlab::masks::density(c, max_seq_len_, tile_).element);
+  }
+
+  static std::vector<attnlab::ParamSpec> schema() {
+    using attnlab::ParamSpec;
+    return {ParamSpec::text("candidates", "causal,window:64,stride:64,sink:4|window:16",
+                            "comma-separated candidate mask expressions (grammar of the masks backend)"),
+            ParamSpec::choice("per", "head", {"head", "layer"}, "one weight vector per head, or one shared by the layer"),
+            ParamSpec::choice("activation", "sigmoid", {"sigmoid", "softplus"}, "weights = activation(logits) >= 0"),
+            ParamSpec::real("init", 0.5, 1e-4, 1.0, "initial weight of every candidate (sigmoid caps it at 1 - 1e-4)"),
+            ParamSpec::choice("regularizer", "l1", {"l1", "compute_l1"},
+                              "L1 on the weights, or L1 with each weight scaled by its mask's element density"),
+            ParamSpec::real("threshold", 0.1, 0.0, 1.0, "hard mode keeps candidates with weight >= threshold"),
+            ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(M + eps) floor of the soft mask"),
+            ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
+                              "how hard mode runs the surviving union (soft mode always masked math)"),
+            ParamSpec::integer("tile", 64, 16, 256, "tile size for block_sparse and block density")};
+  }
+
+  torch::Tensor weights() const {
+    return activation_ == "sigmoid" ? torch::sigmoid(logits_) : torch::softplus(logits_);
+  }
+
+  torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
+    const std::int64_t T = q.size(2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    if (hard()) return forward_hard(q, k, v, T, scale);
+    std::vector<torch::Tensor> stack;
+    for (const auto& c : candidates_) stack.push_back(attnlab::masks::dense(c, T));
+    const auto candidate_masks = torch::stack(stack).to(q.device(), q.scalar_type());      // [K, T, T]
+    const auto support = attnlab::masks::dense(join(candidates_, "|"), T).to(q.device());  // [T, T]
+    const auto w = weights().to(q.scalar_type());                                          // [H|1, K]
+    const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T]
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale + torch::log(soft + eps_).unsqueeze(0);
+    return torch::matmul(masked_softmax(scores, support), v);
+  }
+
+  torch::Tensor regularizer() override {
+    auto w = weights();
+    if (regularizer_kind_ == "compute_l1")
+      w = w * torch::tensor(densities_, torch::TensorOptions().dtype(torch::kDouble)).to(w.device(), w.scalar_type());
+    return w.sum(1).mean();
+  }
+
+  std::vector<attnlab::Statistic> statistics() override {
+    std::vector<attnlab::Statistic> out;
+    const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
+    for (std::int64_t h = 0; h < n_heads_; ++h)
+      for (std::size_t c = 0; c < candidates_.size(); ++c)
+        out.push_back({"weight/h" + std::to_string(h) + "/" + candidates_[c], w[h][c].item<double>()});
+    const auto d = hard_density(max_seq_len_, tile_);
+    out.push_back({"density/hard_element", d.element});
+    out.push_back({"density/hard_block", d.block});
+    return out;
+  }
+
+  // Hard mode: the surviving union; soft mode: the support every soft row may attend to.
+  attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
+    return hard() ? hard_density(T, tile) : attnlab::masks::density(join(candidates_, "|"), T, tile);
+  }
+
+ private:
+  // Per head, the canonical union of the candidates at or above the threshold ("" = none).
+  std::vector<std::string> surviving_unions() const {
+    const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
+    std::vector<std::string> unions;
+    for (std::int64_t h = 0; h < n_heads_; ++h) {
+      std::vector<std::string> kept;
+      for (std::size_t c = 0; c < candidates_.size(); ++c)
+        if (w[h][c].item<double>() >= threshold_) kept.push_back(candidates_[c]);
+      unions.push_back(kept.empty() ? "" : attnlab::masks::canonical(join(kept, "|")));
+    }
+    return unions;
+  }
+
+  attnlab::Density hard_density(std::int64_t T, std::int64_t tile) const {
+    attnlab::Density mean;
+    const auto unions = surviving_unions();
+    for (const auto& u : unions) {
+      if (u.empty()) continue;
+      const auto d = attnlab::masks::density(u, T, tile);
+      mean.element += d.element / static_cast<double>(unions.size());
+      mean.block += d.block / static_cast<double>(unions.size());
+    }
+    return mean;
+  }
+
+  torch::Tensor forward_hard(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, std::int64_t T,
+                             double scale) {
+    const auto unions = surviving_unions();
+    const std::int64_t B = q.size(0), H = q.size(1);
+    TORCH_CHECK(H == n_heads_, "blend: built for ", n_heads_, " heads, got q with ", H);
+    if (execution_ == "block_sparse") {
+      attnlab::kernels::LayoutSet per_head;
+      for (const auto& u : unions) per_head.push_back(u.empty() ? empty_layout(T) : attnlab::masks::block_layout(u, T, tile_));
+      const bool shared = std::all_of(unions.begin(), unions.end(), [&](const std::string& u) { return u == unions[0]; });
+      attnlab::kernels::LayoutSet layouts;
+      if (shared) layouts = {per_head[0]};
+      else
+        for (std::int64_t b = 0; b < B; ++b) layouts.insert(layouts.end(), per_head.begin(), per_head.end());
+      return attnlab::kernels::block_sparse_attention(q, k, v, layouts, scale);
+    }
+    std::vector<torch::Tensor> allowed;
+    for (const auto& u : unions)
+      allowed.push_back(u.empty() ? torch::zeros({T, T}, torch::TensorOptions().dtype(torch::kBool))
+                                  : attnlab::masks::dense(u, T));
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+    return torch::matmul(masked_softmax(scores, torch::stack(allowed).to(q.device()).unsqueeze(0)), v);
+  }
+
+  // A head whose every candidate dropped out attends to nothing (its output is 0).
+  std::shared_ptr<const attnlab::kernels::BlockLayout> empty_layout(std::int64_t T) {
+    auto& slot = empty_layouts_[T];
+    if (!slot)
+      slot = std::make_shared<const attnlab::kernels::BlockLayout>(attnlab::kernels::BlockLayout::from_dense(
+          torch::zeros({T, T}, torch::TensorOptions().dtype(torch::kBool)), tile_));
+    return slot;
+  }
+
+  static std::vector<std::string> candidates_or_param_error(const std::string& list) {
+    try {
+      return attnlab::masks::parse_list(list);
+    } catch (const std::invalid_argument& e) {
+      throw attnlab::ParamError("candidates", "parameter 'candidates' = '" + list + "': " + e.what());
+    }
+  }
+
+  std::vector<std::string> candidates_;
+  std::string activation_, regularizer_kind_;
+  double threshold_, eps_;
+  std::string execution_;
+  std::int64_t tile_, n_heads_, max_seq_len_;
+  std::vector<double> densities_;
+  torch::Tensor logits_;
+  std::map<std::int64_t, std::shared_ptr<const attnlab::kernels::BlockLayout>> empty_layouts_;
+};
+
+}  // namespace
+
+ATTNLAB_PLUGIN(BlendAttention, "blend",
+               "learned non-negative unnormalized blend of candidate masks (L1-sparsified), hard mode runs the kept union")

@@ -1,0 +1,147 @@
+// gating: an input-dependent gate mixes K candidate-mask attentions, from one shared set of
+// scores (one exp, K masked row sums, one P·V) instead of K full attention passes.
+//
+//   M_k        = masks::dense(candidate_k, T)                      bool [K, T, T], causal
+//   g[b,h,t,:] = gate(W[h] q' + b[h])                              [B, H, T, K], gate = softmax | sigmoid
+//                q' = q[b,h,t]          (granularity = query)
+//                q' = q[b,h,first(t)]   (granularity = block: the first query of t's block of `block`
+//                                        queries; a mean over the block would leak future queries)
+//   W [H, K, D], b [H, K]  learned
+//   e[t,s]     = exp(q·k/sqrt(D) - max_{s'<=t} q·k/sqrt(D))  on s <= t, else 0
+//   Z_k[t]     = sum_s e[t,s] M_k[t,s]                          per-candidate softmax normalizer
+//   P[t,s]     = e[t,s] · sum_k g_k[t] M_k[t,s] / Z_k[t]          = sum_k g_k softmax_{M_k}(scores)[t,s]
+//   out        = P v                 q [B,H,T,D], k, v [B,H,S,D] -> out [B,H,T,D]   (S == T)
+//   a candidate with no key in row t (Z_k = 0) contributes 0 to that row.
+//   Z_k and P's mixing are two batched contractions over K (einsum), not K passes.
+//
+// regularizer = "compute"  sum_k mean_{b,h,t}(g_k) · density_k   (gate mass on expensive masks)
+//             = "entropy"  mean_{b,h,t} gate entropy (categorical for softmax, sum of Bernoulli
+//                          entropies for sigmoid): pushes gates to commit
+// hard mode: softmax gates become one-hot at the argmax, sigmoid gates round at 1/2.
+// Numerics: e is shifted by the causal row max, so a candidate whose keys all score > ~80 below
+// it (float32) underflows to Z_k = 0 and counts as empty for that row.
+#include <attnlab/masks.hpp>
+#include <attnlab/plugin.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+namespace {
+
+class GatedAttention : public attnlab::AttentionBackend {
+ public:
+  explicit GatedAttention(const attnlab::BackendInit& init)
+      : AttentionBackend("GatedAttention"),
+        candidates_(candidates_or_param_error(init.params.get_string("candidates"))),
+        gate_(init.params.get_string("gate")),
+        granularity_(init.params.get_string("granularity")),
+        block_(init.params.get_int("block")),
+        regularizer_kind_(init.params.get_string("regularizer")),
+        max_seq_len_(init.max_seq_len) {
+    const std::int64_t K = static_cast<std::int64_t>(candidates_.size());
+    auto generator = at::detail::createCPUGenerator(init.seed + 7919u * static_cast<std::uint64_t>(init.layer_index));
+    W_ = register_parameter("W", at::randn({init.n_heads, K, init.head_dim}, generator, torch::TensorOptions()) *
+                                     init.params.get_float("init_scale"));
+    b_ = register_parameter("b", torch::zeros({init.n_heads, K}));
+    for (const auto& c : candidates_) densities_.push_back(attnlab::masks::density(c, max_seq_len_, 64).element);
+  }
+
+  static std::vector<attnlab::ParamSpec> schema() {
+    using attnlab::ParamSpec;
+    return {ParamSpec::text("candidates", "causal,window:64,stride:64,sink:4|window:16",
+                            "comma-separated candidate mask expressions (grammar of the masks backend)"),
+            ParamSpec::choice("gate", "softmax", {"softmax", "sigmoid"}, "gate nonlinearity over the K candidates"),
+            ParamSpec::choice("granularity", "query", {"query", "block"},
+                              "one gate per query, or per block of `block` queries (from its first query)"),
+            ParamSpec::integer("block", 64, 1, 4096, "query block size for granularity = block"),
+            ParamSpec::choice("regularizer", "compute", {"compute", "entropy"},
+                              "gate mass weighted by mask density, or mean gate entropy"),
+            ParamSpec::real("init_scale", 0.02, 0.0, 1.0, "std of the initial gate weights W (b starts at 0)")};
+  }
+
+  torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
+    const std::int64_t T = q.size(2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const auto gates = gate_values(q);  // [B, H, T, K]
+    last_gates_ = gates;
+
+    std::vector<torch::Tensor> stack;
+    for (const auto& c : candidates_) stack.push_back(attnlab::masks::dense(c, T));
+    const auto candidate_masks = torch::stack(stack).to(q.device(), q.scalar_type());  // [K, T, T]
+    const auto causal = attnlab::masks::dense("causal", T).to(q.device());
+
+    auto scores = (torch::matmul(q, k.transpose(-2, -1)) * scale).masked_fill(causal.logical_not(), -INFINITY);
+    const auto row_max = std::get<0>(scores.max(-1, /*keepdim=*/true)).detach();  // finite: s = t is allowed
+    const auto e = torch::exp(scores - row_max);                                     // [B, H, T, T]
+    const auto Z = torch::einsum("bhts,kts->bhtk", {e, candidate_masks});            // [B, H, T, K]
+    const auto has_keys = Z > 0;
+    const auto mix = torch::where(has_keys, gates / Z.masked_fill(has_keys.logical_not(), 1.0), torch::zeros_like(Z));
+    const auto P = e * torch::einsum("bhtk,kts->bhts", {mix, candidate_masks});
+    return torch::matmul(P, v);
+  }
+
+  torch::Tensor regularizer() override {
+    if (!last_gates_.defined()) return {};  // no forward yet: no term
+    const auto g = last_gates_;
+    if (regularizer_kind_ == "compute") {
+      const auto d = torch::tensor(densities_, torch::TensorOptions().dtype(torch::kDouble)).to(g.device(), g.scalar_type());
+      return (g.mean({0, 1, 2}) * d).sum();
+    }
+    const auto plogp = [](const torch::Tensor& p) { return p * torch::log(p.clamp_min(1e-12)); };
+    if (gate_ == "softmax") return -plogp(g).sum(-1).mean();
+    return -(plogp(g) + plogp(1 - g)).sum(-1).mean();
+  }
+
+  std::vector<attnlab::Statistic> statistics() override {
+    std::vector<attnlab::Statistic> out;
+    if (!last_gates_.defined()) return out;
+    const auto usage = last_gates_.detach().mean({0, 1, 2}).to(torch::kDouble).cpu();
+    double expected_density = 0.0;
+    for (std::size_t c = 0; c < candidates_.size(); ++c) {
+      const double u = usage[static_cast<std::int64_t>(c)].item<double>();
+      out.push_back({"gate/" + candidates_[c], u});
+      expected_density += u * densities_[c];
+    }
+    out.push_back({"density/gate_weighted_element", expected_density});
+    return out;
+  }
+
+ private:
+  torch::Tensor gate_values(const torch::Tensor& q) const {
+    auto source = q;
+    if (granularity_ == "block") {
+      const auto t = torch::arange(q.size(2), torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+      source = q.index_select(2, torch::div(t, block_, "floor") * block_);
+    }
+    const auto logits = torch::einsum("bhtd,hkd->bhtk", {source, W_.to(q.scalar_type())}) +
+                        b_.to(q.scalar_type()).unsqueeze(0).unsqueeze(2);
+    if (gate_ == "softmax") {
+      if (hard()) return torch::one_hot(logits.argmax(-1), logits.size(-1)).to(q.scalar_type());
+      return torch::softmax(logits, -1);
+    }
+    if (hard()) return (logits >= 0).to(q.scalar_type());
+    return torch::sigmoid(logits);
+  }
+
+  static std::vector<std::string> candidates_or_param_error(const std::string& list) {
+    try {
+      return attnlab::masks::parse_list(list);
+    } catch (const std::invalid_argument& e) {
+      throw attnlab::ParamError("candidates", "parameter 'candidates' = '" + list + "': " + e.what());
+    }
+  }
+
+  std::vector<std::string> candidates_;
+  std::string gate_, granularity_;
+  std::int64_t block_;
+  std::string regularizer_kind_;
+  std::int64_t max_seq_len_;
+  std::vector<double> densities_;
+  torch::Tensor W_, b_, last_gates_;
+};
+
+}  // namespace
+
+ATTNLAB_PLUGIN(GatedAttention, "gating",
+               "input-dependent gate over candidate masks, mixed from shared scores (per query or query block)")

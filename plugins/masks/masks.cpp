@@ -1,0 +1,78 @@
+// masks: causal attention restricted to one fixed candidate mask expression (a union or
+// intersection of windows, strides, sinks, blocks, random tiles; grammar in masks.hpp):
+// the fixed-pattern family of Longformer / BigBird / StreamingLLM configurations.
+//
+//   A = masks::dense(pattern, T)                       bool [T, T], causal, true = attend
+//   out[b,h,t] = sum_{s: A[t,s]} softmax_s(q[b,h,t]·k[b,h,s] / sqrt(D)) v[b,h,s]
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
+//   a query row with no allowed key yields 0 (as in every attnlab kernel)
+//
+// execution = "reference"    scores, masked_fill -inf, softmax, matmul (materializes T x T)
+//           = "block_sparse" attnlab's flash-style kernel over the mask's block layout
+#include <attnlab/kernels/attention.hpp>
+#include <attnlab/masks.hpp>
+#include <attnlab/plugin.hpp>
+
+#include <cmath>
+
+namespace {
+
+// softmax over the allowed keys of each row; rows with none give 0 instead of NaN.
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& allowed) {
+  auto filled = scores.masked_fill(allowed.logical_not(), -INFINITY);
+  auto row_max = std::get<0>(filled.max(-1, /*keepdim=*/true)).detach();  // shift only: exact grads
+  row_max = row_max.masked_fill(torch::isinf(row_max), 0.0);
+  auto e = torch::exp(filled - row_max);
+  auto total = e.sum(-1, /*keepdim=*/true);
+  return e / total.masked_fill(total == 0, 1.0);
+}
+
+class MaskedAttention : public attnlab::AttentionBackend {
+ public:
+  explicit MaskedAttention(const attnlab::BackendInit& init)
+      : AttentionBackend("MaskedAttention"),
+        pattern_(canonical_or_param_error(init.params.get_string("pattern"))),
+        execution_(init.params.get_string("execution")),
+        tile_(init.params.get_int("tile")) {}
+
+  static std::vector<attnlab::ParamSpec> schema() {
+    return {attnlab::ParamSpec::text("pattern", "sink:4|window:256",
+                                     "mask expression, e.g. sink:4|window:256 (atoms causal, window:W, "
+                                     "stride:S[:W], sink:N, block:B, random:P[:B[:SEED]]; '&' and, '|' or)"),
+            attnlab::ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
+                                       "masked T x T math, or the block-sparse kernel over the mask's layout"),
+            attnlab::ParamSpec::integer("tile", 64, 16, 256, "tile size for execution = block_sparse and block density")};
+  }
+
+  torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
+    const std::int64_t T = q.size(2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    if (execution_ == "block_sparse")
+      return attnlab::kernels::block_sparse_attention(q, k, v, {attnlab::masks::block_layout(pattern_, T, tile_)}, scale);
+    const auto allowed = attnlab::masks::dense(pattern_, T).to(q.device());
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+    return torch::matmul(masked_softmax(scores, allowed), v);
+  }
+
+  attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
+    return attnlab::masks::density(pattern_, T, tile);
+  }
+
+ private:
+  static std::string canonical_or_param_error(const std::string& pattern) {
+    try {
+      return attnlab::masks::canonical(pattern);
+    } catch (const std::invalid_argument& e) {
+      throw attnlab::ParamError("pattern", "parameter 'pattern' = '" + pattern + "': " + e.what());
+    }
+  }
+
+  std::string pattern_;
+  std::string execution_;
+  std::int64_t tile_;
+};
+
+}  // namespace
+
+ATTNLAB_PLUGIN(MaskedAttention, "masks",
+               "causal attention restricted to one fixed mask expression (windows, strides, sinks, blocks, random)")

@@ -1,0 +1,187 @@
+// topk: differentiable top-k key selection (SPARSEK / MoBA style), causal.
+//
+//   units u of row t: keys s < t                       (granularity = token)
+//                     key blocks j < t/block, scored   (granularity = block: blocks of `block`
+//                     against mean_{s in j} k[s]        keys; past blocks only, so no future leak)
+//   own unit (token t / block t/block) is always kept with weight 1 and does not compete.
+//   sel score  r[t,u] = (q[t] ⊙ exp(g_h)) · key_u / sqrt(D)     g [H, D] learned metric, init 0
+//   budget     k (k > 0) or ceil(fraction · units) (k = 0), own unit included: n = k - 1 compete
+//   threshold  tau[t] = (r_(n) + r_(n+1)) / 2   midway between the n-th and (n+1)-th largest
+//              competing score (-inf where the row has <= n units: all kept; +inf for n = 0)
+//   soft       sel = sigmoid((r - tau) / temperature)   exactly n units above 1/2
+//   hard       sel = [r >= tau];  straight_through: hard forward, soft gradient
+//   out[b,h,t] = sum_{s<=t} softmax_s(q·k/sqrt(D) + log(sel[t,unit(s)] + eps)) v[b,h,s]
+//   q [B,H,T,D], k, v [B,H,S,D] -> out [B,H,T,D]   (S == T)
+// temperature anneals linearly from `temperature` to `temperature_final` through on_step.
+// set_hard(true): the hard selection runs as a fixed mask (no log bias): masked math, or with
+// execution = block_sparse the kernel over one layout per (b, h).
+// With k >= T every row keeps every causal key and topk equals dense.
+#include <attnlab/kernels/attention.hpp>
+#include <attnlab/masks.hpp>
+#include <attnlab/plugin.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace {
+
+class TopkAttention : public attnlab::AttentionBackend {
+ public:
+  explicit TopkAttention(const attnlab::BackendInit& init)
+      : AttentionBackend("TopkAttention"),
+        granularity_(init.params.get_string("granularity")),
+        block_(init.params.get_int("block")),
+        k_(init.params.get_int("k")),
+        fraction_(init.params.get_float("fraction")),
+        temperature_start_(init.params.get_float("temperature")),
+        temperature_final_(init.params.get_float("temperature_final")),
+        temperature_(temperature_start_),
+        straight_through_(init.params.get_bool("straight_through")),
+        eps_(init.params.get_float("eps")),
+        execution_(init.params.get_string("execution")),
+        tile_(init.params.get_int("tile")) {
+    log_gain_ = register_parameter("log_gain", torch::zeros({init.n_heads, init.head_dim}));
+  }
+
+  static std::vector<attnlab::ParamSpec> schema() {
+    using attnlab::ParamSpec;
+    return {ParamSpec::choice("granularity", "token", {"token", "block"}, "select single keys, or key blocks (MoBA)"),
+            ParamSpec::integer("block", 64, 1, 4096, "key block size for granularity = block"),
+            ParamSpec::integer("k", 0, 0, 1 << 20, "units kept per query, own unit included; 0 = use fraction"),
+            ParamSpec::real("fraction", 0.25, 1e-4, 1.0, "budget as a fraction of T (or of the key blocks) when k = 0"),
+            ParamSpec::real("temperature", 1.0, 1e-4, 100.0, "sigmoid temperature at step 0"),
+            ParamSpec::real("temperature_final", 0.1, 1e-4, 100.0, "temperature reached at the last step"),
+            ParamSpec::boolean("straight_through", false, "hard 0/1 selection forward, soft gradient backward"),
+            ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(sel + eps) floor"),
+            ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
+                              "how hard mode runs the selection (soft mode always masked math)"),
+            ParamSpec::integer("tile", 64, 16, 256, "tile size for block_sparse and block density")};
+  }
+
+  void on_step(std::int64_t step, std::int64_t total_steps) override {
+    const double progress = total_steps > 0 ? std::clamp(static_cast<double>(step) / total_steps, 0.0, 1.0) : 1.0;
+    temperature_ = temperature_start_ + (temperature_final_ - temperature_start_) * progress;
+  }
+
+  torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
+    const std::int64_t T = q.size(2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const auto causal = attnlab::masks::dense("causal", T).to(q.device());
+    const auto [soft, hard_sel] = selection(q, k, scale);  // [B, H, T, T] each, per key
+    const auto allowed = hard_sel.logical_and(causal);
+    last_selected_ = allowed.detach();
+
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+    if (hard()) {
+      if (execution_ == "block_sparse") return block_sparse(q, k, v, allowed, scale);
+      return torch::matmul(torch::softmax(scores.masked_fill(allowed.logical_not(), -INFINITY), -1), v);
+    }
+    const auto sel = straight_through_ ? hard_sel.to(soft.scalar_type()) + soft - soft.detach() : soft;
+    scores = (scores + torch::log(sel + eps_)).masked_fill(causal.logical_not(), -INFINITY);
+    return torch::matmul(torch::softmax(scores, -1), v);  // the own key keeps every row non-empty
+  }
+
+  std::vector<attnlab::Statistic> statistics() override {
+    std::vector<attnlab::Statistic> out{{"temperature", temperature_}};
+    if (last_selected_.defined()) {
+      const double T = static_cast<double>(last_selected_.size(-1));
+      out.push_back({"density/selected_element",
+                     last_selected_.to(torch::kDouble).sum({2, 3}).mean().item<double>() / (T * T)});
+    }
+    return out;
+  }
+
+  // Measured on the last forward when it had this T; before that, the budget's worst case.
+  attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
+    if (last_selected_.defined() && last_selected_.size(-1) == T) {
+      const auto sel = last_selected_.cpu();
+      const std::int64_t n = (T + tile - 1) / tile, pad = n * tile - T;
+      const auto padded = at::constant_pad_nd(sel.to(torch::kByte), {0, pad, 0, pad});
+      const auto tiles = padded.view({sel.size(0), sel.size(1), n, tile, n, tile}).amax({3, 5});
+      return {sel.to(torch::kDouble).mean().item<double>(), tiles.to(torch::kDouble).mean().item<double>()};
+    }
+    const std::int64_t keep = budget(T);
+    double elements = 0;
+    for (std::int64_t t = 0; t < T; ++t)
+      elements += granularity_ == "token" ? std::min(keep, t + 1)
+                                          : (t % block_) + 1 + std::min(keep - 1, t / block_) * block_;
+    return {elements / static_cast<double>(T * T), attnlab::causal_density(T, tile).block};
+  }
+
+ private:
+  // Units kept per row, own unit included.
+  std::int64_t budget(std::int64_t T) const {
+    const std::int64_t units = granularity_ == "token" ? T : (T + block_ - 1) / block_;
+    if (k_ > 0) return k_;
+    return std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(fraction_ * static_cast<double>(units))));
+  }
+
+  // Soft selection weights and hard selection, both per (t, s) key: [B, H, T, T].
+  std::pair<torch::Tensor, torch::Tensor> selection(const torch::Tensor& q, const torch::Tensor& k, double scale) {
+    const std::int64_t T = q.size(2);
+    const auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+    const auto pos = torch::arange(T, long_opts);
+    const auto gained_q = q * torch::exp(log_gain_.to(q.scalar_type())).unsqueeze(0).unsqueeze(2);
+
+    torch::Tensor unit_keys, unit_of_key;  // keys scored per unit, and the unit of every key s
+    if (granularity_ == "token") {
+      unit_keys = k;
+      unit_of_key = pos;
+    } else {
+      const std::int64_t nb = (T + block_ - 1) / block_;
+      unit_of_key = torch::div(pos, block_, "floor");
+      const auto padded = at::constant_pad_nd(k, {0, 0, 0, nb * block_ - T});
+      const auto counts = torch::clamp_max(T - torch::arange(nb, long_opts) * block_, block_).to(k.scalar_type());
+      unit_keys = padded.view({k.size(0), k.size(1), nb, block_, k.size(3)}).sum(3) / counts.unsqueeze(-1);
+    }
+    const auto own_unit = unit_of_key;  // a query's own unit: its own token / its own block
+    const auto r = torch::matmul(gained_q, unit_keys.transpose(-2, -1)) * scale;  // [B, H, T, U]
+    const std::int64_t U = r.size(-1);
+    const auto units = torch::arange(U, long_opts);
+    const auto competing = units.unsqueeze(0) < own_unit.unsqueeze(1);  // [T, U]: strictly past units
+    const auto is_own = units.unsqueeze(0) == own_unit.unsqueeze(1);
+
+    const std::int64_t n = budget(T) - 1;
+    torch::Tensor tau;
+    if (n <= 0) {
+      tau = torch::full({1}, INFINITY, r.options());
+    } else if (n >= U) {
+      tau = torch::full({1}, -INFINITY, r.options());
+    } else {
+      const auto ranked = std::get<0>(r.masked_fill(competing.logical_not(), -INFINITY).topk(std::min(n + 1, U), -1));
+      tau = 0.5 * (ranked.select(-1, n - 1) + ranked.select(-1, n)).unsqueeze(-1);
+    }
+    auto soft = torch::sigmoid((r - tau) / temperature_).masked_fill(is_own, 1.0);
+    auto hard_sel = (r >= tau).logical_or(is_own);
+    if (granularity_ == "block") {
+      soft = soft.index_select(-1, unit_of_key);
+      hard_sel = hard_sel.index_select(-1, unit_of_key);
+    }
+    return {soft, hard_sel};
+  }
+
+  torch::Tensor block_sparse(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const torch::Tensor& allowed, double scale) const {
+    const auto cpu = allowed.cpu();
+    attnlab::kernels::LayoutSet layouts;
+    for (std::int64_t b = 0; b < cpu.size(0); ++b)
+      for (std::int64_t h = 0; h < cpu.size(1); ++h)
+        layouts.push_back(std::make_shared<const attnlab::kernels::BlockLayout>(
+            attnlab::kernels::BlockLayout::from_dense(cpu[b][h].contiguous(), tile_)));
+    return attnlab::kernels::block_sparse_attention(q, k, v, layouts, scale);
+  }
+
+  std::string granularity_;
+  std::int64_t block_, k_;
+  double fraction_, temperature_start_, temperature_final_, temperature_;
+  bool straight_through_;
+  double eps_;
+  std::string execution_;
+  std::int64_t tile_;
+  torch::Tensor log_gain_, last_selected_;
+};
+
+}  // namespace
+
+ATTNLAB_PLUGIN(TopkAttention, "topk",
+               "differentiable top-k key selection per query (token or key-block/MoBA granularity), causal")

@@ -1,0 +1,381 @@
+// Every discovered backend against the contract (shape, causality, finite values and
+// gradients, determinism), then the family's own identities: blend/masks/topk reduce to dense,
+// float64 finite differences for every learnable parameter, the L1 regularizer drives blend
+// weights to zero, blend's hard mode is the masks backend on the surviving union, and
+// out-of-range parameters are refused by name.
+#include <attnlab/masks.hpp>
+#include <attnlab/registry.hpp>
+
+#include <torch/optim/adam.h>
+#undef CHECK
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Given = std::map<std::string, attnlab::ParamValue>;
+
+const attnlab::PluginRegistry& registry() {
+  static attnlab::PluginRegistry r = [] {
+    attnlab::PluginRegistry reg;
+    reg.discover();
+    return reg;
+  }();
+  return r;
+}
+
+struct Shape {
+  std::int64_t B = 2, H = 3, T = 37, D = 8;
+};
+
+std::shared_ptr<attnlab::AttentionBackend> make(const std::string& name, const Given& given, const Shape& shape,
+                                                std::uint64_t seed = 0) {
+  attnlab::BackendInit init;
+  init.n_heads = shape.H;
+  init.head_dim = shape.D;
+  init.max_seq_len = shape.T;
+  init.seed = seed;
+  return registry().create(name, init, given);
+}
+
+std::vector<torch::Tensor> random_qkv(const Shape& s, std::uint64_t seed, torch::Dtype dtype = torch::kFloat) {
+  torch::manual_seed(seed);
+  std::vector<torch::Tensor> out;
+  for (int i = 0; i < 3; ++i) out.push_back(torch::randn({s.B, s.H, s.T, s.D}, torch::TensorOptions().dtype(dtype)));
+  return out;
+}
+
+// Parameter sets worth running for each backend besides its defaults.
+std::vector<Given> variants(const std::string& name) {
+  std::vector<Given> out{{}};
+  if (name == "dense") out = {{{"execution", std::string("math")}}, {{"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}}, {}};
+  if (name == "masks") {
+    out.push_back({{"pattern", std::string("sink:2|window:5|stride:7:20")}});
+    out.push_back({{"pattern", std::string("sink:2|window:5")}, {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
+  }
+  if (name == "blend")
+    out.push_back({{"candidates", std::string("window:4,stride:5,sink:2")}, {"activation", std::string("softplus")},
+                   {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
+  if (name == "gating")
+    out.push_back({{"gate", std::string("sigmoid")}, {"granularity", std::string("block")}, {"block", std::int64_t(8)}});
+  if (name == "topk") {
+    out.push_back({{"k", std::int64_t(5)}, {"straight_through", true}});
+    out.push_back({{"granularity", std::string("block")}, {"block", std::int64_t(8)}, {"k", std::int64_t(2)},
+                   {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
+  }
+  return out;
+}
+
+std::string describe(const std::string& name, const Given& given) {
+  std::string out = name;
+  for (const auto& [key, value] : given) out += " " + key + "=" + attnlab::to_string(value);
+  return out;
+}
+
+// Central finite differences of loss() against autograd for every entry of `parameter`.
+void require_gradient_matches(torch::Tensor parameter, const std::function<torch::Tensor()>& loss, const std::string& what) {
+  if (parameter.grad().defined()) parameter.mutable_grad().zero_();
+  loss().backward();
+  const torch::Tensor analytic = parameter.grad().clone();
+  torch::NoGradGuard no_grad;
+  const double h = 1e-6;
+  auto flat = parameter.view({-1});
+  double max_error = 0.0;
+  std::int64_t violations = 0;  // entries outside |numeric - analytic| <= 1e-6 + 1e-5 |numeric|
+  for (std::int64_t i = 0; i < flat.numel(); ++i) {
+    const double original = flat[i].item<double>();
+    flat[i].fill_(original + h);
+    const double up = loss().item<double>();
+    flat[i].fill_(original - h);
+    const double down = loss().item<double>();
+    flat[i].fill_(original);
+    const double numeric = (up - down) / (2 * h);
+    const double error = std::abs(numeric - analytic.view({-1})[i].item<double>());
+    max_error = std::max(max_error, error);
+    violations += error > 1e-6 + 1e-5 * std::abs(numeric);
+  }
+  INFO(what << ": " << violations << " of " << flat.numel() << " entries off, max |numeric - analytic| " << max_error);
+  REQUIRE(violations == 0);
+  REQUIRE(analytic.abs().sum().item<double>() > 0);  // the check must actually exercise something
+}
+
+}  // namespace
+
+TEST_CASE("the five attention backends are discovered", "[backends]") {
+  INFO("problems: " << registry().problems().size());
+  for (const char* name : {"dense", "masks", "blend", "gating", "topk"}) {
+    INFO(name);
+    REQUIRE(registry().find(name) != nullptr);
+  }
+}
+
+TEST_CASE("every backend: shape, causality, finite values and gradients, determinism", "[backends][generic]") {
+  const Shape shape;
+  const std::int64_t cut = 20;  // tokens >= cut are perturbed; outputs before it must not move
+  for (const auto& name : registry().names()) {
+    for (const auto& given : variants(name)) {
+      for (bool hard : {false, true}) {
+        INFO(describe(name, given) << (hard ? " (hard)" : ""));
+        auto backend = make(name, given, shape, 1);
+        backend->set_hard(hard);
+        auto qkv = random_qkv(shape, 3);
+        for (auto& t : qkv) t.requires_grad_(true);
+        const torch::Tensor out = backend->forward(qkv[0], qkv[1], qkv[2]);
+        REQUIRE(out.sizes() == qkv[0].sizes());
+        REQUIRE(torch::isfinite(out).all().item<bool>());
+
+        // Causality: change every future q, k, v token.
+        torch::NoGradGuard no_grad;
+        auto changed = random_qkv(shape, 3);
+        for (auto& t : changed) t.narrow(2, cut, shape.T - cut).normal_();
+        const torch::Tensor out2 = backend->forward(changed[0], changed[1], changed[2]);
+        REQUIRE(torch::allclose(out.detach().narrow(2, 0, cut), out2.narrow(2, 0, cut), 1e-5, 1e-6));
+        REQUIRE_FALSE(torch::allclose(out.detach().narrow(2, cut, shape.T - cut), out2.narrow(2, cut, shape.T - cut)));
+
+        // Determinism: the same seed builds the same backend and the same output.
+        auto twin = make(name, given, shape, 1);
+        twin->set_hard(hard);
+        REQUIRE(torch::equal(twin->forward(qkv[0], qkv[1], qkv[2]), out.detach()));
+
+        // Finite gradients for inputs and every parameter that receives one.
+        {
+          torch::AutoGradMode enable(true);
+          const torch::Tensor again = backend->forward(qkv[0], qkv[1], qkv[2]);
+          auto loss = (again * torch::randn_like(again)).sum();
+          const torch::Tensor reg = backend->regularizer();
+          if (reg.defined()) loss = loss + reg;
+          loss.backward();
+          for (auto& t : qkv) {
+            REQUIRE(t.grad().defined());
+            REQUIRE(torch::isfinite(t.grad()).all().item<bool>());
+          }
+          for (const auto& p : backend->parameters())
+            if (p.grad().defined()) REQUIRE(torch::isfinite(p.grad()).all().item<bool>());
+        }
+        const attnlab::Density d = backend->density(shape.T, 16);
+        REQUIRE(d.element >= 0.0);
+        REQUIRE(d.element <= 1.0);
+        REQUIRE(d.block >= d.element - 1e-12);
+        for (const auto& s : backend->statistics()) REQUIRE(std::isfinite(s.value));
+      }
+    }
+  }
+}
+
+TEST_CASE("blend with only the causal candidate equals dense, whatever the weights", "[backends][blend]") {
+  const Shape shape;
+  auto qkv = random_qkv(shape, 5);
+  const auto dense = make("dense", {{"execution", std::string("math")}}, shape)->forward(qkv[0], qkv[1], qkv[2]);
+  for (const char* activation : {"sigmoid", "softplus"}) {
+    auto blend = make("blend", {{"candidates", std::string("causal")}, {"activation", std::string(activation)}}, shape);
+    torch::NoGradGuard no_grad;
+    blend->named_parameters()["logits"].normal_(0.0, 3.0);
+    INFO(activation);
+    REQUIRE(torch::allclose(blend->forward(qkv[0], qkv[1], qkv[2]), dense, 1e-5, 1e-6));
+  }
+}
+
+TEST_CASE("masks with a window covering T equals dense", "[backends][masks]") {
+  const Shape shape;
+  auto qkv = random_qkv(shape, 6);
+  const auto dense = make("dense", {{"execution", std::string("math")}}, shape)->forward(qkv[0], qkv[1], qkv[2]);
+  for (const char* execution : {"reference", "block_sparse"}) {
+    for (const char* pattern : {"window:37", "window:5000", "sink:4|window:40"}) {
+      INFO(execution << " " << pattern);
+      auto masks = make("masks", {{"pattern", std::string(pattern)}, {"execution", std::string(execution)}, {"tile", std::int64_t(16)}}, shape);
+      REQUIRE(torch::allclose(masks->forward(qkv[0], qkv[1], qkv[2]), dense, 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST_CASE("topk with a budget of T or more equals dense", "[backends][topk]") {
+  const Shape shape;
+  auto qkv = random_qkv(shape, 7);
+  const auto dense = make("dense", {{"execution", std::string("math")}}, shape)->forward(qkv[0], qkv[1], qkv[2]);
+  const std::vector<Given> cases = {{{"k", std::int64_t(37)}},
+                                    {{"k", std::int64_t(1000)}, {"straight_through", true}},
+                                    {{"fraction", 1.0}},
+                                    {{"granularity", std::string("block")}, {"block", std::int64_t(8)}, {"k", std::int64_t(5)}}};
+  for (const auto& given : cases) {
+    for (bool hard : {false, true}) {
+      INFO(describe("topk", given) << (hard ? " (hard)" : ""));
+      auto topk = make("topk", given, shape);
+      topk->set_hard(hard);
+      REQUIRE(torch::allclose(topk->forward(qkv[0], qkv[1], qkv[2]), dense, 1e-5, 1e-6));
+    }
+  }
+  // A real budget changes the result.
+  auto sparse = make("topk", {{"k", std::int64_t(4)}}, shape);
+  sparse->set_hard(true);
+  REQUIRE_FALSE(torch::allclose(sparse->forward(qkv[0], qkv[1], qkv[2]), dense, 1e-3, 1e-3));
+}
+
+TEST_CASE("float64 finite differences match autograd for learnable parameters", "[backends][gradients]") {
+  const Shape shape{1, 2, 9, 4};
+  auto qkv = random_qkv(shape, 11, torch::kDouble);
+  const torch::Tensor probe = torch::randn({shape.B, shape.H, shape.T, shape.D}, torch::TensorOptions().dtype(torch::kDouble));
+  struct Case {
+    std::string name;
+    Given given;
+  };
+  const std::vector<Case> cases = {
+      {"blend", {{"candidates", std::string("causal,window:3,stride:2,sink:1|window:2")}}},
+      {"blend", {{"candidates", std::string("window:3,stride:2:6")}, {"activation", std::string("softplus")}, {"per", std::string("layer")}}},
+      {"gating", {{"candidates", std::string("causal,window:3,stride:2")}, {"init_scale", 0.5}}},
+      {"gating", {{"candidates", std::string("window:2,sink:2|window:3")}, {"gate", std::string("sigmoid")},
+                  {"granularity", std::string("block")}, {"block", std::int64_t(4)}, {"init_scale", 0.5}}},
+      {"topk", {{"k", std::int64_t(3)}, {"temperature", 0.5}}},
+      {"topk", {{"granularity", std::string("block")}, {"block", std::int64_t(2)}, {"k", std::int64_t(3)}, {"temperature", 0.3}}},
+  };
+  for (const auto& c : cases) {
+    auto backend = make(c.name, c.given, shape, 2);
+    backend->to(torch::kDouble);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : backend->parameters()) p.add_(torch::randn_like(p) * 0.5);  // off the symmetric start
+    }
+    for (auto& [pname, p] : backend->named_parameters().pairs()) {
+      auto loss = [&] { return (backend->forward(qkv[0], qkv[1], qkv[2]) * probe).sum(); };
+      require_gradient_matches(p, loss, describe(c.name, c.given) + " parameter " + pname);
+    }
+    // Regularizers are differentiable too.
+    auto reg_loss = [&] {
+      backend->forward(qkv[0], qkv[1], qkv[2]);
+      return backend->regularizer();
+    };
+    if (c.name != "topk")
+      for (auto& [pname, p] : backend->named_parameters().pairs())
+        require_gradient_matches(p, reg_loss, describe(c.name, c.given) + " regularizer wrt " + pname);
+  }
+}
+
+TEST_CASE("minimizing the blend regularizer alone drives the weights to zero", "[backends][blend]") {
+  const Shape shape{1, 4, 64, 8};
+  for (const char* kind : {"l1", "compute_l1"}) {
+    for (const char* activation : {"sigmoid", "softplus"}) {
+      INFO(kind << " " << activation);
+      auto blend = make("blend", {{"regularizer", std::string(kind)}, {"activation", std::string(activation)}}, shape);
+      auto weight_sum = [&] {
+        double total = 0;
+        for (const auto& s : blend->statistics())
+          if (s.name.rfind("weight/", 0) == 0) total += s.value;
+        return total;
+      };
+      const double before = weight_sum();
+      REQUIRE(before == Approx(0.5 * 4 * 4));  // init 0.5, 4 heads, 4 default candidates
+      torch::optim::Adam adam(blend->parameters(), torch::optim::AdamOptions(0.1));
+      for (int step = 0; step < 300; ++step) {
+        adam.zero_grad();
+        blend->regularizer().backward();
+        adam.step();
+      }
+      for (const auto& s : blend->statistics())
+        if (s.name.rfind("weight/", 0) == 0) REQUIRE(s.value < 0.02);
+      // Nothing survives the hard threshold.
+      blend->set_hard(true);
+      REQUIRE(blend->density(64, 16).element == 0.0);
+    }
+  }
+}
+
+TEST_CASE("blend hard mode runs exactly the masks backend on the surviving union", "[backends][blend]") {
+  const Shape shape{2, 3, 45, 8};
+  auto qkv = random_qkv(shape, 13);
+  const std::vector<std::string> candidates = {"window:3", "stride:4", "sink:2", "block:16"};
+  // Weights per head (rows): below the 0.1 threshold drops the candidate.
+  const std::vector<std::vector<double>> w = {{0.9, 0.05, 0.5, 0.01}, {0.02, 0.3, 0.04, 0.7}, {0.9, 0.05, 0.5, 0.01}};
+  for (const char* execution : {"reference", "block_sparse"}) {
+    INFO(execution);
+    auto blend = make("blend", {{"candidates", std::string("window:3,stride:4,sink:2,block:16")},
+                                {"execution", std::string(execution)}, {"tile", std::int64_t(16)}},
+                      shape);
+    {
+      torch::NoGradGuard no_grad;
+      auto logits = blend->named_parameters()["logits"];
+      for (std::int64_t h = 0; h < shape.H; ++h)
+        for (std::size_t c = 0; c < candidates.size(); ++c) logits[h][c].fill_(std::log(w[h][c] / (1 - w[h][c])));
+    }
+    blend->set_hard(true);
+    const auto out = blend->forward(qkv[0], qkv[1], qkv[2]);
+    const std::vector<std::string> unions = {"window:3|sink:2", "stride:4|block:16", "window:3|sink:2"};
+    double element = 0;
+    for (std::int64_t h = 0; h < shape.H; ++h) {
+      auto masks = make("masks", {{"pattern", unions[h]}, {"execution", std::string(execution)}, {"tile", std::int64_t(16)}}, shape);
+      const auto expected = masks->forward(qkv[0], qkv[1], qkv[2]).select(1, h);
+      INFO("head " << h << " union " << unions[h]);
+      REQUIRE(torch::allclose(out.select(1, h), expected, 1e-5, 1e-6));
+      element += attnlab::masks::density(unions[h], shape.T, 16).element / shape.H;
+    }
+    REQUIRE(blend->density(shape.T, 16).element == Approx(element));
+  }
+}
+
+TEST_CASE("topk anneals its temperature and reports its selected density", "[backends][topk]") {
+  const Shape shape;
+  auto topk = make("topk", {{"temperature", 2.0}, {"temperature_final", 0.5}, {"k", std::int64_t(4)}}, shape);
+  auto stat = [&](const std::string& name) {
+    for (const auto& s : topk->statistics())
+      if (s.name == name) return s.value;
+    FAIL("no statistic " << name);
+    return 0.0;
+  };
+  topk->on_step(50, 100);
+  CHECK(stat("temperature") == Approx(1.25));
+  topk->on_step(100, 100);
+  CHECK(stat("temperature") == Approx(0.5));
+  auto qkv = random_qkv(shape, 17);
+  topk->forward(qkv[0], qkv[1], qkv[2]);
+  // Row t keeps min(4, t + 1) keys (ties aside: continuous scores).
+  double kept = 0;
+  for (std::int64_t t = 0; t < shape.T; ++t) kept += std::min<std::int64_t>(4, t + 1);
+  CHECK(stat("density/selected_element") == Approx(kept / double(shape.T * shape.T)));
+  CHECK(topk->density(shape.T, 16).element == Approx(kept / double(shape.T * shape.T)));
+}
+
+TEST_CASE("gating reports gate usage per candidate summing to one for softmax gates", "[backends][gating]") {
+  const Shape shape;
+  auto gating = make("gating", {{"candidates", std::string("causal,window:4,sink:2")}}, shape);
+  auto qkv = random_qkv(shape, 19);
+  gating->forward(qkv[0], qkv[1], qkv[2]);
+  double total = 0;
+  int count = 0;
+  for (const auto& s : gating->statistics())
+    if (s.name.rfind("gate/", 0) == 0) total += s.value, ++count;
+  CHECK(count == 3);
+  CHECK(total == Approx(1.0));
+  // One-hot gates on a single candidate reduce gating to that mask.
+  auto single = make("gating", {{"candidates", std::string("sink:2|window:4")}}, shape);
+  auto masks = make("masks", {{"pattern", std::string("sink:2|window:4")}}, shape);
+  CHECK(torch::allclose(single->forward(qkv[0], qkv[1], qkv[2]), masks->forward(qkv[0], qkv[1], qkv[2]), 1e-5, 1e-6));
+}
+
+TEST_CASE("out-of-range and malformed parameters are refused, naming the key", "[backends][params]") {
+  const Shape shape;
+  const std::vector<std::tuple<std::string, std::string, attnlab::ParamValue>> cases = {
+      {"masks", "tile", std::int64_t(8)},          {"masks", "execution", std::string("cuda")},
+      {"masks", "pattern", std::string("windw:3")}, {"blend", "init", 0.0},
+      {"blend", "threshold", 2.0},                  {"blend", "per", std::string("token")},
+      {"blend", "candidates", std::string("causal,,window:0")},
+      {"gating", "block", std::int64_t(0)},         {"gating", "gate", std::string("relu")},
+      {"topk", "fraction", 0.0},                    {"topk", "temperature", -1.0},
+      {"topk", "k", std::int64_t(-1)},              {"blend", "no_such_key", 1.0},
+  };
+  for (const auto& [backend, key, value] : cases) {
+    INFO(backend << " " << key << " = " << attnlab::to_string(value));
+    try {
+      make(backend, {{key, value}}, shape);
+      FAIL("accepted");
+    } catch (const attnlab::ParamError& e) {
+      CHECK(e.key == key);
+      CHECK_THAT(std::string(e.what()), Catch::Contains(key));
+    }
+  }
+  // And resolve_params alone refuses before anything is built.
+  const auto* blend = registry().find("blend");
+  REQUIRE(blend);
+  CHECK_THROWS_AS(attnlab::resolve_params(blend->schema, {{"eps", 1.0}}), attnlab::ParamError);
+}
