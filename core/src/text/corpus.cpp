@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace attnlab::text {
 namespace fs = std::filesystem;
@@ -119,12 +120,14 @@ const char* split_name(Split split) {
 
 std::string brown_to_plain_text(std::string_view tagged) {
   std::string out;
-  std::string line;  // the paragraph being assembled
+  std::string line;             // the paragraph being assembled
+  bool no_space_next = false;   // the last word opened a bracket or quote
+  bool after_headline = false;  // the paragraph so far is a headline
   const auto flush = [&] {
     if (!line.empty()) out += line + '\n';
     line.clear();
+    no_space_next = after_headline = false;
   };
-  bool no_space_next = false;  // after ( or ``
   for (std::size_t start = 0; start <= tagged.size();) {
     std::size_t end = tagged.find('\n', start);
     if (end == std::string_view::npos) end = tagged.size();
@@ -134,26 +137,27 @@ std::string brown_to_plain_text(std::string_view tagged) {
       flush();
       continue;
     }
-    bool headline = true;
-    std::string sentence;
+    std::vector<std::pair<std::string_view, bool>> words;  // word, closes (no space before it)
+    bool headline = true, only_closing = true;
     for (std::string_view token : tokens) {
       const std::size_t slash = token.rfind('/');
-      std::string_view word = token.substr(0, slash);
+      const std::string_view word = token.substr(0, slash);
       const std::string_view tag = slash == std::string_view::npos ? "" : token.substr(slash + 1);
-      headline = headline && tag.find("-hl") != std::string_view::npos;
       const bool closing = word == "," || word == "." || word == ";" || word == ":" || word == "!" ||
                            word == "?" || word == ")" || word == "''" || word == "'";
-      const bool opening = word == "(" || word == "``";
-      if (word == "``" || word == "''") word = "\"";
-      if (!sentence.empty() && !closing && !no_space_next) sentence += ' ';
-      sentence += word;
-      no_space_next = opening;
+      headline = headline && tag.find("-hl") != std::string_view::npos;
+      only_closing = only_closing && closing;
+      words.emplace_back(word, closing);
     }
-    if (headline) flush();
-    if (!line.empty()) line += ' ';
-    line += sentence;
-    if (headline) flush();
-    no_space_next = false;
+    // Headlines stand on their own line; a line of nothing but closing punctuation (the
+    // corpus has some) still belongs to the sentence before it.
+    if (!only_closing && (headline || after_headline)) flush();
+    for (const auto& [word, closing] : words) {
+      if (!line.empty() && !closing && !no_space_next) line += ' ';
+      line += word == "``" || word == "''" ? std::string_view("\"") : word;
+      no_space_next = word == "(" || word == "``";
+    }
+    after_headline = headline || (after_headline && only_closing);
   }
   flush();
   return out;
