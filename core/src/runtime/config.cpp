@@ -110,7 +110,8 @@ std::string where(const toml::source_region& source, const std::string& fallback
 std::string describe(const Rule& rule) {
   auto num = [](double x) {
     std::ostringstream out;
-    out << x;
+    if (std::abs(x) < 1e15 && x == std::floor(x)) out << static_cast<long long>(x);
+    else out << x;
     return out.str();
   };
   switch (rule.kind) {

@@ -131,7 +131,8 @@ void ResultStore::create_schema() {
   tx.commit();
 }
 
-std::int64_t ResultStore::begin_run(const nlohmann::json& c, const std::string& command) {
+std::int64_t ResultStore::begin_run(const nlohmann::json& given, const std::string& command) {
+  const nlohmann::json c = given.is_object() ? given : nlohmann::json::object();
   SQLite::Statement insert(*db_, R"SQL(INSERT INTO runs (started_at, command, git_sha, git_dirty, attnlab_version,
     torch_version, blas, threads, cpu, gpu, hostname, sgemm_gflops, context_json)
     VALUES (:t, :cmd, :sha, :dirty, :ver, :torch, :blas, :threads, :cpu, :gpu, :host, :sgemm, :json))SQL");
