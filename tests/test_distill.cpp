@@ -1,0 +1,255 @@
+// Distillation: the dense control reproduces the teacher exactly, the loss is the documented
+// formula, and a full trial (teacher trained and cached on a tiny corpus) trains, evaluates and
+// samples; with a learnable backend the loss falls.
+#include "model/distill.hpp"
+#include "model/gpt2.hpp"
+#include "model/sha256.hpp"
+#include "runtime/sink.hpp"
+
+#include <attnlab/registry.hpp>
+
+#include <ATen/ATen.h>
+#undef CHECK
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace fs = std::filesystem;
+using namespace attnlab;
+using namespace attnlab::model;
+
+namespace {
+
+struct MemorySink : TrialSink {
+  std::map<std::string, std::vector<std::pair<std::int64_t, double>>> metrics;
+  std::map<std::string, std::string> infos;
+  std::map<std::string, std::string> samples;  // "prompt|who|mode" -> text
+  void metric(const std::string& name, double value, std::int64_t step) override {
+    metrics[name].emplace_back(step, value);
+  }
+  void sample(const std::string& prompt, const std::string& who, const std::string& mode, const std::string& text) override {
+    samples[prompt + "|" + who + "|" + mode] = text;
+  }
+  void info(const std::string& key, const std::string& value) override { infos[key] = value; }
+  double final(const std::string& name) const {
+    INFO("metric " << name);
+    REQUIRE(metrics.count(name) == 1);
+    return metrics.at(name).back().second;
+  }
+  std::vector<double> curve(const std::string& name) const {
+    std::vector<double> v;
+    if (metrics.count(name))
+      for (const auto& p : metrics.at(name)) v.push_back(p.second);
+    return v;
+  }
+};
+
+const PluginRegistry& registry() {
+  static PluginRegistry r = [] {
+    PluginRegistry reg;
+    reg.discover();
+    return reg;
+  }();
+  return r;
+}
+
+BackendFactory plugin_factory() {
+  return [](const std::string& name, const BackendInit& init, const std::map<std::string, ParamValue>& params) {
+    return registry().create(name, init, params);
+  };
+}
+
+AttentionFactory dense() {
+  return [](const BackendInit& init) { return registry().create("dense", init, {}); };
+}
+
+// A tiny corpus: sentences from a small grammar, deterministic, a few thousand lines.
+fs::path tiny_corpus(const fs::path& dir) {
+  const std::vector<std::string> subjects = {"The jury", "It", "The city", "A man", "The board", "She"};
+  const std::vector<std::string> verbs = {"said", "was", "found", "took", "made", "saw"};
+  const std::vector<std::string> objects = {"a report", "the vote", "an end", "the money", "no evidence", "it all"};
+  std::mt19937 rng(5);
+  std::ofstream out(dir / "corpus.txt");
+  for (int line = 0; line < 600; ++line) {
+    out << subjects[rng() % subjects.size()] << " " << verbs[rng() % verbs.size()] << " "
+        << objects[rng() % objects.size()] << ".\n";
+  }
+  return dir / "corpus.txt";
+}
+
+fs::path temp_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("attnlab_test_distill_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+TeacherSpec tiny_teacher() {
+  TeacherSpec t;
+  t.n_layer = 2, t.n_head = 2, t.n_embd = 32, t.block_size = 64;
+  t.steps = 200, t.batch = 8, t.seq_len = 32, t.lr = 1e-2, t.seed = 1;
+  return t;
+}
+
+DistillSpec tiny_distill(const std::string& backend) {
+  DistillSpec d;
+  d.backend = backend;
+  d.seq_len = 32, d.batch = 4, d.steps = 12, d.log_every = 1;
+  d.eval_seq_lens = {32, 128};  // 128 > block_size: skipped with a note
+  d.eval_batches = 2;
+  d.sample_tokens = 12;
+  return d;
+}
+
+double mean(const std::vector<double>& v, size_t from, size_t to) {
+  double s = 0;
+  for (size_t i = from; i < to; ++i) s += v[i];
+  return s / double(to - from);
+}
+
+}  // namespace
+
+TEST_CASE("a student with dense attention computes the teacher's logits; KL = 0") {
+  GPT2Config c;
+  c.vocab_size = 41, c.n_positions = 24, c.n_embd = 24, c.n_layer = 2, c.n_head = 3;
+  GPT2 teacher(c, dense(), /*seed=*/9);
+  auto student = teacher.copy_with_attention(dense());
+  const auto idx = at::randint(0, c.vocab_size, {2, 19}, at::kLong);
+  torch::NoGradGuard no_grad;
+  const auto t = teacher.forward(idx), s = student->forward(idx);
+  REQUIRE(at::allclose(s, t, 1e-6, 1e-6));
+  DistillSpec spec;
+  spec.alpha_ce = 1.0;
+  const auto parts = distill_loss(s, t, idx, {}, spec);
+  REQUIRE(std::abs(parts.kl) < 1e-7);
+  // A deep copy: changing the student leaves the teacher alone.
+  student->ln_f->weight.add_(1.0);
+  REQUIRE_FALSE(at::allclose(student->forward(idx), t));
+  REQUIRE(at::equal(teacher.forward(idx), t));
+}
+
+TEST_CASE("distill_loss is alpha_ce CE + alpha_kl tau^2 KL(teacher || student) + lambda reg") {
+  at::manual_seed(3);
+  const auto s = at::randn({2, 5, 7}), t = at::randn({2, 5, 7});
+  const auto y = at::randint(0, 7, {2, 5}, at::kLong);
+  const auto reg = at::tensor(0.75);
+  DistillSpec spec;
+  spec.alpha_ce = 0.3, spec.alpha_kl = 0.9, spec.temperature = 2.0, spec.lambda = 0.1;
+  const auto parts = distill_loss(s, t, y, reg, spec);
+
+  // float64, written out per position
+  const auto sd = s.to(at::kDouble), td = t.to(at::kDouble);
+  double kl = 0, ce = 0;
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 5; ++i) {
+      auto ps = at::softmax(sd[b][i] / 2.0, 0), pt = at::softmax(td[b][i] / 2.0, 0);
+      kl += (pt * (pt.log() - ps.log())).sum().item<double>();
+      ce -= at::log_softmax(sd[b][i], 0)[y[b][i].item<std::int64_t>()].item<double>();
+    }
+  kl /= 10, ce /= 10;
+  REQUIRE(parts.kl == Approx(kl).epsilon(1e-5));
+  REQUIRE(parts.ce == Approx(ce).epsilon(1e-5));
+  REQUIRE(parts.reg == Approx(0.75));
+  REQUIRE(parts.loss.item<double>() == Approx(0.3 * ce + 0.9 * 4.0 * kl + 0.1 * 0.75).epsilon(1e-5));
+}
+
+TEST_CASE("dense control trial: teacher trained once and cached, student = teacher, paired samples") {
+  const auto dir = temp_dir("dense");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  data.tokenizer = "bytes";
+  const auto results = (dir / "results").string();
+
+  MemorySink first;
+  run_distill(data, tiny_teacher(), tiny_distill("dense"), plugin_factory(), results, first);
+  REQUIRE_THAT(first.infos.at("teacher.source"), Catch::Matchers::StartsWith("trained and cached"));
+  REQUIRE(first.infos.count("train.skipped") == 1);  // dense has nothing to train
+  const auto teacher_loss = first.curve("teacher/train_loss");
+  REQUIRE(teacher_loss.size() >= 2);
+  REQUIRE(teacher_loss.back() < teacher_loss.front() - 1.0);  // the teacher learned the corpus
+
+  REQUIRE(first.final("eval/T32/kl") < 1e-6);
+  REQUIRE(std::abs(first.final("eval/T32/delta_ppl")) < 1e-4);
+  REQUIRE(first.final("eval/T32/agreement") == 1.0);
+  INFO("teacher ppl " << first.final("eval/T32/teacher_ppl"));
+  REQUIRE(first.final("eval/T32/teacher_ppl") < 6.0);  // far below 256 (uniform over bytes)
+  REQUIRE(first.final("eval/T32/tokens_per_s") > 0);
+  REQUIRE(first.final("eval/T32/peak_mib") > 0);
+  REQUIRE(first.final("eval/T32/density") == Approx((32.0 * 33 / 2) / (32.0 * 32)));
+  REQUIRE(first.metrics.count("eval/T32/hard_kl") == 0);  // dense has no hard mode
+  REQUIRE(first.metrics.count("eval/T128/kl") == 0);
+  REQUIRE_THAT(first.infos.at("eval.T128"), Catch::Matchers::Contains("exceeds the model's n_positions = 64"));
+  REQUIRE(std::abs(first.curve("train/kl").front()) < 1e-6);
+
+  for (const std::string prompt : {"The jury said", "It was a"})
+    for (const std::string mode : {"greedy", "sampled"}) {
+      INFO(prompt << " " << mode);
+      const auto teacher = first.samples.at(prompt + "|teacher|" + mode);
+      REQUIRE(teacher.size() == 12);  // 12 byte tokens
+      REQUIRE(first.samples.at(prompt + "|student|" + mode) == teacher);
+    }
+
+  // The teacher's identity: the file, its sha256, the recipe, the tokenizer.
+  REQUIRE(first.infos.at("teacher.sha256") == sha256_file(first.infos.at("teacher.path")));
+  REQUIRE_THAT(first.infos.at("teacher.config"), Catch::Matchers::Contains("\"n_embd\":32"));
+  REQUIRE(first.infos.at("teacher.tokenizer") == "bytes");
+
+  MemorySink second;
+  run_distill(data, tiny_teacher(), tiny_distill("dense"), plugin_factory(), results, second);
+  REQUIRE_THAT(second.infos.at("teacher.source"), Catch::Matchers::StartsWith("cache hit"));
+  REQUIRE(second.infos.at("teacher.sha256") == first.infos.at("teacher.sha256"));
+  REQUIRE(second.final("eval/T32/teacher_ppl") == first.final("eval/T32/teacher_ppl"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("distill trial: a windowed student trained end to end lowers its loss") {
+  const auto dir = temp_dir("masks");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  auto spec = tiny_distill("masks");
+  spec.backend_params = {{"pattern", std::string("window:2")}};
+  spec.train = "all";
+  spec.lr = 3e-3;
+  spec.steps = 16;
+  MemorySink sink;
+  run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+
+  const auto loss = sink.curve("train/loss");
+  REQUIRE(loss.size() == 16);
+  INFO("first losses " << loss[0] << " " << loss[1] << " last " << loss.back());
+  REQUIRE(loss.front() > 0.05);  // the window really changes the model
+  REQUIRE(mean(loss, 12, 16) < 0.7 * mean(loss, 0, 4));
+  REQUIRE(sink.final("train/ms_per_step") > 0);
+  REQUIRE(sink.final("eval/T32/kl") > 0);
+  REQUIRE(sink.final("eval/T32/density") < 0.2);  // window:2 of 32
+  const auto lr = sink.curve("train/lr");
+  REQUIRE(lr[1] > lr[0]);        // warmup
+  REQUIRE(lr.back() < lr[3]);    // cosine decay
+  fs::remove_all(dir);
+}
+
+TEST_CASE("distill trial: a blend student trains only its mask weights and logs their evolution") {
+  const auto dir = temp_dir("blend");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  auto spec = tiny_distill("blend");
+  spec.backend_params = {{"candidates", std::string("causal,window:4")}, {"init", 0.5}};
+  spec.lr = 0.1;
+  spec.steps = 16;
+  MemorySink sink;
+  run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+
+  // train = "backend": only the blend weights (2 layers x 2 heads x 2 candidates) train.
+  REQUIRE(sink.final("train/trainable_params") == 8);
+  const auto loss = sink.curve("train/loss");
+  REQUIRE(loss.size() == 16);
+  REQUIRE(mean(loss, 12, 16) < mean(loss, 0, 4));
+  bool has_stats = false;
+  for (const auto& [name, points] : sink.metrics)
+    if (name.rfind("stat/L1/", 0) == 0 && points.size() == 16) has_stats = true;
+  REQUIRE(has_stats);
+  REQUIRE(sink.final("train/reg") > 0);
+  fs::remove_all(dir);
+}
