@@ -1,0 +1,510 @@
+#include "report/report.hpp"
+
+#include "report/compare.hpp"
+#include "report/document.hpp"
+#include "report/gnuplot.hpp"
+#include "report/sweep_data.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+namespace attnlab::report {
+namespace fs = std::filesystem;
+
+std::string format_number(const char* format, std::optional<double> value) {
+  if (!value || !std::isfinite(*value)) return "";
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, format, *value);
+  return buffer;
+}
+
+namespace {
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buffer;
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : separator) + p;
+  return out;
+}
+
+double as_number(const std::string& text) {
+  try {
+    return std::stod(text);
+  } catch (const std::exception&) {
+    return std::nan("");
+  }
+}
+
+// Everything the sections below share: the data, where figures go, and what they made.
+struct Builder {
+  ResultStore& store;
+  const ReportOptions& options;
+  SweepData sweep;
+  BaselineSpec baseline;
+  bool has_baseline = false;
+  std::optional<Gnuplot> gnuplot;
+  Document doc;
+  ReportFiles files;
+
+  // Renders a figure into plots/ and adds it to the page (nothing when it has no data).
+  void figure(const Figure& f, const std::string& caption) {
+    if (!gnuplot) return;
+    if (!gnuplot->render(f, options.out / "plots")) return;
+    const std::string stem = "plots/" + file_stem(f.name);
+    doc.image(caption, stem + ".png", stem + ".svg");
+    files.pngs.push_back(options.out / (stem + ".png"));
+    files.svgs.push_back(options.out / (stem + ".svg"));
+  }
+
+  // Grid axes that split tables and figures: varying, not the backend's, not `except`.
+  std::vector<std::string> group_axes(const std::set<std::string>& except) const {
+    std::vector<std::string> out;
+    for (const auto& name : sweep.varying_params())
+      if (!is_backend_param(name) && !except.count(name)) out.push_back(name);
+    return out;
+  }
+  static std::string group_of(const TrialData& t, const std::vector<std::string>& axes) {
+    std::vector<std::string> parts;
+    for (const auto& a : axes) parts.push_back(a + "=" + t.param(a));
+    return join(parts, ", ");
+  }
+  // Groups in order of first appearance.
+  std::vector<std::pair<std::string, std::vector<const TrialData*>>> grouped(const std::vector<std::string>& axes) const {
+    std::vector<std::pair<std::string, std::vector<const TrialData*>>> out;
+    for (const auto& t : sweep.trials) {
+      const std::string g = group_of(t, axes);
+      auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.first == g; });
+      if (it == out.end()) out.push_back({g, {&t}});
+      else it->second.push_back(&t);
+    }
+    return out;
+  }
+  std::vector<std::string> variants() const {
+    std::vector<std::string> out;
+    for (const auto& t : sweep.trials) {
+      const auto label = sweep.variant_label(t);
+      if (std::find(out.begin(), out.end(), label) == out.end()) out.push_back(label);
+    }
+    return out;
+  }
+
+  void header();
+  void run_context();
+  void bench();
+  void bench_density_figure(const std::string& group, const std::vector<const TrialData*>& trials);
+  void distill();
+  void distill_curves();
+  void blend_weights();
+  void samples();
+  void failures();
+  void sweep_file();
+};
+
+void Builder::header() {
+  doc.heading(1, "attnlab report: " + sweep.name);
+  std::map<std::string, int> by_status;
+  for (const auto& t : sweep.trials) by_status[t.status]++;
+  std::vector<std::string> counts;
+  for (const auto& [status, n] : by_status) counts.push_back(std::to_string(n) + " " + status);
+  doc.paragraph("Sweep `" + sweep.name + "` (kind `" + sweep.kind + "`): " + std::to_string(sweep.trials.size()) +
+                " trials (" + join(counts, ", ") + "). Generated " + utc_now() + ".");
+  std::vector<std::string> fixed;
+  const auto varying = sweep.varying_params();
+  std::map<std::string, std::string> common;
+  if (!sweep.trials.empty())
+    for (const auto& [name, value] : sweep.trials.front().params)
+      if (!is_backend_param(name) && std::find(varying.begin(), varying.end(), name) == varying.end())
+        fixed.push_back(name + "=" + value);
+  if (!fixed.empty()) doc.paragraph("Fixed for every trial: " + join(fixed, ", ") + ".");
+}
+
+void Builder::run_context() {
+  auto runs = store.query(
+      "SELECT id, started_at, git_sha, git_dirty, attnlab_version, torch_version, blas, threads, cpu, gpu, hostname, "
+      "sgemm_gflops FROM runs WHERE id IN (SELECT DISTINCT t.run_id FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
+      "WHERE s.name = " + sql_quote(sweep.name) + ") ORDER BY id");
+  doc.heading(2, "Run context");
+  if (runs.rows.empty()) {
+    doc.paragraph("No run has recorded a trial of this sweep yet.");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : runs.rows) {
+    auto get = [&](size_t i) { return r[i].value_or(""); };
+    std::string git = get(2).substr(0, 12);
+    if (get(3) == "1") git += " (dirty)";
+    std::string cpu = get(8);
+    if (!get(9).empty()) cpu += "; GPU " + get(9);
+    rows.push_back({get(0), get(1), git, get(4), get(5), get(6), get(7), cpu, get(10),
+                    format_number("%.1f", r[11] ? std::optional<double>(as_number(*r[11])) : std::nullopt)});
+  }
+  doc.table({"run", "started (UTC)", "git", "attnlab", "LibTorch", "BLAS", "threads", "CPU", "host", "sgemm GFLOP/s"},
+            std::move(rows));
+}
+
+void Builder::bench() {
+  const auto axes = group_axes({"seq_len"});
+  const bool seq_len_varies = [&] {
+    const auto v = sweep.varying_params();
+    return std::find(v.begin(), v.end(), "seq_len") != v.end();
+  }();
+  doc.heading(2, "Results");
+  doc.paragraph("One row per trial: median wall time per call over the timed repeats, spread = coefficient of "
+                "variation, peak MiB = peak live tensor memory above the inputs, GFLOP/s = useful FLOPs (allowed "
+                "query-key pairs) per second" +
+                std::string(has_baseline ? ", ratio = median time over `" + options.baseline +
+                                               "`'s at the same grid point (below 1 is faster)"
+                                         : "") + ".");
+  for (const auto& [group, trials] : grouped(axes)) {
+    if (!group.empty()) doc.heading(3, group);
+    std::vector<const TrialData*> sorted = trials;
+    const auto order = variants();
+    auto rank = [&](const TrialData* t) {
+      return std::find(order.begin(), order.end(), sweep.variant_label(*t)) - order.begin();
+    };
+    std::stable_sort(sorted.begin(), sorted.end(), [&](const TrialData* a, const TrialData* b) {
+      if (rank(a) != rank(b)) return rank(a) < rank(b);
+      return as_number(a->param("seq_len")) < as_number(b->param("seq_len"));
+    });
+    std::vector<std::string> header = {"backend", "seq_len", "status", "median ms", "spread", "peak MiB", "GFLOP/s",
+                                       "block density"};
+    if (has_baseline) header.push_back("ratio to " + options.baseline);
+    std::vector<std::vector<std::string>> rows;
+    for (const auto* t : sorted) {
+      std::vector<std::string> row = {
+          sweep.variant_label(*t), t->param("seq_len"), t->status,
+          format_number("%.3f", t->final_metric("time/median_ms")),
+          format_number("%.1f%%", t->final_metric("time/cv") ? std::optional<double>(100 * *t->final_metric("time/cv"))
+                                                             : std::nullopt),
+          format_number("%.1f", t->final_metric("memory/peak_tensor_mib")),
+          format_number("%.2f", t->final_metric("flops/gflops")),
+          format_number("%.3f", t->final_metric("density/block"))};
+      if (has_baseline) {
+        const TrialData* base = find_baseline(sweep, baseline, *t);
+        row.push_back(format_number(
+            "%.3f", ratio(t->final_metric("time/median_ms"), base ? base->final_metric("time/median_ms") : std::nullopt)));
+      }
+      rows.push_back(std::move(row));
+    }
+    doc.table(std::move(header), std::move(rows));
+
+    if (!seq_len_varies) {
+      bench_density_figure(group, trials);
+      continue;
+    }
+    const std::string suffix = group.empty() ? "" : " (" + group + ")";
+    Plot latency{"Latency vs sequence length" + suffix, "sequence length T (tokens)", "median time per call (ms)",
+                 true, true, 2, {}};
+    Plot memory{"Peak tensor memory vs sequence length" + suffix, "sequence length T (tokens)",
+                "peak live tensor memory (MiB)", true, true, 2, {}};
+    for (const auto& label : order) {
+      Series time_series{label, {}, "linespoints", false}, memory_series{label, {}, "linespoints", false};
+      for (const auto* t : sorted) {
+        if (t->status != "done" || sweep.variant_label(*t) != label) continue;
+        const double T = as_number(t->param("seq_len"));
+        if (auto ms = t->final_metric("time/median_ms")) time_series.points.emplace_back(T, *ms);
+        if (auto mib = t->final_metric("memory/peak_tensor_mib")) memory_series.points.emplace_back(T, *mib);
+      }
+      latency.series.push_back(std::move(time_series));
+      memory.series.push_back(std::move(memory_series));
+    }
+    const std::string stem = group.empty() ? "" : "_" + group;
+    figure(Figure{"latency" + stem, "", {latency}, 1, 900, 560},
+           "Latency vs sequence length" + suffix + ", log-log: a slope of 2 is quadratic in T.");
+    figure(Figure{"memory" + stem, "", {memory}, 1, 900, 560}, "Peak tensor memory vs sequence length" + suffix + ", log-log.");
+    bench_density_figure(group, trials);
+  }
+}
+
+// Time vs block density, one panel per sequence length, with the ideal: time proportional to
+// block density, through the reference point (the baseline's trial at that length, or the
+// fastest trial at the largest block density when there is no baseline).
+void Builder::bench_density_figure(const std::string& group, const std::vector<const TrialData*>& trials) {
+  // Only worth a figure when some sequence length has trials at different block densities.
+  std::map<std::string, std::set<double>> densities;
+  for (const auto* t : trials)
+    if (t->status == "done")
+      if (auto d = t->final_metric("density/block")) densities[t->param("seq_len")].insert(*d);
+  if (std::none_of(densities.begin(), densities.end(), [](const auto& e) { return e.second.size() > 1; })) return;
+
+  std::vector<std::string> lengths;
+  for (const auto* t : trials)
+    if (std::find(lengths.begin(), lengths.end(), t->param("seq_len")) == lengths.end())
+      lengths.push_back(t->param("seq_len"));
+  std::sort(lengths.begin(), lengths.end(), [](const std::string& a, const std::string& b) { return as_number(a) < as_number(b); });
+
+  Figure f;
+  const std::string suffix = group.empty() ? "" : " (" + group + ")";
+  f.name = "density" + std::string(group.empty() ? "" : "_" + group);
+  f.title = "Time vs block density" + suffix;
+  f.columns = lengths.size() > 1 ? 2 : 1;
+  f.width = lengths.size() > 1 ? 1200 : 900;
+  f.height = lengths.size() > 2 ? 900 : 560;
+  for (const auto& T : lengths) {
+    Plot panel{"T = " + T, "block density (fraction of tiles computed)", "median time per call (ms)", false, false, 10, {}};
+    const TrialData* reference = nullptr;
+    double max_x = 0;
+    for (const auto& label : variants()) {
+      Series s{label, {}, "points pt 7 ps 1.5", false};
+      for (const auto* t : trials) {
+        if (t->status != "done" || t->param("seq_len") != T || sweep.variant_label(*t) != label) continue;
+        auto d = t->final_metric("density/block");
+        auto ms = t->final_metric("time/median_ms");
+        if (!d || !ms) continue;
+        s.points.emplace_back(*d, *ms);
+        max_x = std::max(max_x, *d);
+        if (!reference && has_baseline) reference = find_baseline(sweep, baseline, *t);
+      }
+      panel.series.push_back(std::move(s));
+    }
+    if (!reference) {
+      for (const auto* t : trials) {
+        if (t->status != "done" || t->param("seq_len") != T) continue;
+        auto d = t->final_metric("density/block"), ms = t->final_metric("time/median_ms");
+        if (!d || !ms) continue;
+        auto rd = reference ? reference->final_metric("density/block") : std::nullopt;
+        if (!reference || *d > *rd + 1e-12 ||
+            (std::abs(*d - *rd) <= 1e-12 && *ms < *reference->final_metric("time/median_ms")))
+          reference = t;
+      }
+    }
+    if (reference) {
+      auto d = reference->final_metric("density/block"), ms = reference->final_metric("time/median_ms");
+      if (d && ms && *d > 0) {
+        const double x_end = std::max(max_x, *d);
+        panel.series.push_back(Series{"ideal: time ∝ block density from " + sweep.variant_label(*reference),
+                                      {{0.0, 0.0}, {x_end, *ms * x_end / *d}}, "lines", true});
+      }
+    }
+    f.panels.push_back(std::move(panel));
+  }
+  figure(f, "Time vs block density" + suffix +
+                ": points above the dashed ideal line pay overhead beyond the tiles they compute.");
+}
+
+void Builder::distill() {
+  const auto lengths = eval_lengths(sweep);
+  bool any_hard = false;
+  for (const auto& t : sweep.trials)
+    for (auto T : lengths) any_hard = any_hard || t.final_metric(eval_metric(T, "hard_student_ppl")).has_value();
+  doc.heading(2, "Results");
+  doc.paragraph("Per evaluation length: perplexities of the dense teacher and the student, Δppl = student − teacher, "
+                "KL(teacher‖student) per token, agreement = fraction of positions with the same argmax token, "
+                "element and block density of the student's attention, training ms/step, peak MiB during evaluation.");
+  if (lengths.empty()) doc.paragraph("No trial of this sweep has evaluation results yet.");
+  for (auto T : lengths) {
+    doc.heading(3, "Evaluation at T = " + std::to_string(T));
+    std::vector<std::string> header = {"trial", "backend", "status", "teacher ppl", "student ppl", "Δppl", "KL",
+                                       "agreement", "density", "block density", "ms/step", "peak MiB"};
+    if (any_hard) header.push_back("hard student ppl");
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : sweep.trials) {
+      auto m = [&](const char* field) { return t.final_metric(eval_metric(T, field)); };
+      std::vector<std::string> row = {t.name,
+                                      sweep.variant_label(t),
+                                      t.status,
+                                      format_number("%.3f", m("teacher_ppl")),
+                                      format_number("%.3f", m("student_ppl")),
+                                      format_number("%+.3f", m("delta_ppl")),
+                                      format_number("%.4f", m("kl")),
+                                      format_number("%.3f", m("agreement")),
+                                      format_number("%.3f", m("density")),
+                                      format_number("%.3f", m("block_density")),
+                                      format_number("%.1f", t.final_metric("train/ms_per_step")),
+                                      format_number("%.1f", m("peak_mib"))};
+      if (any_hard) row.push_back(format_number("%.3f", m("hard_student_ppl")));
+      rows.push_back(std::move(row));
+    }
+    doc.table(std::move(header), std::move(rows));
+  }
+  distill_curves();
+  if (!lengths.empty()) {
+    Figure f{"density_vs_delta_ppl", "Density vs Δppl", {}, lengths.size() > 1 ? 2 : 1,
+             lengths.size() > 1 ? 1200 : 900, 560};
+    for (auto T : lengths) {
+      Plot panel{"Density vs Δppl at T = " + std::to_string(T), "attention density (fraction of causal pairs kept)",
+                 "Δppl (student − teacher)", false, false, 10, {}};
+      for (const auto& label : variants()) {
+        Series s{label, {}, "points pt 7 ps 1.5", false};
+        for (const auto& t : sweep.trials) {
+          if (sweep.variant_label(t) != label) continue;
+          auto d = t.final_metric(eval_metric(T, "density")), dp = t.final_metric(eval_metric(T, "delta_ppl"));
+          if (d && dp) s.points.emplace_back(*d, *dp);
+        }
+        panel.series.push_back(std::move(s));
+      }
+      f.panels.push_back(std::move(panel));
+    }
+    figure(f, "Density vs Δppl: lower left is better (sparser and closer to the teacher).");
+  }
+  blend_weights();
+  samples();
+}
+
+void Builder::distill_curves() {
+  const std::vector<std::tuple<std::string, std::string, std::string>> curves = {
+      {"train/loss", "Training loss per step", "total loss (CE, KL and regularizer terms)"},
+      {"train/kl", "KL(teacher‖student) per step", "KL (nats per token)"}};
+  for (const auto& [metric, title, ylabel] : curves) {
+    Plot plot{title, "training step", ylabel, false, false, 10, {}};
+    for (const auto& t : sweep.trials) {
+      Series s{t.name, {}, "lines", false};
+      for (const auto& [step, value] : load_curve(store, t.id, metric)) s.points.emplace_back(double(step), value);
+      plot.series.push_back(std::move(s));
+    }
+    figure(Figure{file_stem(metric), "", {plot}, 1, 900, 560}, title + ", one line per trial.");
+  }
+}
+
+// stat/L<layer>/weight/h<head>/<candidate>: one figure per (trial, layer), one panel per
+// head, one line per candidate mask. Other stat/L<layer>/<name>: one figure per trial, one
+// panel per statistic, one line per layer.
+void Builder::blend_weights() {
+  for (const auto& t : sweep.trials) {
+    const auto names = curve_names(store, t.id, "stat/L");
+    std::map<int, std::map<int, std::vector<std::string>>> weights;  // layer -> head -> metric names
+    std::map<std::string, std::vector<std::pair<int, std::string>>> others;  // stat -> (layer, metric)
+    for (const auto& name : names) {
+      const size_t slash = name.find('/', 6);
+      if (slash == std::string::npos) continue;
+      int layer = 0, head = 0;
+      try {
+        layer = std::stoi(name.substr(6, slash - 6));
+      } catch (const std::exception&) {
+        continue;
+      }
+      const std::string rest = name.substr(slash + 1);
+      if (rest.rfind("weight/h", 0) == 0 && rest.find('/', 8) != std::string::npos &&
+          std::sscanf(rest.c_str() + 8, "%d", &head) == 1)
+        weights[layer][head].push_back(name);
+      else
+        others[rest].emplace_back(layer, name);
+    }
+    if (!weights.empty()) doc.heading(3, "Blend weights: " + t.name);
+    for (const auto& [layer, heads] : weights) {
+      Figure f;
+      f.name = "weights_trial" + std::to_string(t.id) + "_L" + std::to_string(layer);
+      f.title = t.name + ": blend weights, layer " + std::to_string(layer);
+      f.columns = heads.size() > 8 ? 4 : heads.size() > 1 ? 2 : 1;
+      f.width = heads.size() > 1 ? 1300 : 900;
+      f.height = std::max<int>(560, 300 * ((static_cast<int>(heads.size()) + f.columns - 1) / f.columns));
+      for (const auto& [head, metrics] : heads) {
+        Plot panel{"layer " + std::to_string(layer) + ", head " + std::to_string(head), "training step",
+                   "weight (non-negative, unnormalized)", false, false, 10, {}};
+        for (const auto& metric : metrics) {
+          const std::string candidate = metric.substr(metric.find('/', metric.find("weight/h") + 8) + 1);
+          Series s{candidate, {}, "lines", false};
+          for (const auto& [step, value] : load_curve(store, t.id, metric)) s.points.emplace_back(double(step), value);
+          panel.series.push_back(std::move(s));
+        }
+        f.panels.push_back(std::move(panel));
+      }
+      figure(f, "Blend coefficient evolution, " + t.name + ", layer " + std::to_string(layer) +
+                    ": one panel per head, one line per candidate mask.");
+    }
+    if (!others.empty()) {
+      Figure f;
+      f.name = "stats_trial" + std::to_string(t.id);
+      f.title = t.name + ": backend statistics per layer";
+      f.columns = others.size() > 1 ? 2 : 1;
+      f.width = others.size() > 1 ? 1200 : 900;
+      f.height = std::max<int>(560, 320 * ((static_cast<int>(others.size()) + f.columns - 1) / f.columns));
+      for (const auto& [stat, metrics] : others) {
+        Plot panel{stat, "training step", stat, false, false, 10, {}};
+        for (const auto& [layer, metric] : metrics) {
+          Series s{"layer " + std::to_string(layer), {}, "lines", false};
+          for (const auto& [step, value] : load_curve(store, t.id, metric)) s.points.emplace_back(double(step), value);
+          panel.series.push_back(std::move(s));
+        }
+        f.panels.push_back(std::move(panel));
+      }
+      figure(f, "Backend statistics of " + t.name + " per training step (one line per layer).");
+    }
+  }
+}
+
+void Builder::samples() {
+  bool any = false;
+  for (const auto& t : sweep.trials) {
+    auto rows = store.query("SELECT prompt, who, mode, text FROM samples WHERE trial_id = " + std::to_string(t.id) +
+                            " ORDER BY id");
+    if (rows.rows.empty()) continue;
+    if (!any) {
+      doc.heading(2, "Samples: teacher and student side by side");
+      any = true;
+    }
+    doc.heading(3, t.name);
+    // Pair each student sample with the teacher's for the same prompt and mode.
+    std::vector<std::vector<std::string>> table;
+    std::map<std::pair<std::string, std::string>, size_t> at;
+    for (const auto& r : rows.rows) {
+      const auto key = std::make_pair(r[0].value_or(""), r[2].value_or(""));
+      if (!at.count(key)) {
+        at[key] = table.size();
+        table.push_back({key.first, key.second, "", ""});
+      }
+      auto& row = table[at[key]];
+      (r[1].value_or("") == "teacher" ? row[2] : row[3]) += r[3].value_or("");
+    }
+    doc.table({"prompt", "mode", "teacher", "student"}, std::move(table));
+  }
+}
+
+void Builder::failures() {
+  std::vector<std::vector<std::string>> failed;
+  std::vector<std::string> unfinished;
+  for (const auto& t : sweep.trials) {
+    if (t.status == "failed") failed.push_back({t.name, t.backend, t.error});
+    if (t.status == "pending" || t.status == "running") unfinished.push_back("`" + t.name + "` (" + t.status + ")");
+  }
+  if (failed.empty() && unfinished.empty()) return;
+  doc.heading(2, "Failed and unfinished trials");
+  if (!failed.empty()) doc.table({"trial", "backend", "error"}, std::move(failed));
+  if (!unfinished.empty())
+    doc.paragraph("Not finished (rerun `attnlab run` on the sweep to complete them): " + join(unfinished, ", ") + ".");
+}
+
+void Builder::sweep_file() {
+  auto rows = store.query("SELECT path, source FROM sweeps WHERE name = " + sql_quote(sweep.name));
+  if (rows.rows.empty() || !rows.rows[0][1] || rows.rows[0][1]->empty()) return;
+  doc.heading(2, "Sweep file");
+  doc.paragraph("`" + rows.rows[0][0].value_or("") + "` as it was when last run:");
+  doc.preformatted(*rows.rows[0][1]);
+}
+
+}  // namespace
+
+ReportFiles write_report(ResultStore& store, const ReportOptions& options) {
+  Builder b{store, options, load_sweep_data(store, options.sweep), parse_baseline(options.baseline)};
+  for (const auto& t : b.sweep.trials) b.has_baseline = b.has_baseline || t.backend == b.baseline.backend;
+  if (options.plots) b.gnuplot = Gnuplot::locate();
+  fs::create_directories(options.out);
+  if (options.plots) fs::create_directories(options.out / "plots");
+
+  b.header();
+  b.run_context();
+  if (b.sweep.kind == "bench") b.bench();
+  else b.distill();
+  b.failures();
+  b.sweep_file();
+
+  b.files.markdown = options.out / "index.md";
+  b.files.html = options.out / "index.html";
+  std::ofstream(b.files.markdown) << b.doc.markdown();
+  std::ofstream(b.files.html) << b.doc.html("attnlab report: " + options.sweep);
+  return b.files;
+}
+
+}  // namespace attnlab::report

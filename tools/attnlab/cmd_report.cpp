@@ -1,0 +1,60 @@
+// attnlab report --sweep NAME   index.md + index.html with tables and gnuplot figures
+//                               (docs/REPORTS.md); prints the two paths on stdout.
+#include "commands.hpp"
+#include "report/report.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+namespace attnlab::cli {
+namespace {
+
+struct ReportArgs {
+  std::string db = default_db_path(), sweep, out, baseline = "dense";
+  bool no_plots = false;
+};
+
+void setup(CLI::App& root, int& exit_code) {
+  auto args = std::make_shared<ReportArgs>();
+  auto* cmd = root.add_subcommand("report", "write a report (index.md, index.html, plots) for one sweep");
+  cmd->add_option("--sweep", args->sweep, "sweep name (see `attnlab query \"select name from sweeps\"`)")->required();
+  cmd->add_option("--db", args->db, "results database")->capture_default_str();
+  cmd->add_option("--out", args->out, "output directory (default results/reports/<sweep>)");
+  cmd->add_option("--baseline", args->baseline, "backend the ratio column and ideal line refer to, "
+                  "optionally pinned: dense/execution=sdpa")->capture_default_str();
+  cmd->add_flag("--no-plots", args->no_plots, "tables only (no gnuplot needed)");
+  cmd->callback([args, &exit_code] {
+    if (!std::filesystem::exists(args->db)) {
+      std::cerr << "attnlab: no database at " << args->db << " (run a sweep first, or pass --db)\n";
+      exit_code = 1;
+      return;
+    }
+    report::ReportOptions options;
+    options.sweep = args->sweep;
+    options.out = args->out.empty() ? std::filesystem::path("results/reports") / args->sweep : std::filesystem::path(args->out);
+    options.baseline = args->baseline;
+    options.plots = !args->no_plots;
+    try {
+      ResultStore store(args->db, /*read_only=*/true);
+      const auto files = report::write_report(store, options);
+      spdlog::info("report for sweep '{}': {} figures in {}", args->sweep, files.pngs.size(), options.out.string());
+      std::cout << files.markdown.string() << "\n" << files.html.string() << "\n";
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "attnlab report: " << e.what() << "\n";
+      exit_code = 2;
+    } catch (const std::exception& e) {
+      std::cerr << "attnlab report: " << e.what() << "\n";
+      exit_code = 1;
+    }
+  });
+}
+
+}  // namespace
+
+ATTNLAB_COMMAND(setup);
+
+}  // namespace attnlab::cli
