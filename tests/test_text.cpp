@@ -98,14 +98,18 @@ const Document& brown_document(const std::string& id) {
 std::vector<std::vector<std::int64_t>> reference_ids(const std::vector<std::string>& texts) {
   int status = 0;
   run_command("command -v node >/dev/null 2>&1", &status);
-  INFO("node is not on PATH " << kSetupHint);
-  REQUIRE(status == 0);
+  {
+    INFO("node is not on PATH " << kSetupHint);
+    REQUIRE(status == 0);
+  }
   TempDir dir("ref");
   write_file(dir.path / "texts.json", nlohmann::json(texts).dump());
   const std::string script = std::string(ATTNLAB_SOURCE_DIR) + "/tools/tokenize_reference.js";
   const std::string output = run_command("node '" + script + "' encode '" + (dir.path / "texts.json").string() + "'", &status);
-  INFO("node " << script << " failed with status " << status << " " << kSetupHint);
-  REQUIRE(status == 0);
+  {
+    INFO("node " << script << " failed with status " << status << " " << kSetupHint);
+    REQUIRE(status == 0);
+  }
   return nlohmann::json::parse(output).get<std::vector<std::vector<std::int64_t>>>();
 }
 

@@ -152,6 +152,9 @@ std::string brown_to_plain_text(std::string_view tagged) {
     // Headlines stand on their own line; a line of nothing but closing punctuation (the
     // corpus has some) still belongs to the sentence before it.
     if (!only_closing && (headline || after_headline)) flush();
+    // Where the corpus dropped a number or table, punctuation can even open a paragraph:
+    // it continues the previous line.
+    if (line.empty() && words.front().second && !out.empty() && out.back() == '\n') out.pop_back();
     for (const auto& [word, closing] : words) {
       if (!line.empty() && !closing && !no_space_next) line += ' ';
       line += word == "``" || word == "''" ? std::string_view("\"") : word;
