@@ -58,6 +58,10 @@ struct Builder {
   Document doc;
   ReportFiles files;
 
+  Builder(ResultStore& store_, const ReportOptions& options_)
+      : store(store_), options(options_), sweep(load_sweep_data(store_, options_.sweep)),
+        baseline(parse_baseline(options_.baseline)) {}
+
   // Renders a figure into plots/ and adds it to the page (nothing when it has no data).
   void figure(const Figure& f, const std::string& caption) {
     if (!gnuplot) return;
@@ -487,7 +491,7 @@ void Builder::sweep_file() {
 }  // namespace
 
 ReportFiles write_report(ResultStore& store, const ReportOptions& options) {
-  Builder b{store, options, load_sweep_data(store, options.sweep), parse_baseline(options.baseline)};
+  Builder b(store, options);
   for (const auto& t : b.sweep.trials) b.has_baseline = b.has_baseline || t.backend == b.baseline.backend;
   if (options.plots) b.gnuplot = Gnuplot::locate();
   fs::create_directories(options.out);
