@@ -37,7 +37,9 @@ constexpr std::int64_t kChunkRows = 256;
 
 template <typename scalar_t>
 struct BackwardPointers {
-  const scalar_t *q, *q_t, *k, *k_t, *v, *dout, *dout_t, *lse_safe, *delta;
+  const scalar_t *q, *k, *k_t, *v, *dout, *lse_safe, *delta;
+  const cpu::TransposedOperand<scalar_t>*q_t, *dout_t;  // Q^T, dO^T (panels when tiles allow)
+  std::int64_t bh;
   scalar_t *dk, *dv;
   std::int64_t T, S, D;
   scalar_t scale;
@@ -81,7 +83,7 @@ void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
     scalar_t* dp_t = scratch.dp_t.data();  // [cols, m]
 
     // P^T = exp(scale K_j Q^T - lse), masked on partial tiles.
-    cpu::gemm_nn(cols, m, D, x.scale, k_tile, D, x.q_t + r0, T, scalar_t(0), p_t, m);
+    cpu::gemm_transposed_b(*x.q_t, x.bh, r0, cols, m, x.scale, k_tile, D, scalar_t(0), p_t, m);
     for (std::int64_t e = e0; e < e1; ++e) {
       if (L.t_tile_mask[e] < 0) continue;
       const bool* mask = L.mask_of(L.t_tile_mask[e]);
@@ -94,7 +96,8 @@ void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
     // dV_j += P^T dO;  dP^T = V_j dO^T;  dS^T = P^T o (dP^T - D)  (in place of P^T).
     cpu::gemm_nn(cols, D, m, scalar_t(1), p_t, m, x.dout + r0 * D, D, scalar_t(1),
                  scratch.dv_acc.data(), D);
-    cpu::gemm_nn(cols, m, D, scalar_t(1), v_tile, D, x.dout_t + r0, T, scalar_t(0), dp_t, m);
+    cpu::gemm_transposed_b(*x.dout_t, x.bh, r0, cols, m, scalar_t(1), v_tile, D, scalar_t(0),
+                           dp_t, m);
     for (std::int64_t c = 0; c < cols; ++c)
       cpu::softmax_grad_each(p_t + c * m, dp_t + c * m, x.delta + r0, m);
     // dK_j += scale dS^T Q;  dQ^T += scale K_j^T dS^T.
@@ -131,19 +134,23 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
   for (const auto& L : views) max_tile = std::max(max_tile, L.tile);
 
   // Operands transposed once per call (O(T·D) each), so every tile product is row-major.
-  at::Tensor q_t = q.transpose(-2, -1).contiguous(), k_t = k.transpose(-2, -1).contiguous(),
-             dout_t = dout.transpose(-2, -1).contiguous();
+  const bool panels = cpu::all_tiles_multiple_of_16(views);
+  const auto q_t = cpu::transposed_operand<scalar_t>(q, panels);
+  const auto dout_t = cpu::transposed_operand<scalar_t>(dout, panels);
+  at::Tensor k_t = k.transpose(-2, -1).contiguous();
   // Rows without any allowed key have lse = -inf; +inf makes their P exactly 0.
   at::Tensor lse_safe = at::where(at::isinf(lse), at::full({}, INFINITY, lse.options()), lse)
                             .contiguous();
   // dq_parts[chunk] ([BH, D, T], transposed) is private to that chunk.
   at::Tensor dq_parts = at::zeros({n_chunks, BH, D, T}, q.options());
-  BackwardPointers<scalar_t> x{q.data_ptr<scalar_t>(),    q_t.data_ptr<scalar_t>(),
-                               k.data_ptr<scalar_t>(),    k_t.data_ptr<scalar_t>(),
-                               v.data_ptr<scalar_t>(),    dout.data_ptr<scalar_t>(),
-                               dout_t.data_ptr<scalar_t>(), lse_safe.data_ptr<scalar_t>(),
-                               delta.data_ptr<scalar_t>(), dk.data_ptr<scalar_t>(),
-                               dv.data_ptr<scalar_t>(),   T, S, D, static_cast<scalar_t>(scale)};
+  BackwardPointers<scalar_t> x{q.data_ptr<scalar_t>(),     k.data_ptr<scalar_t>(),
+                               k_t.data_ptr<scalar_t>(),   v.data_ptr<scalar_t>(),
+                               dout.data_ptr<scalar_t>(),  lse_safe.data_ptr<scalar_t>(),
+                               delta.data_ptr<scalar_t>(), &q_t,
+                               &dout_t,                    0,
+                               dk.data_ptr<scalar_t>(),    dv.data_ptr<scalar_t>(),
+                               T,                          S,
+                               D,                          static_cast<scalar_t>(scale)};
   scalar_t* dq_base = dq_parts.data_ptr<scalar_t>();
 
   at::parallel_for(0, n_chunks, 1, [&](std::int64_t chunk_begin, std::int64_t chunk_end) {
@@ -153,10 +160,9 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
       for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
         const std::int64_t bh = item_bh[item];
         BackwardPointers<scalar_t> xb = x;
+        xb.bh = bh;
         xb.q += bh * T * D;
-        xb.q_t += bh * T * D;
         xb.dout += bh * T * D;
-        xb.dout_t += bh * T * D;
         xb.lse_safe += bh * T;
         xb.delta += bh * T;
         xb.k += bh * S * D;

@@ -37,7 +37,8 @@ constexpr std::int64_t kChunkKeys = 256;
 
 template <typename scalar_t>
 void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_t* q,
-                        const scalar_t* k_t, const scalar_t* v, scalar_t* out, scalar_t* lse,
+                        const cpu::TransposedOperand<scalar_t>& k_t, std::int64_t bh,
+                        const scalar_t* v, scalar_t* out, scalar_t* lse,
                         std::int64_t D, scalar_t scale, std::vector<scalar_t>& scores,
                         std::vector<scalar_t>& acc, std::vector<scalar_t>& row_m,
                         std::vector<scalar_t>& row_l) {
@@ -58,7 +59,7 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
     const std::int64_t s0 = L.col_idx[e0] * tile;
     const std::int64_t n = std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0;
     scalar_t* s = scores.data();
-    cpu::gemm_nn(rows, n, D, scale, q_tile, D, k_t + s0, L.S, scalar_t(0), s, n);
+    cpu::gemm_transposed_b(k_t, bh, s0, rows, n, scale, q_tile, D, scalar_t(0), s, n);
     for (std::int64_t e = e0; e < e1; ++e) {
       if (L.tile_mask[e] < 0) continue;
       const bool* mask = L.mask_of(L.tile_mask[e]);
@@ -99,12 +100,14 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
 }
 
 template <typename scalar_t>
-void forward_cpu(const at::Tensor& q, const at::Tensor& k_t, const at::Tensor& v,
+void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                  const std::vector<cpu::LayoutView>& views, double scale, at::Tensor& out,
                  at::Tensor& lse) {
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = v.size(2), D = q.size(3);
   const scalar_t* q_ptr = q.data_ptr<scalar_t>();
-  const scalar_t* k_ptr = k_t.data_ptr<scalar_t>();
+  // K^T once per call (in 16-key panels when tiles allow): every score tile is then a
+  // plain row-major product that streams its B operand contiguously.
+  const auto k_t = cpu::transposed_operand<scalar_t>(k, cpu::all_tiles_multiple_of_16(views));
   const scalar_t* v_ptr = v.data_ptr<scalar_t>();
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   scalar_t* lse_ptr = lse.data_ptr<scalar_t>();
@@ -134,8 +137,8 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k_t, const at::Tensor& v
     for (std::int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
         const std::int64_t bh = item_bh[item];
-        forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D,
-                                     k_ptr + bh * S * D, v_ptr + bh * S * D, out_ptr + bh * T * D,
+        forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D, k_t, bh,
+                                     v_ptr + bh * S * D, out_ptr + bh * T * D,
                                      lse_ptr + bh * T, D, static_cast<scalar_t>(scale), scores,
                                      acc, row_m, row_l);
       }
@@ -157,15 +160,14 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward(const at::Tensor& q, con
   const auto views = cpu::check_inputs("block_sparse_forward", q, k, v, layouts, false);
   const at::ScalarType compute =
       q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  // K^T [B, H, D, S] once per call: every score tile is then a plain row-major product.
-  at::Tensor qc = q.to(compute).contiguous(), kc_t = k.to(compute).transpose(-2, -1).contiguous(),
+  at::Tensor qc = q.to(compute).contiguous(), kc = k.to(compute).contiguous(),
              vc = v.to(compute).contiguous();
   at::Tensor out = at::empty(qc.sizes(), qc.options());
   at::Tensor lse = at::empty({q.size(0), q.size(1), q.size(2)}, qc.options());
   if (compute == at::kDouble)
-    forward_cpu<double>(qc, kc_t, vc, views, scale, out, lse);
+    forward_cpu<double>(qc, kc, vc, views, scale, out, lse);
   else
-    forward_cpu<float>(qc, kc_t, vc, views, scale, out, lse);
+    forward_cpu<float>(qc, kc, vc, views, scale, out, lse);
   return {out.to(q.scalar_type()), lse};
 }
 

@@ -99,6 +99,34 @@ std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const
   return views;
 }
 
+template <typename scalar_t>
+TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels) {
+  TransposedOperand<scalar_t> op;
+  const std::int64_t BH = x.size(0) * x.size(1);
+  op.N = x.size(2);
+  op.D = x.size(3);
+  op.panels = panels;
+  if (panels) {  // [BH, N16/16, D, 16], zero padded past N
+    const std::int64_t n16 = (op.N + 15) / 16 * 16;
+    at::Tensor padded = at::constant_pad_nd(x.reshape({BH, op.N, op.D}), {0, 0, 0, n16 - op.N});
+    op.storage = padded.view({BH, n16 / 16, 16, op.D}).permute({0, 1, 3, 2}).contiguous();
+    op.bh_stride = n16 * op.D;
+  } else {  // [BH, D, N]
+    op.storage = x.reshape({BH, op.N, op.D}).transpose(1, 2).contiguous();
+    op.bh_stride = op.N * op.D;
+  }
+  op.base = op.storage.template data_ptr<scalar_t>();
+  return op;
+}
+template TransposedOperand<float> transposed_operand<float>(const at::Tensor&, bool);
+template TransposedOperand<double> transposed_operand<double>(const at::Tensor&, bool);
+
+bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views) {
+  for (const auto& view : views)
+    if (view.tile % 16 != 0) return false;
+  return true;
+}
+
 std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
                                         std::int64_t n_chunks) {
   const std::int64_t n = static_cast<std::int64_t>(costs.size());
