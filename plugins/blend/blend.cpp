@@ -88,9 +88,7 @@ class BlendAttention : public attnlab::AttentionBackend {
     const std::int64_t T = q.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
     if (hard()) return forward_hard(q, k, v, T, scale);
-    std::vector<torch::Tensor> stack;
-    for (const auto& c : candidates_) stack.push_back(attnlab::masks::dense(c, T));
-    const auto candidate_masks = torch::stack(stack).to(q.device(), q.scalar_type());      // [K, T, T]
+    const auto candidate_masks = candidate_stack(T, q.options());  // [K, T, T]
     const auto support = attnlab::masks::dense(join(candidates_, "|"), T).to(q.device());  // [T, T]
     const auto w = weights().to(q.scalar_type());                                          // [H|1, K]
     const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T]
@@ -180,6 +178,18 @@ class BlendAttention : public attnlab::AttentionBackend {
     return slot;
   }
 
+  // The K candidate masks as 0/1 numbers in q's dtype and device, kept for the last T seen
+  // (the per-mask bool tensors are cached by the library; this saves the stack and the cast).
+  torch::Tensor candidate_stack(std::int64_t T, const torch::TensorOptions& like) {
+    if (!stack_.defined() || stack_.size(1) != T || stack_.scalar_type() != like.dtype().toScalarType() ||
+        stack_.device() != like.device()) {
+      std::vector<torch::Tensor> masks;
+      for (const auto& c : candidates_) masks.push_back(attnlab::masks::dense(c, T));
+      stack_ = torch::stack(masks).to(like.device(), like.dtype().toScalarType());
+    }
+    return stack_;
+  }
+
   static std::vector<std::string> candidates_or_param_error(const std::string& list) {
     try {
       return attnlab::masks::parse_list(list);
@@ -189,6 +199,7 @@ class BlendAttention : public attnlab::AttentionBackend {
   }
 
   std::vector<std::string> candidates_;
+  torch::Tensor stack_;
   std::string activation_, regularizer_kind_;
   double threshold_, eps_;
   std::string execution_;

@@ -66,9 +66,7 @@ class GatedAttention : public attnlab::AttentionBackend {
     const auto gates = gate_values(q);  // [B, H, T, K]
     last_gates_ = gates;
 
-    std::vector<torch::Tensor> stack;
-    for (const auto& c : candidates_) stack.push_back(attnlab::masks::dense(c, T));
-    const auto candidate_masks = torch::stack(stack).to(q.device(), q.scalar_type());  // [K, T, T]
+    const auto candidate_masks = candidate_stack(T, q.options());  // [K, T, T]
     const auto causal = attnlab::masks::dense("causal", T).to(q.device());
 
     auto scores = (torch::matmul(q, k.transpose(-2, -1)) * scale).masked_fill(causal.logical_not(), -INFINITY);
@@ -124,6 +122,18 @@ class GatedAttention : public attnlab::AttentionBackend {
     return torch::sigmoid(logits);
   }
 
+  // The K candidate masks as 0/1 numbers in q's dtype and device, kept for the last T seen
+  // (the per-mask bool tensors are cached by the library; this saves the stack and the cast).
+  torch::Tensor candidate_stack(std::int64_t T, const torch::TensorOptions& like) {
+    if (!stack_.defined() || stack_.size(1) != T || stack_.scalar_type() != like.dtype().toScalarType() ||
+        stack_.device() != like.device()) {
+      std::vector<torch::Tensor> masks;
+      for (const auto& c : candidates_) masks.push_back(attnlab::masks::dense(c, T));
+      stack_ = torch::stack(masks).to(like.device(), like.dtype().toScalarType());
+    }
+    return stack_;
+  }
+
   static std::vector<std::string> candidates_or_param_error(const std::string& list) {
     try {
       return attnlab::masks::parse_list(list);
@@ -133,6 +143,7 @@ class GatedAttention : public attnlab::AttentionBackend {
   }
 
   std::vector<std::string> candidates_;
+  torch::Tensor stack_;
   std::string gate_, granularity_;
   std::int64_t block_;
   std::string regularizer_kind_;
