@@ -227,7 +227,9 @@ TEST_CASE("float64 finite differences match autograd for learnable parameters", 
       {"blend", {{"candidates", std::string("window:3,stride:2:6")}, {"activation", std::string("softplus")}, {"per", std::string("layer")}}},
       {"gating", {{"candidates", std::string("causal,window:3,stride:2")}, {"init_scale", 0.5}}},
       {"gating", {{"candidates", std::string("window:2,sink:2|window:3")}, {"gate", std::string("sigmoid")},
-                  {"granularity", std::string("block")}, {"block", std::int64_t(4)}, {"init_scale", 0.5}}},
+                  {"granularity", std::string("block")}, {"block", std::int64_t(4)}, {"init_scale", 0.5},
+                  {"regularizer", std::string("entropy")}}},
+      {"gating", {{"candidates", std::string("causal,block:3")}, {"regularizer", std::string("entropy")}, {"init_scale", 0.5}}},
       {"topk", {{"k", std::int64_t(3)}, {"temperature", 0.5}}},
       {"topk", {{"granularity", std::string("block")}, {"block", std::int64_t(2)}, {"k", std::int64_t(3)}, {"temperature", 0.3}}},
   };
@@ -283,11 +285,13 @@ TEST_CASE("minimizing the blend regularizer alone drives the weights to zero", "
 }
 
 TEST_CASE("blend hard mode runs exactly the masks backend on the surviving union", "[backends][blend]") {
-  const Shape shape{2, 3, 45, 8};
+  const Shape shape{2, 4, 45, 8};
   auto qkv = random_qkv(shape, 13);
   const std::vector<std::string> candidates = {"window:3", "stride:4", "sink:2", "block:16"};
   // Weights per head (rows): below the 0.1 threshold drops the candidate.
-  const std::vector<std::vector<double>> w = {{0.9, 0.05, 0.5, 0.01}, {0.02, 0.3, 0.04, 0.7}, {0.9, 0.05, 0.5, 0.01}};
+  // Head 3 keeps nothing: it attends to no key and outputs 0.
+  const std::vector<std::vector<double>> w = {
+      {0.9, 0.05, 0.5, 0.01}, {0.02, 0.3, 0.04, 0.7}, {0.9, 0.05, 0.5, 0.01}, {0.01, 0.02, 0.03, 0.04}};
   for (const char* execution : {"reference", "block_sparse"}) {
     INFO(execution);
     auto blend = make("blend", {{"candidates", std::string("window:3,stride:4,sink:2,block:16")},
@@ -302,8 +306,9 @@ TEST_CASE("blend hard mode runs exactly the masks backend on the surviving union
     blend->set_hard(true);
     const auto out = blend->forward(qkv[0], qkv[1], qkv[2]);
     const std::vector<std::string> unions = {"window:3|sink:2", "stride:4|block:16", "window:3|sink:2"};
+    REQUIRE(torch::equal(out.select(1, 3), torch::zeros_like(out.select(1, 3))));
     double element = 0;
-    for (std::int64_t h = 0; h < shape.H; ++h) {
+    for (std::int64_t h = 0; h < 3; ++h) {
       auto masks = make("masks", {{"pattern", unions[h]}, {"execution", std::string(execution)}, {"tile", std::int64_t(16)}}, shape);
       const auto expected = masks->forward(qkv[0], qkv[1], qkv[2]).select(1, h);
       INFO("head " << h << " union " << unions[h]);
