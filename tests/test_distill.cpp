@@ -124,6 +124,14 @@ TEST_CASE("a student with dense attention computes the teacher's logits; KL = 0"
   spec.alpha_ce = 1.0;
   const auto parts = distill_loss(s, t, idx, {}, spec);
   REQUIRE(std::abs(parts.kl) < 1e-7);
+  // swap_attention replaces every layer's backend in place: a window changes the output,
+  // swapping dense back restores it.
+  student->swap_attention([](const BackendInit& init) {
+    return registry().create("masks", init, {{"pattern", std::string("window:3")}});
+  });
+  REQUIRE_FALSE(at::allclose(student->forward(idx), t, 1e-4, 1e-4));
+  student->swap_attention(dense());
+  REQUIRE(at::allclose(student->forward(idx), t, 1e-6, 1e-6));
   // A deep copy: changing the student leaves the teacher alone.
   student->ln_f->weight.add_(1.0);
   REQUIRE_FALSE(at::allclose(student->forward(idx), t));
