@@ -13,8 +13,25 @@
 // Work items are split into one cost-balanced contiguous chunk per thread (at::parallel_for).
 // fp32 and fp64 natively; other floating dtypes run in fp32 and are cast back.
 //
-// Versions and measured results: see the table at the end of this comment block (filled
-// from measurements, /tmp/kernel_bench.cpp, causal-full B=1 H=8 T=4096 D=64, 2 threads).
+// Versions and measured results. Causal-full layout, B=1 H=8 T=4096 D=64, tile 64, fp32,
+// at::set_num_threads(2), on this project's 2-vCPU AMD EPYC (Zen 3) VM while other engineers
+// compiled (load 5-9). Ratios are taken side by side in one process, median of 3, against
+// std::get<0>(at::_scaled_dot_product_attention(q,k,v,{},0,false,/*is_causal=*/true)) and
+// at::mm 2048x2048 (the sgemm ceiling, same run). GFLOP/s count computed tiles (4·D per
+// element). "per CPU-s" divides by process CPU time, which removes most of the load noise.
+//   v1  tile products through OpenBLAS sgemm_:        T=2048 fwd 1.1 GFLOP/s, 0.29x sdpa
+//       (OpenBLAS opens an OpenMP team per tiny call and spin-waits; see cpu_gemm.cpp)
+//   v2  own AVX2 6x16 kernel, accumulators in an array: fwd 30 GFLOP/s per CPU-s,
+//       fwd 3.0x sdpa, fwd+bwd 1.9-2.5x sdpa, 0.37-0.41 of the sgemm ceiling
+//   v3  named accumulators + K^T in 16-key panels (this file):
+//       fwd 319-325 ms = 54-55 GFLOP/s = 0.86-0.89 of sgemm (61-62 GFLOP/s in that run);
+//       5.4-5.6x faster than sdpa forward, fwd+bwd 1004-1015 ms = 3.8x faster than sdpa;
+//       peak CPU-allocator bytes: fwd 24 MiB vs 1096 MiB (1/45), fwd+bwd 72 vs 1560 (1/21.6).
+//       Same at T=2048: fwd 88-92 ms, 6.0-6.3x sdpa, fwd+bwd 3.7x sdpa, 0.63-0.68 of sgemm
+//       (75-77 GFLOP/s in that run); peak fwd+bwd 36 vs 396 MiB (1/11).
+//       Runs under heavier load (8 on 2 vCPUs) ranged 0.52-0.78 of sgemm, fwd+bwd 2.2-4.6x.
+//   kChunkKeys 128 / 256 / 512: equal within noise (62-68 GFLOP/s per CPU-s, 1 thread).
+// The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
 
 #include "block_sparse_cuda.hpp"
