@@ -30,6 +30,8 @@
 //       Same at T=2048: fwd 88-92 ms, 6.0-6.3x sdpa, fwd+bwd 3.7x sdpa, 0.63-0.68 of sgemm
 //       (75-77 GFLOP/s in that run); peak fwd+bwd 36 vs 396 MiB (1/11).
 //       Runs under heavier load (8 on 2 vCPUs) ranged 0.52-0.78 of sgemm, fwd+bwd 2.2-4.6x.
+//   tile 32 / 64 / 128 (v3, load 4, one run each): fwd 339 / 319-325 / 300 ms, fwd+bwd
+//       1128 / 1004-1015 / 1048 ms (5.5 / 5.4-5.6 / 6.1x sdpa fwd; 4.0 / 3.8 / 3.6x fwd+bwd).
 //   kChunkKeys 128 / 256 / 512: equal within noise (62-68 GFLOP/s per CPU-s, 1 thread).
 // The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
