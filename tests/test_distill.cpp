@@ -261,3 +261,24 @@ TEST_CASE("distill trial: a blend student trains only its mask weights and logs 
   REQUIRE(sink.final("train/reg") > 0);
   fs::remove_all(dir);
 }
+
+TEST_CASE("distill trial: every learnable backend trains a few steps with its regularizer") {
+  // Regression: a backend whose regularizer comes from its last forward (gating) must see this
+  // step's forward, not the previous step's freed graph.
+  const auto dir = temp_dir("all_backends");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  for (const std::string backend : {"blend", "gating", "topk"}) {
+    INFO(backend);
+    auto spec = tiny_distill(backend);
+    spec.steps = 3;
+    spec.lambda = 0.1;
+    spec.eval_seq_lens = {32};
+    spec.prompts = {};
+    MemorySink sink;
+    run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+    REQUIRE(sink.curve("train/loss").size() == 3);
+    REQUIRE(std::isfinite(sink.final("eval/T32/student_ppl")));
+  }
+  fs::remove_all(dir);
+}

@@ -319,7 +319,10 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
     LossParts parts;
     if (optimizer) {
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-      parts = distill_loss(student->forward(x), teacher_logits, y, total_regularizer(*student), spec);
+      // Forward first, then the regularizer: backends like gating compute their penalty from
+      // this forward's activations (argument evaluation order is unspecified in C++).
+      auto student_logits = student->forward(x);
+      parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec);
       optimizer->zero_grad();
       parts.loss.backward();
       if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, spec.grad_clip);
@@ -331,7 +334,8 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
       }
     } else {
       torch::NoGradGuard no_grad;
-      parts = distill_loss(student->forward(x), teacher_logits, y, total_regularizer(*student), spec);
+      auto student_logits = student->forward(x);
+      parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec);
     }
 
     if (log) {
