@@ -17,11 +17,26 @@ std::string quote_sql(const std::string& text) {
   return out + "'";
 }
 
+// One teacher/student pair of generations (greedy, first prompt) of a distill sweep: the
+// side-by-side sample `attnlab run` ends with.
+std::string sample_pair_sql(const std::string& sweep) {
+  return "SELECT t.backend, s.who, s.prompt, s.text FROM samples s JOIN trials t ON t.id = s.trial_id "
+         "JOIN sweeps w ON w.id = t.sweep_id WHERE w.name = " + quote_sql(sweep) + " AND s.mode = 'greedy' "
+         "AND t.id = (SELECT t2.id FROM trials t2 JOIN samples s2 ON s2.trial_id = t2.id WHERE t2.sweep_id = w.id "
+         "AND t2.backend != 'dense' AND t2.status = 'done' ORDER BY t2.ordinal LIMIT 1) "
+         "AND s.prompt = (SELECT MIN(prompt) FROM samples WHERE trial_id = t.id) ORDER BY s.who DESC";
+}
+
 // The table `attnlab run` ends with and `attnlab trials` prints.
 std::string summary_sql(const std::string& sweep, const std::string& kind) {
   const std::string where = sweep.empty() ? "" : " WHERE sweep = " + quote_sql(sweep);
   if (kind == "distill")
-    return "SELECT * FROM distill_summary" + where + " ORDER BY trial_id";
+    return "SELECT backend, eval_len AS T, status, printf('%.3f', teacher_ppl) AS teacher_ppl, "
+           "printf('%.3f', student_ppl) AS student_ppl, printf('%+.3f', delta_ppl) AS delta_ppl, "
+           "printf('%.4f', kl) AS kl, printf('%.3f', agreement) AS agree, printf('%.3f', density) AS density, "
+           "printf('%.3f', hard_student_ppl) AS hard_ppl, printf('%.1f', ms_per_step) AS ms_per_step, "
+           "printf('%.1f', peak_mib) AS peak_mib, trial "
+           "FROM distill_summary" + where + " ORDER BY trial_id, eval_len";
   return "SELECT sweep, backend, seq_len, pass, status, printf('%.3f', median_ms) AS median_ms, "
          "printf('%.1f%%', 100 * cv) AS spread, printf('%.1f', peak_mib) AS peak_mib, "
          "printf('%.2f', gflops) AS gflops, printf('%.3f', block_density) AS block_density, trial "

@@ -17,6 +17,7 @@
 namespace attnlab::cli {
 
 std::string summary_sql(const std::string& sweep, const std::string& kind);
+std::string sample_pair_sql(const std::string& sweep);
 
 namespace {
 
@@ -67,6 +68,13 @@ void setup(CLI::App& root, int& exit_code) {
                  summary.failed);
     ResultStore store(args->db, /*read_only=*/true);
     print_table(std::cout, store.query(summary_sql(sweep.name, sweep.kind)));
+    if (sweep.kind == "distill") {
+      const auto pair = store.query(sample_pair_sql(sweep.name));
+      if (!pair.rows.empty()) std::cout << "\nsamples (greedy), teacher then student:\n";
+      for (const auto& row : pair.rows)
+        std::cout << "  [" << row[1].value_or("") << ", " << row[0].value_or("") << "] " << row[2].value_or("")
+                  << " -> " << row[3].value_or("") << "\n";
+    }
     if (summary.failed > 0) exit_code = 1;
   });
 }
