@@ -25,8 +25,6 @@
 #include "cpu_gemm.hpp"
 #include "cpu_row_math.hpp"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -156,26 +154,24 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
                                D,                          static_cast<scalar_t>(scale)};
   scalar_t* dq_base = dq_parts.data_ptr<scalar_t>();
 
-  at::parallel_for(0, n_chunks, 1, [&](std::int64_t chunk_begin, std::int64_t chunk_end) {
+  cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
     BackwardScratch<scalar_t> scratch(max_tile * (std::max(kChunkRows, max_tile) / max_tile + 1),
                                       max_tile, D);
-    for (std::int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-      for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
-        const std::int64_t bh = item_bh[item];
-        BackwardPointers<scalar_t> xb = x;
-        xb.bh = bh;
-        xb.q += bh * T * D;
-        xb.dout += bh * T * D;
-        xb.lse_safe += bh * T;
-        xb.delta += bh * T;
-        xb.k += bh * S * D;
-        xb.k_t += bh * S * D;
-        xb.v += bh * S * D;
-        xb.dk += bh * S * D;
-        xb.dv += bh * S * D;
-        backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb,
-                                    dq_base + (chunk * BH + bh) * D * T, scratch);
-      }
+    for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
+      const std::int64_t bh = item_bh[item];
+      BackwardPointers<scalar_t> xb = x;
+      xb.bh = bh;
+      xb.q += bh * T * D;
+      xb.dout += bh * T * D;
+      xb.lse_safe += bh * T;
+      xb.delta += bh * T;
+      xb.k += bh * S * D;
+      xb.k_t += bh * S * D;
+      xb.v += bh * S * D;
+      xb.dk += bh * S * D;
+      xb.dv += bh * S * D;
+      backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb,
+                                  dq_base + (chunk * BH + bh) * D * T, scratch);
     }
   });
   at::Tensor dq_t = n_chunks == 1 ? dq_parts[0] : dq_parts.sum(0);

@@ -10,7 +10,8 @@
 // (K^T transposed once per call), element mask only on partial tiles, online softmax
 // (running max m, sum l, rescaled accumulator O), O += P V; finally out = O / l,
 // lse = m + log l. Tile products: cpu_gemm.hpp's AVX2 kernel; exp: cpu_row_math.hpp.
-// Work items are split into one cost-balanced contiguous chunk per thread (at::parallel_for).
+// Work items are split into one cost-balanced contiguous chunk per thread
+// (cpu::parallel_chunks: at::parallel_for when built with OpenMP, else std::thread).
 // fp32 and fp64 natively; other floating dtypes run in fp32 and are cast back.
 //
 // Versions and measured results. Causal-full layout, B=1 H=8 T=4096 D=64, tile 64, fp32,
@@ -40,8 +41,6 @@
 #include "block_sparse_plan.hpp"
 #include "cpu_gemm.hpp"
 #include "cpu_row_math.hpp"
-
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -150,17 +149,14 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   return a.tile < b.tile;
                                 })->tile;
 
-  at::parallel_for(0, n_chunks, 1, [&](std::int64_t chunk_begin, std::int64_t chunk_end) {
+  cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
     std::vector<scalar_t> scores(max_tile * std::max(kChunkKeys, max_tile)), acc(max_tile * D),
         row_m(max_tile), row_l(max_tile);
-    for (std::int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-      for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
-        const std::int64_t bh = item_bh[item];
-        forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D, k_t, bh,
-                                     v_ptr + bh * S * D, out_ptr + bh * T * D,
-                                     lse_ptr + bh * T, D, static_cast<scalar_t>(scale), scores,
-                                     acc, row_m, row_l);
-      }
+    for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
+      const std::int64_t bh = item_bh[item];
+      forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D, k_t, bh,
+                                   v_ptr + bh * S * D, out_ptr + bh * T * D, lse_ptr + bh * T, D,
+                                   static_cast<scalar_t>(scale), scores, acc, row_m, row_l);
     }
   });
 }

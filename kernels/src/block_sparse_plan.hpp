@@ -11,7 +11,12 @@
 
 #include "cpu_gemm.hpp"
 
+#include <ATen/Parallel.h>
+
 #include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace attnlab::kernels::cpu {
@@ -66,5 +71,41 @@ bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views);
 // Returns n_chunks + 1 boundaries.
 std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
                                         std::int64_t n_chunks);
+
+// Runs fn(chunk) for every chunk in [0, n_chunks), in parallel. ATen 1.13's at::parallel_for
+// is an inline `#pragma omp parallel`: in a file compiled without -fopenmp (LibTorch's CMake
+// config does not add it) it silently runs serially — measured: 2 threads gave the same time
+// as 1. So at::parallel_for is used only when this file is built with OpenMP; otherwise one
+// std::thread per extra chunk (tens of microseconds per call, against milliseconds of work).
+// Inside another parallel region the chunks run serially, as at::parallel_for would.
+template <typename F>
+void parallel_chunks(std::int64_t n_chunks, const F& fn) {
+#ifdef _OPENMP
+  at::parallel_for(0, n_chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t chunk = begin; chunk < end; ++chunk) fn(chunk);
+  });
+#else
+  if (n_chunks <= 1 || at::in_parallel_region()) {
+    for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk) fn(chunk);
+    return;
+  }
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto guarded = [&](std::int64_t chunk) {
+    try {
+      fn(chunk);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  std::vector<std::thread> workers;
+  workers.reserve(n_chunks - 1);
+  for (std::int64_t chunk = 1; chunk < n_chunks; ++chunk) workers.emplace_back(guarded, chunk);
+  guarded(0);
+  for (auto& worker : workers) worker.join();
+  if (failure) std::rethrow_exception(failure);
+#endif
+}
 
 }  // namespace attnlab::kernels::cpu
