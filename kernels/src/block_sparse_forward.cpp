@@ -33,6 +33,12 @@
 //       Runs under heavier load (8 on 2 vCPUs) ranged 0.52-0.78 of sgemm, fwd+bwd 2.2-4.6x.
 //   tile 32 / 64 / 128 (v3, load 4, one run each): fwd 339 / 319-325 / 300 ms, fwd+bwd
 //       1128 / 1004-1015 / 1048 ms (5.5 / 5.4-5.6 / 6.1x sdpa fwd; 4.0 / 3.8 / 3.6x fwd+bwd).
+//   v4  v3 measured single-threaded by accident: at::parallel_for was serial here (no
+//       -fopenmp, see block_sparse_plan.hpp); with cpu::parallel_chunks (std::thread), T=4096:
+//       fwd 143-319 ms, 0.73-0.90 of sgemm (one run 1.16 when both vCPUs were free: 122 vs 105
+//       GFLOP/s), 5.0-6.3x sdpa forward (11.5x in that run), fwd+bwd 3.5-3.7x; T=2048: fwd
+//       4.8-6.2x, fwd+bwd 3.7-3.8x, 0.51-0.64 of sgemm. Another engineer's compiler held one
+//       vCPU through most runs (top: cc1plus 99%), so both sides often had one core.
 //   kChunkKeys 128 / 256 / 512: equal within noise (62-68 GFLOP/s per CPU-s, 1 thread).
 // The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
