@@ -328,9 +328,13 @@ TEST_CASE("topk anneals its temperature and reports its selected density", "[bac
     FAIL("no statistic " << name);
     return 0.0;
   };
-  topk->on_step(50, 100);
+  // The trainer calls on_step(step, total) for step = 0 .. total - 1: the last step must
+  // reach temperature_final.
+  topk->on_step(0, 101);
+  CHECK(stat("temperature") == Approx(2.0));
+  topk->on_step(50, 101);
   CHECK(stat("temperature") == Approx(1.25));
-  topk->on_step(100, 100);
+  topk->on_step(100, 101);
   CHECK(stat("temperature") == Approx(0.5));
   auto qkv = random_qkv(shape, 17);
   topk->forward(qkv[0], qkv[1], qkv[2]);
@@ -338,6 +342,10 @@ TEST_CASE("topk anneals its temperature and reports its selected density", "[bac
   double kept = 0;
   for (std::int64_t t = 0; t < shape.T; ++t) kept += std::min<std::int64_t>(4, t + 1);
   CHECK(stat("density/selected_element") == Approx(kept / double(shape.T * shape.T)));
+  // Soft mode still computes every causal score; hard mode computes only the selection.
+  CHECK(topk->density(shape.T, 16).element == Approx(attnlab::causal_density(shape.T, 16).element));
+  topk->set_hard(true);
+  topk->forward(qkv[0], qkv[1], qkv[2]);
   CHECK(topk->density(shape.T, 16).element == Approx(kept / double(shape.T * shape.T)));
 }
 

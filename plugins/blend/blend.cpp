@@ -21,6 +21,7 @@
 #include <attnlab/masks.hpp>
 #include <attnlab/plugin.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 

@@ -59,7 +59,9 @@ class TopkAttention : public attnlab::AttentionBackend {
   }
 
   void on_step(std::int64_t step, std::int64_t total_steps) override {
-    const double progress = total_steps > 0 ? std::clamp(static_cast<double>(step) / total_steps, 0.0, 1.0) : 1.0;
+    // The trainer passes step = 0 .. total_steps - 1: the last step reaches temperature_final.
+    const double progress =
+        total_steps > 1 ? std::clamp(static_cast<double>(step) / static_cast<double>(total_steps - 1), 0.0, 1.0) : 1.0;
     temperature_ = temperature_start_ + (temperature_final_ - temperature_start_) * progress;
   }
 
@@ -91,8 +93,11 @@ class TopkAttention : public attnlab::AttentionBackend {
     return out;
   }
 
-  // Measured on the last forward when it had this T; before that, the budget's worst case.
+  // Soft mode computes every causal score (the selection only biases them): causal density.
+  // Hard mode: measured on the last forward when it had this T; before that, the budget's
+  // worst case. The soft selection's own density is the statistic density/selected_element.
   attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
+    if (!hard()) return attnlab::causal_density(T, tile);
     if (last_selected_.defined() && last_selected_.size(-1) == T) {
       const auto sel = last_selected_.cpu();
       const std::int64_t n = (T + tile - 1) / tile, pad = n * tile - T;

@@ -68,13 +68,15 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
   std::int64_t peak_tensor = 0;
   memory::reset_peak_rss();
   for (std::int64_t i = 0; i < o.repeats; ++i) {
-    const std::int64_t live_before = memory::cpu_current_bytes();
+    // Peaks are measured above what is live before the pass (inputs, weights), on either device.
+    const bool cuda = o.device == "cuda";
+    const std::int64_t live_before = cuda ? memory::cuda_current_bytes() : memory::cpu_current_bytes();
     memory::reset_cpu_peak();
     memory::reset_cuda_peak();
     const auto t0 = std::chrono::steady_clock::now();
     one_pass();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    const std::int64_t peak = o.device == "cuda" ? memory::cuda_peak_bytes() : memory::cpu_peak_bytes() - live_before;
+    const std::int64_t peak = (cuda ? memory::cuda_peak_bytes() : memory::cpu_peak_bytes()) - live_before;
     peak_tensor = std::max(peak_tensor, peak);
     sink.progress(i + 1, o.repeats, "repeat");
   }

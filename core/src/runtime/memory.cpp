@@ -112,14 +112,19 @@ bool reset_peak_rss() {
 #include <c10/cuda/CUDAFunctions.h>
 
 namespace attnlab::memory {
-std::int64_t cuda_peak_bytes() {
+namespace {
+auto aggregate_allocated() {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
 }
+}  // namespace
+std::int64_t cuda_current_bytes() { return aggregate_allocated().current; }
+std::int64_t cuda_peak_bytes() { return aggregate_allocated().peak; }
 void reset_cuda_peak() { c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device()); }
 }  // namespace attnlab::memory
 #else
 namespace attnlab::memory {
+std::int64_t cuda_current_bytes() { return 0; }
 std::int64_t cuda_peak_bytes() { return 0; }
 void reset_cuda_peak() {}
 }  // namespace attnlab::memory

@@ -22,7 +22,8 @@ void reset_cpu_peak();
 std::int64_t peak_rss_bytes();
 bool reset_peak_rss();
 
-// CUDA caching allocator peak since last reset, 0 without CUDA.
+// CUDA caching allocator: live bytes now, and the peak since the last reset (0 without CUDA).
+std::int64_t cuda_current_bytes();
 std::int64_t cuda_peak_bytes();
 void reset_cuda_peak();
 

@@ -16,7 +16,8 @@ std::string now_utc() {
   return buffer;
 }
 
-// Version 1. Views are the query presets (docs/RESULTS.md).
+// Version 1. Views are the query presets (docs/RESULTS.md). Writers take the lock up front
+// (BEGIN IMMEDIATE): a deferred read-then-write transaction cannot wait for a second writer.
 const char* kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -117,14 +118,15 @@ ResultStore::~ResultStore() = default;
 SQLite::Database& ResultStore::db() { return *db_; }
 
 void ResultStore::create_schema() {
-  SQLite::Transaction tx(*db_);
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   db_->exec(kSchema);
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();
     if (found != kSchemaVersion)
       throw std::runtime_error("database " + db_->getFilename() + " has schema version " + std::to_string(found) +
-                               ", this attnlab uses " + std::to_string(kSchemaVersion));
+                               ", this attnlab uses " + std::to_string(kSchemaVersion) +
+                               " (use another --db, or rerun the sweeps into a new file)");
   } else {
     db_->exec("INSERT INTO schema_info(version) VALUES (" + std::to_string(kSchemaVersion) + ")");
   }
@@ -180,7 +182,7 @@ std::int64_t ResultStore::upsert_sweep(const std::string& name, const std::strin
 std::pair<std::int64_t, std::string> ResultStore::ensure_trial(std::int64_t sweep_id, const std::string& key,
                                                                const std::string& name, const std::string& backend,
                                                                int ordinal, const nlohmann::json& config) {
-  SQLite::Transaction tx(*db_);
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   SQLite::Statement find(*db_, "SELECT id, status FROM trials WHERE key = ?");
   find.bind(1, key);
   if (find.executeStep()) {
@@ -237,7 +239,7 @@ static void clear_results(SQLite::Database& db, std::int64_t trial_id) {
 }
 
 void ResultStore::start_trial(std::int64_t trial_id, std::int64_t run_id) {
-  SQLite::Transaction tx(*db_);
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   clear_results(*db_, trial_id);
   SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'running', run_id = ?, error = NULL,
     started_at = ?, finished_at = NULL WHERE id = ?)SQL");
@@ -279,7 +281,7 @@ static void write_record(SQLite::Database& db, std::int64_t trial_id, const Tria
 }
 
 void ResultStore::finish_trial(std::int64_t trial_id, const TrialRecord& record) {
-  SQLite::Transaction tx(*db_);
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   clear_results(*db_, trial_id);
   write_record(*db_, trial_id, record);
   SQLite::Statement update(*db_, "UPDATE trials SET status = 'done', error = NULL, finished_at = ? WHERE id = ?");
@@ -290,7 +292,7 @@ void ResultStore::finish_trial(std::int64_t trial_id, const TrialRecord& record)
 }
 
 void ResultStore::fail_trial(std::int64_t trial_id, const std::string& error, const TrialRecord& partial) {
-  SQLite::Transaction tx(*db_);
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   clear_results(*db_, trial_id);
   write_record(*db_, trial_id, partial);
   SQLite::Statement update(*db_, "UPDATE trials SET status = 'failed', error = ?, finished_at = ? WHERE id = ?");
