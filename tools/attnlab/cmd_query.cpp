@@ -27,20 +27,25 @@ std::string sample_pair_sql(const std::string& sweep) {
          "AND s.prompt = (SELECT MIN(prompt) FROM samples WHERE trial_id = t.id) ORDER BY s.who DESC";
 }
 
+// printf for display that keeps NULL as NULL (SQLite's printf turns NULL into 0).
+std::string fmt(const std::string& column, const std::string& format, const std::string& alias) {
+  return "CASE WHEN " + column + " IS NULL THEN NULL ELSE printf('" + format + "', " + column + ") END AS " + alias;
+}
+
 // The table `attnlab run` ends with and `attnlab trials` prints.
 std::string summary_sql(const std::string& sweep, const std::string& kind) {
   const std::string where = sweep.empty() ? "" : " WHERE sweep = " + quote_sql(sweep);
   if (kind == "distill")
-    return "SELECT backend, eval_len AS T, status, printf('%.3f', teacher_ppl) AS teacher_ppl, "
-           "printf('%.3f', student_ppl) AS student_ppl, printf('%+.3f', delta_ppl) AS delta_ppl, "
-           "printf('%.4f', kl) AS kl, printf('%.3f', agreement) AS agree, printf('%.3f', density) AS density, "
-           "printf('%.3f', hard_student_ppl) AS hard_ppl, printf('%.1f', ms_per_step) AS ms_per_step, "
-           "printf('%.1f', peak_mib) AS peak_mib, trial "
-           "FROM distill_summary" + where + " ORDER BY trial_id, eval_len";
-  return "SELECT sweep, backend, seq_len, pass, status, printf('%.3f', median_ms) AS median_ms, "
-         "printf('%.1f%%', 100 * cv) AS spread, printf('%.1f', peak_mib) AS peak_mib, "
-         "printf('%.2f', gflops) AS gflops, printf('%.3f', block_density) AS block_density, trial "
-         "FROM trial_summary" + where + " ORDER BY trial_id";
+    return "SELECT backend, eval_len AS T, status, " + fmt("teacher_ppl", "%.3f", "teacher_ppl") + ", " +
+           fmt("student_ppl", "%.3f", "student_ppl") + ", " + fmt("delta_ppl", "%+.3f", "delta_ppl") + ", " +
+           fmt("kl", "%.4f", "kl") + ", " + fmt("agreement", "%.3f", "agree") + ", " +
+           fmt("density", "%.3f", "density") + ", " + fmt("hard_student_ppl", "%.3f", "hard_ppl") + ", " + fmt("hard_density", "%.3f", "hard_density") + ", " +
+           fmt("ms_per_step", "%.1f", "ms_per_step") + ", " + fmt("peak_mib", "%.1f", "peak_mib") +
+           ", trial FROM distill_summary" + where + " ORDER BY trial_id, eval_len";
+  return "SELECT sweep, backend, seq_len, pass, status, " + fmt("median_ms", "%.3f", "median_ms") + ", " +
+         fmt("100 * cv", "%.1f%%", "spread") + ", " + fmt("peak_mib", "%.1f", "peak_mib") + ", " +
+         fmt("gflops", "%.2f", "gflops") + ", " + fmt("block_density", "%.3f", "block_density") +
+         ", trial FROM trial_summary" + where + " ORDER BY trial_id";
 }
 
 namespace {

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -19,8 +20,12 @@ namespace {
 // Collects a trial's output in memory; the store writes it in one transaction at the end.
 class RecordingSink : public TrialSink {
  public:
-  RecordingSink(std::string label, bool live, std::chrono::steady_clock::time_point sweep_start, int index, int total)
-      : label_(std::move(label)), live_(live), sweep_start_(sweep_start), index_(index), total_(total) {}
+  // `done_before` of `to_run` trials ran before this one in this invocation: the ETA assumes
+  // the remaining trials cost what the finished ones did on average.
+  RecordingSink(std::string label, bool live, std::chrono::steady_clock::time_point sweep_start, int index, int total,
+                int done_before, int to_run)
+      : label_(std::move(label)), live_(live), sweep_start_(sweep_start), index_(index), total_(total),
+        done_before_(done_before), to_run_(to_run) {}
 
   void metric(const std::string& name, double value, std::int64_t step) override {
     record.metrics.push_back({name, step, value});
@@ -36,8 +41,10 @@ class RecordingSink : public TrialSink {
       if (now - last_draw_ < std::chrono::milliseconds(200) && step != total) return;
       last_draw_ = now;
       const double elapsed = std::chrono::duration<double>(now - sweep_start_).count();
-      std::fprintf(stderr, "\r\033[K[%d/%d] %s  %s %lld/%lld  %.0fs", index_, total_, label_.c_str(), what.c_str(),
-                   static_cast<long long>(step), static_cast<long long>(total), elapsed);
+      const double done = (done_before_ + (total > 0 ? double(step) / double(total) : 0.0)) / std::max(1, to_run_);
+      std::fprintf(stderr, "\r\033[K[%d/%d] %s  %s %lld/%lld  %.0fs elapsed, ETA %.0fs", index_, total_,
+                   label_.c_str(), what.c_str(), static_cast<long long>(step), static_cast<long long>(total), elapsed,
+                   done > 0 ? elapsed * (1 - done) / done : 0.0);
       std::fflush(stderr);
     } else if (what != "repeat" && (now - last_draw_ > std::chrono::seconds(15) || step == total)) {
       last_draw_ = now;
@@ -51,7 +58,7 @@ class RecordingSink : public TrialSink {
   std::string label_;
   bool live_;
   std::chrono::steady_clock::time_point sweep_start_, last_draw_{};
-  int index_, total_;
+  int index_, total_, done_before_, to_run_;
 };
 
 BenchOptions bench_options(const SweepSpec& sweep, const TrialSpec& trial, double sgemm) {
@@ -121,7 +128,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
       continue;
     }
     store.start_trial(trial_id, run_id);
-    RecordingSink sink(trial.name, live, start, index, summary.total);
+    RecordingSink sink(trial.name, live, start, index, summary.total, summary.ran + summary.failed, to_run);
     const auto t0 = std::chrono::steady_clock::now();
     try {
       if (sweep.kind == "bench") {
