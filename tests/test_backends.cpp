@@ -260,7 +260,8 @@ TEST_CASE("minimizing the blend regularizer alone drives the weights to zero", "
   for (const char* kind : {"l1", "compute_l1"}) {
     for (const char* activation : {"sigmoid", "softplus"}) {
       INFO(kind << " " << activation);
-      auto blend = make("blend", {{"regularizer", std::string(kind)}, {"activation", std::string(activation)}}, shape);
+      auto blend = make("blend", {{"regularizer", std::string(kind)}, {"activation", std::string(activation)},
+                                  {"threshold_mode", std::string("absolute")}}, shape);
       auto weight_sum = [&] {
         double total = 0;
         for (const auto& s : blend->statistics())
@@ -277,9 +278,39 @@ TEST_CASE("minimizing the blend regularizer alone drives the weights to zero", "
       }
       for (const auto& s : blend->statistics())
         if (s.name.rfind("weight/", 0) == 0) REQUIRE(s.value < 0.02);
-      // Nothing survives the hard threshold.
+      // Nothing survives an absolute hard threshold ...
       blend->set_hard(true);
       REQUIRE(blend->density(64, 16).element == 0.0);
+    }
+  }
+}
+
+TEST_CASE("blend's relative hard threshold depends on weight ratios, not their scale", "[backends][blend]") {
+  const Shape shape{1, 2, 40, 8};
+  auto qkv = random_qkv(shape, 23);
+  auto blend = make("blend", {{"candidates", std::string("window:3,stride:4,sink:2")}}, shape);  // relative, 0.1
+  auto set_weights = [&](double scale) {
+    torch::NoGradGuard no_grad;
+    auto logits = blend->named_parameters()["logits"];
+    const std::vector<double> w = {0.5, 0.02, 0.2};  // stride:4 is under 0.1 x the largest
+    for (std::int64_t h = 0; h < shape.H; ++h)
+      for (std::size_t c = 0; c < w.size(); ++c) logits[h][c].fill_(std::log(scale * w[c] / (1 - scale * w[c])));
+  };
+  auto masks = make("masks", {{"pattern", std::string("window:3|sink:2")}}, shape);
+  const auto expected = masks->forward(qkv[0], qkv[1], qkv[2]);
+  for (double scale : {1.0, 0.1}) {
+    INFO("weights scaled by " << scale);
+    set_weights(scale);
+    blend->set_hard(false);
+    const auto soft = blend->forward(qkv[0], qkv[1], qkv[2]);
+    blend->set_hard(true);
+    REQUIRE(torch::allclose(blend->forward(qkv[0], qkv[1], qkv[2]), expected, 1e-5, 1e-6));
+    if (scale < 1) {
+      // ... and the soft output hardly moves when every weight shrinks together (only eps
+      // and the clamp at 1 see the scale): why L1 alone cannot select candidates here.
+      set_weights(1.0);
+      blend->set_hard(false);
+      REQUIRE(torch::allclose(blend->forward(qkv[0], qkv[1], qkv[2]), soft, 1e-3, 1e-4));
     }
   }
 }
@@ -295,7 +326,8 @@ TEST_CASE("blend hard mode runs exactly the masks backend on the surviving union
   for (const char* execution : {"reference", "block_sparse"}) {
     INFO(execution);
     auto blend = make("blend", {{"candidates", std::string("window:3,stride:4,sink:2,block:16")},
-                                {"execution", std::string(execution)}, {"tile", std::int64_t(16)}},
+                                {"execution", std::string(execution)}, {"tile", std::int64_t(16)},
+                                {"threshold_mode", std::string("absolute")}},
                       shape);
     {
       torch::NoGradGuard no_grad;

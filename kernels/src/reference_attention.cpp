@@ -29,4 +29,14 @@ at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const a
   return at::matmul(probs, v);
 }
 
+at::Tensor masked_softmax(const at::Tensor& scores, const at::Tensor& allowed) {
+  at::Tensor filled = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  // Shifting by the (detached) row max changes nothing mathematically, so gradients stay exact.
+  at::Tensor row_max = std::get<0>(filled.max(-1, /*keepdim=*/true)).detach();
+  row_max = row_max.masked_fill(at::isinf(row_max), 0.0);
+  at::Tensor e = at::exp(filled - row_max);
+  at::Tensor total = e.sum(-1, /*keepdim=*/true);
+  return e / total.masked_fill(total == 0, 1.0);
+}
+
 }  // namespace attnlab::kernels

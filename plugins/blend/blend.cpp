@@ -14,8 +14,12 @@
 // regularizer = "l1"          mean_h sum_k w[h,k]
 //             = "compute_l1"  mean_h sum_k density_k · w[h,k]   (density_k: element density of
 //                             M_k at max_seq_len, so cheap masks are cheap to keep)
-// hard mode: candidates with w[h,k] < threshold drop out; the union of the survivors of each head
-// runs as a fixed mask (no log-weight bias), masked math or the block-sparse kernel (execution).
+// hard mode: candidates with w[h,k] < threshold · max_j w[h,j] (threshold_mode = "relative",
+// the default) or w[h,k] < threshold ("absolute") drop out; the union of the survivors of each
+// head runs as a fixed mask (no log-weight bias), masked math or the block-sparse kernel.
+// Why relative by default: while the weights are small the soft attention only sees their
+// ratios (log(c·w) = log c + log w cancels in the softmax), so L1 can shrink them all at no
+// cost in KL; an absolute cut then drops every candidate at once.
 // Soft mode always runs the masked math: the kernels take no additive bias.
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/masks.hpp>
@@ -27,16 +31,6 @@
 
 namespace {
 
-// softmax over the allowed keys of each row; rows with none give 0 instead of NaN.
-torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& allowed) {
-  auto filled = scores.masked_fill(allowed.logical_not(), -INFINITY);
-  auto row_max = std::get<0>(filled.max(-1, /*keepdim=*/true)).detach();  // shift only: exact grads
-  row_max = row_max.masked_fill(torch::isinf(row_max), 0.0);
-  auto e = torch::exp(filled - row_max);
-  auto total = e.sum(-1, /*keepdim=*/true);
-  return e / total.masked_fill(total == 0, 1.0);
-}
-
 std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
   for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
@@ -47,10 +41,11 @@ class BlendAttention : public attnlab::AttentionBackend {
  public:
   explicit BlendAttention(const attnlab::BackendInit& init)
       : AttentionBackend("BlendAttention"),
-        candidates_(candidates_or_param_error(init.params.get_string("candidates"))),
+        candidates_(attnlab::masks::parse_list_param("candidates", init.params.get_string("candidates"))),
         activation_(init.params.get_string("activation")),
         regularizer_kind_(init.params.get_string("regularizer")),
         threshold_(init.params.get_float("threshold")),
+        relative_threshold_(init.params.get_string("threshold_mode") == "relative"),
         eps_(init.params.get_float("eps")),
         execution_(init.params.get_string("execution")),
         tile_(init.params.get_int("tile")),
@@ -74,7 +69,9 @@ class BlendAttention : public attnlab::AttentionBackend {
             ParamSpec::real("init", 0.5, 1e-4, 1.0, "initial weight of every candidate (sigmoid caps it at 1 - 1e-4)"),
             ParamSpec::choice("regularizer", "l1", {"l1", "compute_l1"},
                               "L1 on the weights, or L1 with each weight scaled by its mask's element density"),
-            ParamSpec::real("threshold", 0.1, 0.0, 1.0, "hard mode keeps candidates with weight >= threshold"),
+            ParamSpec::real("threshold", 0.1, 0.0, 1.0, "hard mode keeps candidates with weight >= threshold (x the head's largest weight when relative)"),
+            ParamSpec::choice("threshold_mode", "relative", {"relative", "absolute"},
+                              "hard-mode cut relative to the head's largest weight, or absolute"),
             ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(M + eps) floor of the soft mask"),
             ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
                               "how hard mode runs the surviving union (soft mode always masked math)"),
@@ -94,7 +91,7 @@ class BlendAttention : public attnlab::AttentionBackend {
     const auto w = weights().to(q.scalar_type());                                          // [H|1, K]
     const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T]
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale + torch::log(soft + eps_).unsqueeze(0);
-    return torch::matmul(masked_softmax(scores, support), v);
+    return torch::matmul(attnlab::kernels::masked_softmax(scores, support), v);
   }
 
   torch::Tensor regularizer() override {
@@ -127,9 +124,10 @@ class BlendAttention : public attnlab::AttentionBackend {
     const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
     std::vector<std::string> unions;
     for (std::int64_t h = 0; h < n_heads_; ++h) {
+      const double cut = relative_threshold_ ? threshold_ * w[h].max().item<double>() : threshold_;
       std::vector<std::string> kept;
       for (std::size_t c = 0; c < candidates_.size(); ++c)
-        if (w[h][c].item<double>() >= threshold_) kept.push_back(candidates_[c]);
+        if (w[h][c].item<double>() >= cut && w[h][c].item<double>() > 0) kept.push_back(candidates_[c]);
       unions.push_back(kept.empty() ? "" : attnlab::masks::canonical(join(kept, "|")));
     }
     return unions;
@@ -167,7 +165,7 @@ class BlendAttention : public attnlab::AttentionBackend {
       allowed.push_back(u.empty() ? torch::zeros({T, T}, torch::TensorOptions().dtype(torch::kBool))
                                   : attnlab::masks::dense(u, T));
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
-    return torch::matmul(masked_softmax(scores, torch::stack(allowed).to(q.device()).unsqueeze(0)), v);
+    return torch::matmul(attnlab::kernels::masked_softmax(scores, torch::stack(allowed).to(q.device()).unsqueeze(0)), v);
   }
 
   // A head whose every candidate dropped out attends to nothing (its output is 0).
@@ -184,25 +182,18 @@ class BlendAttention : public attnlab::AttentionBackend {
   torch::Tensor candidate_stack(std::int64_t T, const torch::TensorOptions& like) {
     if (!stack_.defined() || stack_.size(1) != T || stack_.scalar_type() != like.dtype().toScalarType() ||
         stack_.device() != like.device()) {
-      std::vector<torch::Tensor> masks;
-      for (const auto& c : candidates_) masks.push_back(attnlab::masks::dense(c, T));
-      stack_ = torch::stack(masks).to(like.device(), like.dtype().toScalarType());
+      stack_ = attnlab::masks::stack(candidates_, T, like);
     }
     return stack_;
   }
 
-  static std::vector<std::string> candidates_or_param_error(const std::string& list) {
-    try {
-      return attnlab::masks::parse_list(list);
-    } catch (const std::invalid_argument& e) {
-      throw attnlab::ParamError("candidates", "parameter 'candidates' = '" + list + "': " + e.what());
-    }
-  }
 
   std::vector<std::string> candidates_;
   torch::Tensor stack_;
   std::string activation_, regularizer_kind_;
-  double threshold_, eps_;
+  double threshold_;
+  bool relative_threshold_;
+  double eps_;
   std::string execution_;
   std::int64_t tile_, n_heads_, max_seq_len_;
   std::vector<double> densities_;

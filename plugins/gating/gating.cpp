@@ -33,7 +33,7 @@ class GatedAttention : public attnlab::AttentionBackend {
  public:
   explicit GatedAttention(const attnlab::BackendInit& init)
       : AttentionBackend("GatedAttention"),
-        candidates_(candidates_or_param_error(init.params.get_string("candidates"))),
+        candidates_(attnlab::masks::parse_list_param("candidates", init.params.get_string("candidates"))),
         gate_(init.params.get_string("gate")),
         granularity_(init.params.get_string("granularity")),
         block_(init.params.get_int("block")),
@@ -127,20 +127,11 @@ class GatedAttention : public attnlab::AttentionBackend {
   torch::Tensor candidate_stack(std::int64_t T, const torch::TensorOptions& like) {
     if (!stack_.defined() || stack_.size(1) != T || stack_.scalar_type() != like.dtype().toScalarType() ||
         stack_.device() != like.device()) {
-      std::vector<torch::Tensor> masks;
-      for (const auto& c : candidates_) masks.push_back(attnlab::masks::dense(c, T));
-      stack_ = torch::stack(masks).to(like.device(), like.dtype().toScalarType());
+      stack_ = attnlab::masks::stack(candidates_, T, like);
     }
     return stack_;
   }
 
-  static std::vector<std::string> candidates_or_param_error(const std::string& list) {
-    try {
-      return attnlab::masks::parse_list(list);
-    } catch (const std::invalid_argument& e) {
-      throw attnlab::ParamError("candidates", "parameter 'candidates' = '" + list + "': " + e.what());
-    }
-  }
 
   std::vector<std::string> candidates_;
   torch::Tensor stack_;

@@ -17,16 +17,6 @@
 
 namespace {
 
-// softmax over the allowed keys of each row; rows with none give 0 instead of NaN.
-torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& allowed) {
-  auto filled = scores.masked_fill(allowed.logical_not(), -INFINITY);
-  auto row_max = std::get<0>(filled.max(-1, /*keepdim=*/true)).detach();  // shift only: exact grads
-  row_max = row_max.masked_fill(torch::isinf(row_max), 0.0);
-  auto e = torch::exp(filled - row_max);
-  auto total = e.sum(-1, /*keepdim=*/true);
-  return e / total.masked_fill(total == 0, 1.0);
-}
-
 class MaskedAttention : public attnlab::AttentionBackend {
  public:
   explicit MaskedAttention(const attnlab::BackendInit& init)
@@ -51,7 +41,7 @@ class MaskedAttention : public attnlab::AttentionBackend {
       return attnlab::kernels::block_sparse_attention(q, k, v, {attnlab::masks::block_layout(pattern_, T, tile_)}, scale);
     const auto allowed = attnlab::masks::dense(pattern_, T).to(q.device());
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
-    return torch::matmul(masked_softmax(scores, allowed), v);
+    return torch::matmul(attnlab::kernels::masked_softmax(scores, allowed), v);
   }
 
   attnlab::Density density(std::int64_t T, std::int64_t tile) const override {

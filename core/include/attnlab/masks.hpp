@@ -38,6 +38,13 @@ ATTNLAB_API std::string canonical(const std::string& expression);
 // canonicalizes each entry; throws like canonical().
 ATTNLAB_API std::vector<std::string> parse_list(const std::string& comma_separated);
 
+// parse_list for a backend parameter: a bad entry throws ParamError naming `key`.
+ATTNLAB_API std::vector<std::string> parse_list_param(const std::string& key, const std::string& comma_separated);
+
+// The masks of `expressions` stacked as 0/1 numbers: [K, T, T] in `like`'s dtype and device.
+ATTNLAB_API at::Tensor stack(const std::vector<std::string>& expressions, std::int64_t T,
+                             const at::TensorOptions& like);
+
 // bool [T, T] on CPU, true = attend, causal.
 ATTNLAB_API at::Tensor dense(const std::string& expression, std::int64_t T);
 

@@ -340,4 +340,18 @@ Density density(const std::string& expression, std::int64_t T, std::int64_t tile
   });
 }
 
+std::vector<std::string> parse_list_param(const std::string& key, const std::string& comma_separated) {
+  try {
+    return parse_list(comma_separated);
+  } catch (const std::invalid_argument& e) {
+    throw ParamError(key, "parameter '" + key + "' = '" + comma_separated + "': " + e.what());
+  }
+}
+
+at::Tensor stack(const std::vector<std::string>& expressions, std::int64_t T, const at::TensorOptions& like) {
+  std::vector<at::Tensor> masks;
+  for (const auto& e : expressions) masks.push_back(dense(e, T));
+  return at::stack(masks).to(like.device(), like.dtype().toScalarType());
+}
+
 }  // namespace attnlab::masks

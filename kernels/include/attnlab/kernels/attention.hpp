@@ -19,6 +19,11 @@ ATTNLAB_KERNELS_API at::Tensor reference_attention(const at::Tensor& q, const at
                                                    const at::Tensor& v, const at::Tensor& allowed,
                                                    double scale);
 
+// softmax over the allowed entries of each row of `scores` (bool `allowed` broadcastable to
+// it); a row with none gives zeros instead of NaN, with finite gradients. For backends that
+// compute their own scores (masked T x T math).
+ATTNLAB_KERNELS_API at::Tensor masked_softmax(const at::Tensor& scores, const at::Tensor& allowed);
+
 // Block-sparse flash-style attention: never materializes T x S; computes only the tiles in
 // `layout` (one layout for all heads, or one per (b, h) pair: layouts.size() == 1 or B*H).
 // Forward returns (out [B,H,T,D], lse [B,H,T] in the compute dtype: float32, or float64).
