@@ -122,19 +122,13 @@ class GatedAttention : public attnlab::AttentionBackend {
     return torch::sigmoid(logits);
   }
 
-  // The K candidate masks as 0/1 numbers in q's dtype and device, kept for the last T seen
-  // (the per-mask bool tensors are cached by the library; this saves the stack and the cast).
+  // The K candidate masks as 0/1 numbers [K, T, T] in q's dtype and device.
   torch::Tensor candidate_stack(std::int64_t T, const torch::TensorOptions& like) {
-    if (!stack_.defined() || stack_.size(1) != T || stack_.scalar_type() != like.dtype().toScalarType() ||
-        stack_.device() != like.device()) {
-      stack_ = attnlab::masks::stack(candidates_, T, like);
-    }
-    return stack_;
+    return stack_.get(candidates_, T, like);
   }
 
-
   std::vector<std::string> candidates_;
-  torch::Tensor stack_;
+  attnlab::masks::StackCache stack_;
   std::string gate_, granularity_;
   std::int64_t block_;
   std::string regularizer_kind_;

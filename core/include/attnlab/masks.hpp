@@ -45,6 +45,16 @@ ATTNLAB_API std::vector<std::string> parse_list_param(const std::string& key, co
 ATTNLAB_API at::Tensor stack(const std::vector<std::string>& expressions, std::int64_t T,
                              const at::TensorOptions& like);
 
+// stack() for a backend's fixed candidate list, rebuilt only when T, dtype or device change
+// (the per-mask bool tensors are cached by the library; this saves the stack and the cast).
+class ATTNLAB_API StackCache {
+ public:
+  const at::Tensor& get(const std::vector<std::string>& expressions, std::int64_t T, const at::TensorOptions& like);
+
+ private:
+  at::Tensor stack_;
+};
+
 // bool [T, T] on CPU, true = attend, causal.
 ATTNLAB_API at::Tensor dense(const std::string& expression, std::int64_t T);
 

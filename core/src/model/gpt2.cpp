@@ -78,11 +78,21 @@ GPT2Config GPT2Config::from_json(const nlohmann::json& j, const std::string& whe
   integer("n_embd", c.n_embd);
   integer("n_layer", c.n_layer);
   integer("n_head", c.n_head);
-  if (j.contains("layer_norm_epsilon")) c.layer_norm_epsilon = j["layer_norm_epsilon"].get<double>();
+  auto expect = [&](const char* key, bool ok, const char* type) {
+    if (!ok) throw std::invalid_argument(where + ": \"" + key + "\" = " + j[key].dump() + " must be " + type);
+  };
+  if (j.contains("layer_norm_epsilon")) {
+    expect("layer_norm_epsilon", j["layer_norm_epsilon"].is_number(), "a number");
+    c.layer_norm_epsilon = j["layer_norm_epsilon"].get<double>();
+  }
   // Variants this implementation does not compute must be refused, not silently misread.
-  if (j.contains("n_inner") && !j["n_inner"].is_null() && j["n_inner"].get<std::int64_t>() != 4 * c.n_embd)
-    throw std::invalid_argument(where + ": n_inner = " + j["n_inner"].dump() + " unsupported (only 4 * n_embd)");
+  if (j.contains("n_inner") && !j["n_inner"].is_null()) {
+    expect("n_inner", j["n_inner"].is_number_integer(), "an integer or null");
+    if (j["n_inner"].get<std::int64_t>() != 4 * c.n_embd)
+      throw std::invalid_argument(where + ": n_inner = " + j["n_inner"].dump() + " unsupported (only 4 * n_embd)");
+  }
   if (j.contains("activation_function")) {
+    expect("activation_function", j["activation_function"].is_string(), "a string");
     const auto act = j["activation_function"].get<std::string>();
     if (act != "gelu_new" && act != "gelu_pytorch_tanh")
       throw std::invalid_argument(where + ": activation_function \"" + act + "\" unsupported (gelu_new only)");

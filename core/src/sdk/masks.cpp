@@ -354,4 +354,12 @@ at::Tensor stack(const std::vector<std::string>& expressions, std::int64_t T, co
   return at::stack(masks).to(like.device(), like.dtype().toScalarType());
 }
 
+const at::Tensor& StackCache::get(const std::vector<std::string>& expressions, std::int64_t T,
+                                  const at::TensorOptions& like) {
+  if (!stack_.defined() || stack_.size(1) != T || stack_.scalar_type() != like.dtype().toScalarType() ||
+      stack_.device() != like.device())
+    stack_ = stack(expressions, T, like);
+  return stack_;
+}
+
 }  // namespace attnlab::masks
