@@ -10,6 +10,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <functional>
 #include <map>
 #include <string>
@@ -17,16 +19,10 @@
 
 namespace {
 
+using attnlab::test::registry;
+
 using Given = std::map<std::string, attnlab::ParamValue>;
 
-const attnlab::PluginRegistry& registry() {
-  static attnlab::PluginRegistry r = [] {
-    attnlab::PluginRegistry reg;
-    reg.discover();
-    return reg;
-  }();
-  return r;
-}
 
 struct Shape {
   std::int64_t B = 2, H = 3, T = 37, D = 8;

@@ -7,6 +7,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <fstream>
 #include <set>
 
@@ -14,14 +16,8 @@ using namespace attnlab;
 
 namespace {
 
-const PluginRegistry& registry() {
-  static PluginRegistry r = [] {
-    PluginRegistry reg;
-    reg.discover();
-    return reg;
-  }();
-  return r;
-}
+using attnlab::test::registry;
+
 
 std::string sweep_file(const std::string& name) { return std::string(ATTNLAB_TEST_DATA) + "/sweeps/" + name; }
 

@@ -9,20 +9,16 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <cmath>
 
 using namespace attnlab;
 
 namespace {
 
-const PluginRegistry& registry() {
-  static PluginRegistry r = [] {
-    PluginRegistry reg;
-    reg.discover();
-    return reg;
-  }();
-  return r;
-}
+using attnlab::test::registry;
+
 
 std::shared_ptr<AttentionBackend> dense(const std::string& execution, std::int64_t heads, std::int64_t dim) {
   BackendInit init;

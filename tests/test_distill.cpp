@@ -12,6 +12,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -21,6 +23,8 @@ using namespace attnlab;
 using namespace attnlab::model;
 
 namespace {
+
+using attnlab::test::registry;
 
 struct MemorySink : TrialSink {
   std::map<std::string, std::vector<std::pair<std::int64_t, double>>> metrics;
@@ -46,14 +50,6 @@ struct MemorySink : TrialSink {
   }
 };
 
-const PluginRegistry& registry() {
-  static PluginRegistry r = [] {
-    PluginRegistry reg;
-    reg.discover();
-    return reg;
-  }();
-  return r;
-}
 
 BackendFactory plugin_factory() {
   return [](const std::string& name, const BackendInit& init, const std::map<std::string, ParamValue>& params) {

@@ -11,6 +11,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +22,8 @@ using namespace attnlab;
 using namespace attnlab::model;
 
 namespace {
+
+using attnlab::test::registry;
 
 fs::path temp_dir(const std::string& name) {
   auto dir = fs::temp_directory_path() / ("attnlab_test_model_" + std::to_string(::getpid()) + "_" + name);
@@ -47,14 +51,6 @@ std::string read_error(const fs::path& path) {
   return "";
 }
 
-const PluginRegistry& registry() {
-  static PluginRegistry r = [] {
-    PluginRegistry reg;
-    reg.discover();
-    return reg;
-  }();
-  return r;
-}
 
 AttentionFactory dense_math() {
   return [](const BackendInit& init) { return registry().create("dense", init, {{"execution", std::string("math")}}); };

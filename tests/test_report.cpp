@@ -9,6 +9,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,31 +27,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Shell {
-  int status = -1;
-  std::string out;
-};
-
-Shell shell(const std::string& command) {
-  Shell r;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buffer{};
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
-  const int raw = pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
-std::string cli() { return std::string(ATTNLAB_BINARY_DIR) + "/bin/attnlab"; }
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using attnlab::test::cli;
+using attnlab::test::file_bytes;
+using attnlab::test::shell;
 
 std::string f(const char* format, double value) {
   char buffer[64];

@@ -5,6 +5,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -18,25 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-};
+using attnlab::test::cli;
+using attnlab::test::file_bytes;
+using attnlab::test::shell;
 
-// Runs a shell command, capturing stdout (stderr goes to the test log).
-Result shell(const std::string& command) {
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buffer{};
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
-  const int raw = pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
-std::string cli() { return std::string(ATTNLAB_BINARY_DIR) + "/bin/attnlab"; }
 std::string sweep(const std::string& name) { return std::string(ATTNLAB_TEST_DATA) + "/sweeps/" + name; }
 
 fs::path fresh_dir(const std::string& name) {
@@ -44,13 +31,6 @@ fs::path fresh_dir(const std::string& name) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace

@@ -1,0 +1,60 @@
+#pragma once
+// What several test files share: the plugin registry (discovered once per process, from
+// <build>/plugins next to <build>/bin where the tests live), running a shell command or the
+// CLI and capturing stdout, reading a file whole.
+#include <attnlab/registry.hpp>
+
+// glog's CHECK (through torch) would silently replace Catch's; once Catch is in, leave it be.
+#ifndef TWOBLUECUBES_SINGLE_INCLUDE_CATCH_HPP_INCLUDED
+#undef CHECK
+#include <catch2/catch.hpp>
+#endif
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace attnlab::test {
+
+inline const PluginRegistry& registry() {
+  static PluginRegistry r = [] {
+    PluginRegistry reg;
+    reg.discover();
+    return reg;
+  }();
+  return r;
+}
+
+struct ShellResult {
+  int status = -1;  // exit status, -1 when killed by a signal
+  std::string out;  // stdout only; stderr goes to the test log unless the command redirects it
+};
+
+inline ShellResult shell(const std::string& command) {
+  ShellResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
+  const int raw = pclose(pipe);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+// The attnlab CLI of this build.
+inline std::string cli() { return std::string(ATTNLAB_BINARY_DIR) + "/bin/attnlab"; }
+
+inline std::string file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace attnlab::test
