@@ -420,3 +420,45 @@ TEST_CASE("out-of-range and malformed parameters are refused, naming the key", "
   REQUIRE(blend);
   CHECK_THROWS_AS(attnlab::resolve_params(blend->schema, {{"eps", 1.0}}), attnlab::ParamError);
 }
+
+TEST_CASE("blend soft = mixture runs per-candidate kernel passes and equals the masked soft mode", "[backends][blend]") {
+  // With sum_k w_k M_k <= 1 everywhere (and eps -> 0) the clamp never bites, so the
+  // normalizer-weighted mixture of block-sparse passes is the same attention, in value and
+  // in the gradients of q, k, v and the blend weights.
+  const Shape shape{2, 2, 97, 16};
+  const std::string candidates = "window:5,stride:4,sink:2|block:16";
+  const std::vector<std::vector<double>> w = {{0.3, 0.2, 0.4}, {0.1, 0.5, 0.3}};
+  for (const auto dtype : {torch::kDouble, torch::kFloat}) {
+    INFO((dtype == torch::kDouble ? "float64" : "float32"));
+    const double tol = dtype == torch::kDouble ? 1e-9 : 1e-4;
+    std::map<std::string, torch::Tensor> grads;
+    torch::Tensor reference_out;
+    for (const char* soft : {"masked", "mixture"}) {
+      INFO(soft);
+      auto blend = make("blend", {{"candidates", candidates}, {"soft", std::string(soft)}, {"eps", 1e-12},
+                                  {"tile", std::int64_t(16)}}, shape);
+      blend->to(dtype);
+      {
+        torch::NoGradGuard no_grad;
+        auto logits = blend->named_parameters()["logits"];
+        for (std::int64_t h = 0; h < shape.H; ++h)
+          for (std::size_t c = 0; c < w[h].size(); ++c) logits[h][c].fill_(std::log(w[h][c] / (1 - w[h][c])));
+      }
+      auto qkv = random_qkv(shape, 29, dtype);
+      for (auto& t : qkv) t.requires_grad_(true);
+      auto out = blend->forward(qkv[0], qkv[1], qkv[2]);
+      (out * out).sum().backward();
+      if (std::string(soft) == "masked") {
+        reference_out = out.detach();
+        grads = {{"q", qkv[0].grad()}, {"k", qkv[1].grad()}, {"v", qkv[2].grad()},
+                 {"logits", blend->named_parameters()["logits"].grad()}};
+        continue;
+      }
+      REQUIRE(torch::allclose(out, reference_out, tol, tol));
+      REQUIRE(torch::allclose(qkv[0].grad(), grads["q"], tol, tol));
+      REQUIRE(torch::allclose(qkv[1].grad(), grads["k"], tol, tol));
+      REQUIRE(torch::allclose(qkv[2].grad(), grads["v"], tol, tol));
+      REQUIRE(torch::allclose(blend->named_parameters()["logits"].grad(), grads["logits"], tol, tol));
+    }
+  }
+}

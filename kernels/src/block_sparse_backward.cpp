@@ -182,9 +182,13 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale) {
+    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale,
+    const at::Tensor& dlse) {
 #ifdef ATTNLAB_WITH_CUDA
-  if (q.is_cuda()) return cuda::block_sparse_backward_cuda(dout, q, k, v, out, lse, layouts, scale);
+  if (q.is_cuda()) {
+    TORCH_CHECK(!dlse.defined(), "block_sparse_backward: dlse is not supported by the CUDA kernels yet");
+    return cuda::block_sparse_backward_cuda(dout, q, k, v, out, lse, layouts, scale);
+  }
 #endif
   TORCH_CHECK(q.device().is_cpu(), "block_sparse_backward: tensors must be on the CPU (this build "
                                    "has no CUDA kernels)");
@@ -197,7 +201,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
   const at::ScalarType compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto prep = [&](const at::Tensor& t) { return t.to(compute).contiguous(); };
   at::Tensor qc = prep(q), kc = prep(k), vc = prep(v), doc = prep(dout), lsec = prep(lse);
-  at::Tensor delta = (doc * prep(out)).sum(-1).contiguous();
+  at::Tensor delta = (doc * prep(out)).sum(-1);
+  if (dlse.defined()) {
+    TORCH_CHECK(dlse.sizes() == lse.sizes(), "block_sparse_backward: dlse must be [B, H, T] like lse");
+    // Rows without keys have lse = -inf and take no gradient through it.
+    delta = delta - at::where(at::isfinite(lse), prep(dlse), at::zeros({}, delta.options()));
+  }
+  delta = delta.contiguous();
   at::Tensor dk = at::empty(kc.sizes(), kc.options()), dv = at::empty(vc.sizes(), vc.options());
   at::Tensor dq = compute == at::kDouble
                       ? backward_cpu<double>(doc, qc, kc, vc, lsec, delta, views, scale, dk, dv)

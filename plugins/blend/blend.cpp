@@ -20,7 +20,12 @@
 // Why relative by default: while the weights are small the soft attention only sees their
 // ratios (log(c·w) = log c + log w cancels in the softmax), so L1 can shrink them all at no
 // cost in KL; an absolute cut then drops every candidate at once.
-// Soft mode always runs the masked math: the kernels take no additive bias.
+// soft = "masked" (default) runs the formula above as masked T x T math. soft = "mixture" runs
+// the same attention without the clamp and eps, i.e. with P ∝ exp(score) · sum_k w[h,k] M_k,
+// on the block-sparse kernel, one pass per candidate over that candidate's own tiles:
+//   (out_k, lse_k) = block_sparse_attention_lse(q, k, v, layout(M_k))
+//   out = sum_k w[h,k] e^{lse_k} out_k / sum_k w[h,k] e^{lse_k}
+// It never materializes T x T and equals "masked" wherever sum_k w[h,k] M_k <= 1 (eps -> 0).
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/masks.hpp>
 #include <attnlab/plugin.hpp>
@@ -48,6 +53,7 @@ class BlendAttention : public attnlab::AttentionBackend {
         relative_threshold_(init.params.get_string("threshold_mode") == "relative"),
         eps_(init.params.get_float("eps")),
         execution_(init.params.get_string("execution")),
+        mixture_(init.params.get_string("soft") == "mixture"),
         tile_(init.params.get_int("tile")),
         n_heads_(init.n_heads),
         max_seq_len_(init.max_seq_len) {
@@ -74,7 +80,9 @@ class BlendAttention : public attnlab::AttentionBackend {
                               "hard-mode cut relative to the head's largest weight, or absolute"),
             ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(M + eps) floor of the soft mask"),
             ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
-                              "how hard mode runs the surviving union (soft mode always masked math)"),
+                              "how hard mode runs the surviving union"),
+            ParamSpec::choice("soft", "masked", {"masked", "mixture"},
+                              "soft mode: log-mask bias on masked T x T math, or the normalizer-weighted mixture of per-candidate block-sparse passes"),
             ParamSpec::integer("tile", 64, 16, 256, "tile size for block_sparse and block density")};
   }
 
@@ -86,6 +94,7 @@ class BlendAttention : public attnlab::AttentionBackend {
     const std::int64_t T = q.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
     if (hard()) return forward_hard(q, k, v, T, scale);
+    if (mixture_) return forward_mixture(q, k, v, T, scale);
     const auto candidate_masks = candidate_stack(T, q.options());  // [K, T, T]
     const auto support = attnlab::masks::dense(join(candidates_, "|"), T).to(q.device());  // [T, T]
     const auto w = weights().to(q.scalar_type());                                          // [H|1, K]
@@ -119,6 +128,28 @@ class BlendAttention : public attnlab::AttentionBackend {
   }
 
  private:
+  // sum_k w_k e^{lse_k} out_k / sum_k w_k e^{lse_k}, computed as a softmax over k of
+  // log w_k + lse_k (rows where no candidate has a key give 0).
+  torch::Tensor forward_mixture(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                std::int64_t T, double scale) {
+    std::vector<torch::Tensor> outs, lses;
+    for (const auto& c : candidates_) {
+      auto [out, lse] = attnlab::kernels::block_sparse_attention_lse(q, k, v, {attnlab::masks::block_layout(c, T, tile_)},
+                                                                     scale);
+      outs.push_back(out);
+      lses.push_back(lse.to(q.scalar_type()));
+    }
+    const auto K = static_cast<std::int64_t>(candidates_.size());
+    const auto log_w = torch::log(weights().to(q.scalar_type())).t().reshape({K, 1, -1, 1});  // [K, 1, H|1, 1]
+    const auto a = torch::stack(lses) + log_w;                                               // [K, B, H, T]
+    auto top = std::get<0>(a.max(0, /*keepdim=*/true)).detach();
+    top = top.masked_fill(torch::isinf(top), 0.0);
+    const auto e = torch::exp(a - top);
+    const auto total = e.sum(0, /*keepdim=*/true);
+    const auto alpha = e / total.masked_fill(total == 0, 1.0);                                // [K, B, H, T]
+    return (alpha.unsqueeze(-1) * torch::stack(outs)).sum(0);
+  }
+
   // Per head, the canonical union of the candidates at or above the threshold ("" = none).
   std::vector<std::string> surviving_unions() const {
     const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
@@ -189,6 +220,7 @@ class BlendAttention : public attnlab::AttentionBackend {
   bool relative_threshold_;
   double eps_;
   std::string execution_;
+  bool mixture_;
   std::int64_t tile_, n_heads_, max_seq_len_;
   std::vector<double> densities_;
   torch::Tensor logits_;

@@ -32,14 +32,22 @@ ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_sparse_forward(
     double scale);
 
 // Backward, FlashAttention-2 style: recomputes scores tile by tile from q, k, lse.
-// Returns (dq, dk, dv).
+// Returns (dq, dk, dv). `dlse` [B, H, T] (optional) is the gradient of a loss that also
+// depends on lse: since d lse / d s = P, it enters as dS = P (dP - rowsum(dO·O) + dlse).
 ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale);
+    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale,
+    const at::Tensor& dlse = {});
 
 // Autograd wrapper around the two above: what backends call for execution = "block_sparse".
 ATTNLAB_KERNELS_API at::Tensor block_sparse_attention(const at::Tensor& q, const at::Tensor& k,
                                                       const at::Tensor& v, LayoutSet layouts,
                                                       double scale);
+
+// The same, returning (out, lse) with both differentiable: for backends that mix several
+// masked attentions by their normalizers (a mixture over masks M_k weighted by w_k is
+// sum_k w_k e^{lse_k} out_k / sum_k w_k e^{lse_k}).
+ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_sparse_attention_lse(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, LayoutSet layouts, double scale);
 
 }  // namespace attnlab::kernels
