@@ -11,6 +11,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "kernel_masks.hpp"
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -19,23 +21,9 @@ using namespace attnlab::kernels;
 
 namespace {
 
-// Causal for T == S; for T != S the last query sees every key (offset S - T).
-at::Tensor causal_mask(std::int64_t T, std::int64_t S) {
-  return at::ones({T, S}, at::kBool).tril(S - T);
-}
+using attnlab::test::causal_mask;
+using attnlab::test::random_layout_mask;
 
-// Random tiles kept with probability `keep` intersected with causal (so diagonal tiles are
-// partial), a sprinkle of single allowed elements (scattered partial tiles), and a few rows
-// with no allowed key at all.
-at::Tensor random_layout_mask(std::int64_t T, std::int64_t S, std::int64_t tile, double keep) {
-  const std::int64_t nq = (T + tile - 1) / tile, nk = (S + tile - 1) / tile;
-  at::Tensor tiles = at::rand({nq, nk}) < keep;
-  at::Tensor expanded = tiles.repeat_interleave(tile, 0).repeat_interleave(tile, 1)
-                            .slice(0, 0, T).slice(1, 0, S);
-  at::Tensor allowed = (expanded & causal_mask(T, S)) | (at::rand({T, S}) < 0.01);
-  for (std::int64_t row = 3; row < T; row += 37) allowed[row].fill_(false);
-  return allowed;
-}
 
 LayoutSet one_layout(const at::Tensor& allowed, std::int64_t tile) {
   return {std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, tile))};

@@ -11,6 +11,8 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include "kernel_masks.hpp"
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -19,24 +21,13 @@ using namespace attnlab::kernels;
 
 namespace {
 
+using attnlab::test::causal_mask;
+using attnlab::test::random_layout_mask;
+
 bool have_cuda() {
   INFO("no CUDA device (or a CPU-only LibTorch): these tests need a GPU");
   REQUIRE(torch::cuda::is_available());
   return true;
-}
-
-at::Tensor causal_mask(std::int64_t T, std::int64_t S) {
-  return at::ones({T, S}, at::kBool).tril(S - T);
-}
-
-at::Tensor random_layout_mask(std::int64_t T, std::int64_t S, std::int64_t tile, double keep) {
-  const std::int64_t nq = (T + tile - 1) / tile, nk = (S + tile - 1) / tile;
-  at::Tensor tiles = at::rand({nq, nk}) < keep;
-  at::Tensor expanded = tiles.repeat_interleave(tile, 0).repeat_interleave(tile, 1)
-                            .slice(0, 0, T).slice(1, 0, S);
-  at::Tensor allowed = (expanded & causal_mask(T, S)) | (at::rand({T, S}) < 0.01);
-  for (std::int64_t row = 3; row < T; row += 37) allowed[row].fill_(false);
-  return allowed;
 }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

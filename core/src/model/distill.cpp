@@ -140,16 +140,20 @@ void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, con
     const auto soft = evaluate_student(student, chunks);
     const double teacher_ppl = std::exp(teacher_sums.teacher_nll / soft.tokens);
     const double student_ppl = std::exp(soft.student_nll / soft.tokens);
-    const auto density = mean_density(student, T);
+    // The student's numbers, soft (prefix "") or hard ("hard_"), in one place.
+    auto emit_student = [&](const std::string& prefix, const auto& sums) {
+      const auto density = mean_density(student, T);
+      sink.metric(metric_T(T, prefix + "student_ppl"), std::exp(sums.student_nll / sums.tokens));
+      sink.metric(metric_T(T, prefix + "kl"), sums.kl / sums.tokens);
+      sink.metric(metric_T(T, prefix + "agreement"), sums.agree / sums.tokens);
+      sink.metric(metric_T(T, prefix + "tokens_per_s"), sums.tokens / std::max(sums.student_seconds, 1e-9));
+      sink.metric(metric_T(T, prefix + "peak_mib"), double(sums.peak_bytes) / (1024.0 * 1024.0));
+      sink.metric(metric_T(T, prefix + "density"), density.element);
+      sink.metric(metric_T(T, prefix + "block_density"), density.block);
+    };
     sink.metric(metric_T(T, "teacher_ppl"), teacher_ppl);
-    sink.metric(metric_T(T, "student_ppl"), student_ppl);
     sink.metric(metric_T(T, "delta_ppl"), student_ppl - teacher_ppl);
-    sink.metric(metric_T(T, "kl"), soft.kl / soft.tokens);
-    sink.metric(metric_T(T, "agreement"), soft.agree / soft.tokens);
-    sink.metric(metric_T(T, "tokens_per_s"), soft.tokens / std::max(soft.student_seconds, 1e-9));
-    sink.metric(metric_T(T, "peak_mib"), double(soft.peak_bytes) / (1024.0 * 1024.0));
-    sink.metric(metric_T(T, "density"), density.element);
-    sink.metric(metric_T(T, "block_density"), density.block);
+    emit_student("", soft);
 
     // Hard mode: only reported where it changes what the student computes.
     bool changed = false;
@@ -160,17 +164,7 @@ void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, con
       set_hard(student, true);
       changed = !at::allclose(student.forward(probe), soft_logits, 1e-5, 1e-6);
     }
-    if (changed) {
-      const auto hard = evaluate_student(student, chunks);
-      const auto hard_density = mean_density(student, T);
-      sink.metric(metric_T(T, "hard_student_ppl"), std::exp(hard.student_nll / hard.tokens));
-      sink.metric(metric_T(T, "hard_kl"), hard.kl / hard.tokens);
-      sink.metric(metric_T(T, "hard_agreement"), hard.agree / hard.tokens);
-      sink.metric(metric_T(T, "hard_tokens_per_s"), hard.tokens / std::max(hard.student_seconds, 1e-9));
-      sink.metric(metric_T(T, "hard_peak_mib"), double(hard.peak_bytes) / (1024.0 * 1024.0));
-      sink.metric(metric_T(T, "hard_density"), hard_density.element);
-      sink.metric(metric_T(T, "hard_block_density"), hard_density.block);
-    }
+    if (changed) emit_student("hard_", evaluate_student(student, chunks));
     set_hard(student, false);
   }
 }
