@@ -3,7 +3,8 @@
 //   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D], layouts (1 or B*H)  ->  out [B, H, T, D]
 //   forward  = block_sparse_forward   (saves q, k, v, out, lse — O(B·H·T·D), never T x S)
 //   backward = block_sparse_backward  (dq, dk, dv; no gradient for layouts or scale)
-// block_sparse_attention_lse also returns lse as a differentiable output (dlse to backward).
+// One autograd function serves both entry points: it returns (out, lse), lse differentiable
+// (its gradient reaches backward as dlse; undefined when only out is used).
 // The layouts ride along in the autograd context as their tensors (saved_data holds only
 // IValues), rebuilt into BlockLayouts for the backward pass.
 #include <attnlab/kernels/attention.hpp>
@@ -49,29 +50,8 @@ LayoutSet load_layouts(AutogradContext* ctx) {
   return layouts;
 }
 
-struct BlockSparseAttentionFunction
-    : public torch::autograd::Function<BlockSparseAttentionFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
-                            const at::Tensor& v, const LayoutSet& layouts, double scale) {
-    auto [out, lse] = block_sparse_forward(q, k, v, layouts, scale);
-    ctx->save_for_backward({q, k, v, out, lse});
-    save_layouts(ctx, layouts);
-    ctx->saved_data["scale"] = scale;
-    return out;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const variable_list saved = ctx->get_saved_variables();
-    at::Tensor dout = grad_outputs[0];
-    if (!dout.defined()) dout = at::zeros_like(saved[3]);
-    auto [dq, dk, dv] = block_sparse_backward(dout, saved[0], saved[1], saved[2], saved[3],
-                                              saved[4], load_layouts(ctx),
-                                              ctx->saved_data["scale"].toDouble());
-    return {dq, dk, dv, at::Tensor(), at::Tensor()};
-  }
-};
-
-// Same as above with lse as a second differentiable output.
+// out and lse, both differentiable (an unused lse gets no gradient, so the plain
+// block_sparse_attention is this function's first output).
 struct BlockSparseAttentionLseFunction
     : public torch::autograd::Function<BlockSparseAttentionLseFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
@@ -80,6 +60,9 @@ struct BlockSparseAttentionLseFunction
     ctx->save_for_backward({q, k, v, out, lse});
     save_layouts(ctx, layouts);
     ctx->saved_data["scale"] = scale;
+    // Keep an unused output's gradient undefined rather than zeros: no dlse work then, and
+    // the CUDA backward (which takes no dlse yet) stays usable for plain attention.
+    ctx->set_materialize_grads(false);
     return {out, lse};
   }
 
@@ -105,7 +88,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_attention_lse(const at::Tensor& 
 
 at::Tensor block_sparse_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   LayoutSet layouts, double scale) {
-  return BlockSparseAttentionFunction::apply(q, k, v, layouts, scale);
+  return std::get<0>(block_sparse_attention_lse(q, k, v, std::move(layouts), scale));
 }
 
 }  // namespace attnlab::kernels
