@@ -16,6 +16,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
 using namespace attnlab::kernels;
 
@@ -198,6 +199,44 @@ TEST_CASE("block_sparse_attention gradients match the reference in float64",
     CHECK(max_abs_diff(got[1], want[1]) < 1e-10);
     CHECK(max_abs_diff(got[2], want[2]) < 1e-10);
   }
+}
+
+TEST_CASE("gradients do not depend on how (b, h) slices are split between threads",
+          "[kernels][backward]") {
+  // The backward accumulates dq straight into the output for a (b, h) one thread chunk owns
+  // and through private buffers for a (b, h) cut by a chunk boundary: with B*H = 1 and 3 and
+  // 1-3 threads every combination of owned and cut slices occurs.
+  at::manual_seed(11);
+  const std::int64_t T = 257, D = 33, tile = 32;
+  const at::Tensor causal = causal_mask(T, T);
+  const at::Tensor sparse = random_layout_mask(T, T, tile, 0.4);
+  const int threads_before = at::get_num_threads();
+  for (std::int64_t heads : {1, 3}) {
+    LayoutSet layouts;
+    std::vector<at::Tensor> allowed_per_head;
+    for (std::int64_t h = 0; h < heads; ++h) {
+      const at::Tensor& allowed = h % 2 ? sparse : causal;
+      layouts.push_back(std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, tile)));
+      allowed_per_head.push_back(allowed);
+    }
+    const at::Tensor allowed = at::stack(allowed_per_head).view({1, heads, T, T});
+    Qkv x = random_qkv(1, heads, T, T, D, at::kDouble);
+    for (auto& t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
+    const at::Tensor g = at::randn({1, heads, T, D}, at::kDouble);
+    auto want = torch::autograd::grad({reference_attention(x.q, x.k, x.v, allowed, 0.2)},
+                                      {x.q, x.k, x.v}, {g});
+    for (int threads : {1, 2, 3}) {
+      INFO("heads " << heads << " threads " << threads);
+      at::set_num_threads(threads);
+      auto got = torch::autograd::grad({block_sparse_attention(x.q, x.k, x.v, layouts, 0.2)},
+                                       {x.q, x.k, x.v}, {g});
+      for (int i = 0; i < 3; ++i) {
+        INFO("gradient " << "qkv"[i]);
+        CHECK(max_abs_diff(got[i], want[i]) < 1e-10);
+      }
+    }
+  }
+  at::set_num_threads(threads_before);
 }
 
 TEST_CASE("block_sparse_attention fp32 gradients at T = 1025 with per-head layouts",

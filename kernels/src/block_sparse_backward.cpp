@@ -38,7 +38,7 @@ constexpr std::int64_t kChunkRows = 256;
 
 template <typename scalar_t>
 struct BackwardPointers {
-  const scalar_t *q, *k, *k_t, *v, *dout, *lse_safe, *delta;
+  const scalar_t *q, *k, *v, *dout, *lse_safe, *delta;
   const cpu::TransposedOperand<scalar_t>*q_t, *dout_t;  // Q^T, dO^T (panels when tiles allow)
   std::int64_t bh;
   scalar_t *dk, *dv;
@@ -54,16 +54,15 @@ struct BackwardScratch {
 };
 
 // One key tile `kt` of one (b, h): dk, dv rows of that tile, and its dq contributions added
-// into `dq_t` (this chunk's private, transposed [D, T] buffer for that (b, h)).
-// Everything is computed in the transposed score space (keys x queries), so each product is
-// a plain row-major GEMM on operands transposed once per call (Q^T, K^T, dO^T):
+// into `dq` ([T, D] of that (b, h), owned by this thread chunk; see backward_cpu).
+// Scores are handled transposed (keys x queries), so each product is a plain row-major GEMM
+// on operands packed once per call (Q^T, dO^T), or reads dS^T as a transposed A (gemm_tn):
 //   S^T = K_j Q^T,  P^T = exp(S^T - lse),  dV_j += P^T dO,  dP^T = V_j dO^T,
-//   dS^T = P^T o (dP^T - D),  dK_j += scale dS^T Q,  dQ^T += scale K_j^T dS^T.
+//   dS^T = P^T o (dP^T - D),  dK_j += scale dS^T Q,  dQ += scale (dS^T)^T K_j.
 template <typename scalar_t>
 void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
-                       const BackwardPointers<scalar_t>& x, scalar_t* dq_t,
+                       const BackwardPointers<scalar_t>& x, scalar_t* dq,
                        BackwardScratch<scalar_t>& scratch) {
-  constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
   const std::int64_t tile = L.tile, D = x.D, T = x.T, c0 = kt * tile;
   const std::int64_t cols = std::min(tile, x.S - c0);
   const scalar_t* k_tile = x.k + c0 * D;
@@ -87,11 +86,10 @@ void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
     cpu::gemm_transposed_b(*x.q_t, x.bh, r0, cols, m, x.scale, k_tile, D, scalar_t(0), p_t, m);
     for (std::int64_t e = e0; e < e1; ++e) {
       if (L.t_tile_mask[e] < 0) continue;
-      const bool* mask = L.mask_of(L.t_tile_mask[e]);
+      const bool* mask_t = L.transposed_mask_of(L.t_tile_mask[e]);  // [key, query]
       const std::int64_t rr0 = L.t_row_idx[e] * tile - r0, rows = std::min(tile, m - rr0);
       for (std::int64_t c = 0; c < cols; ++c)
-        for (std::int64_t r = 0; r < rows; ++r)
-          if (!mask[r * tile + c]) p_t[c * m + rr0 + r] = neg_inf;
+        cpu::mask_row(p_t + c * m + rr0, mask_t + c * tile, rows);
     }
     for (std::int64_t c = 0; c < cols; ++c) cpu::exp_shift_each(p_t + c * m, x.lse_safe + r0, m);
     // dV_j += P^T dO;  dP^T = V_j dO^T;  dS^T = P^T o (dP^T - D)  (in place of P^T).
@@ -101,14 +99,29 @@ void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
                            dp_t, m);
     for (std::int64_t c = 0; c < cols; ++c)
       cpu::softmax_grad_each(p_t + c * m, dp_t + c * m, x.delta + r0, m);
-    // dK_j += scale dS^T Q;  dQ^T += scale K_j^T dS^T.
+    // dK_j += scale dS^T Q;  dQ[r0 : r0 + m] += scale dS K_j  (dS read through dS^T).
     cpu::gemm_nn(cols, D, m, x.scale, p_t, m, x.q + r0 * D, D, scalar_t(1),
                  scratch.dk_acc.data(), D);
-    cpu::gemm_nn(D, m, cols, x.scale, x.k_t + c0, x.S, p_t, m, scalar_t(1), dq_t + r0, T);
+    cpu::gemm_tn(m, D, cols, x.scale, p_t, m, k_tile, D, scalar_t(1), dq + r0 * D, D);
     e0 = e1;
   }
   std::copy(scratch.dk_acc.begin(), scratch.dk_acc.begin() + cols * D, x.dk + c0 * D);
   std::copy(scratch.dv_acc.begin(), scratch.dv_acc.begin() + cols * D, x.dv + c0 * D);
+}
+
+// delta[i] = sum_d dout[i, d] out[i, d] over rows i of [rows, D], in one parallel pass (the
+// ATen expression (dout * out).sum(-1) allocated and filled a full [B, H, T, D] temporary).
+template <typename scalar_t>
+void row_dots(const scalar_t* dout, const scalar_t* out, scalar_t* delta, std::int64_t rows,
+              std::int64_t D) {
+  const std::int64_t n_chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(at::get_num_threads(), rows));
+  cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
+    for (std::int64_t i = rows * chunk / n_chunks; i < rows * (chunk + 1) / n_chunks; ++i) {
+      scalar_t sum = 0;
+      for (std::int64_t d = 0; d < D; ++d) sum += dout[i * D + d] * out[i * D + d];
+      delta[i] = sum;
+    }
+  });
 }
 
 template <typename scalar_t>
@@ -134,25 +147,40 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
   std::int64_t max_tile = 0;
   for (const auto& L : views) max_tile = std::max(max_tile, L.tile);
 
-  // Operands transposed once per call (O(T·D) each), so every tile product is row-major.
+  // dq rows of a (b, h) collect contributions from all its key tiles. Chunks are contiguous
+  // in (b, h)-major order, so only a (b, h) cut by a chunk boundary is shared: each chunk
+  // accumulates such a (b, h) into a private [T, D] slot (at most two per chunk: its first and
+  // last), summed into dq after the join; every other (b, h) goes straight into dq.
+  std::vector<std::int64_t> chunks_of_bh(BH, 0);
+  for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk)
+    if (bounds[chunk] < bounds[chunk + 1])
+      for (std::int64_t bh = item_bh[bounds[chunk]]; bh <= item_bh[bounds[chunk + 1] - 1]; ++bh)
+        ++chunks_of_bh[bh];
+  const bool any_shared = std::any_of(chunks_of_bh.begin(), chunks_of_bh.end(),
+                                      [](std::int64_t n) { return n > 1; });
+  at::Tensor dq = at::zeros({BH, T, D}, q.options());
+  at::Tensor dq_private = any_shared ? at::zeros({n_chunks, 2, T, D}, q.options()) : at::Tensor();
+  auto dq_slot = [&](std::int64_t chunk, std::int64_t bh) -> scalar_t* {
+    if (chunks_of_bh[bh] == 1) return dq.data_ptr<scalar_t>() + bh * T * D;
+    const std::int64_t slot = bh == item_bh[bounds[chunk]] ? 0 : 1;
+    return dq_private.data_ptr<scalar_t>() + (chunk * 2 + slot) * T * D;
+  };
+
+  // Operands packed once per call (O(T·D) each), so every tile product is row-major.
   const bool panels = cpu::all_tiles_multiple_of_16(views);
   const auto q_t = cpu::transposed_operand<scalar_t>(q, panels);
   const auto dout_t = cpu::transposed_operand<scalar_t>(dout, panels);
-  at::Tensor k_t = k.transpose(-2, -1).contiguous();
   // Rows without any allowed key have lse = -inf; +inf makes their P exactly 0.
   at::Tensor lse_safe = at::where(at::isinf(lse), at::full({}, INFINITY, lse.options()), lse)
                             .contiguous();
-  // dq_parts[chunk] ([BH, D, T], transposed) is private to that chunk.
-  at::Tensor dq_parts = at::zeros({n_chunks, BH, D, T}, q.options());
   BackwardPointers<scalar_t> x{q.data_ptr<scalar_t>(),     k.data_ptr<scalar_t>(),
-                               k_t.data_ptr<scalar_t>(),   v.data_ptr<scalar_t>(),
-                               dout.data_ptr<scalar_t>(),  lse_safe.data_ptr<scalar_t>(),
-                               delta.data_ptr<scalar_t>(), &q_t,
-                               &dout_t,                    0,
-                               dk.data_ptr<scalar_t>(),    dv.data_ptr<scalar_t>(),
-                               T,                          S,
-                               D,                          static_cast<scalar_t>(scale)};
-  scalar_t* dq_base = dq_parts.data_ptr<scalar_t>();
+                               v.data_ptr<scalar_t>(),     dout.data_ptr<scalar_t>(),
+                               lse_safe.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(),
+                               &q_t,                       &dout_t,
+                               0,                          dk.data_ptr<scalar_t>(),
+                               dv.data_ptr<scalar_t>(),    T,
+                               S,                          D,
+                               static_cast<scalar_t>(scale)};
 
   cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
     BackwardScratch<scalar_t> scratch(max_tile * (std::max(kChunkRows, max_tile) / max_tile + 1),
@@ -166,16 +194,21 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
       xb.lse_safe += bh * T;
       xb.delta += bh * T;
       xb.k += bh * S * D;
-      xb.k_t += bh * S * D;
       xb.v += bh * S * D;
       xb.dk += bh * S * D;
       xb.dv += bh * S * D;
-      backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb,
-                                  dq_base + (chunk * BH + bh) * D * T, scratch);
+      backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb, dq_slot(chunk, bh), scratch);
     }
   });
-  at::Tensor dq_t = n_chunks == 1 ? dq_parts[0] : dq_parts.sum(0);
-  return dq_t.transpose(-2, -1);  // [BH, T, D]
+  if (any_shared)
+    for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk)
+      for (std::int64_t slot = 0; slot < 2; ++slot) {
+        if (bounds[chunk] == bounds[chunk + 1]) continue;
+        const std::int64_t bh = item_bh[slot == 0 ? bounds[chunk] : bounds[chunk + 1] - 1];
+        if (chunks_of_bh[bh] > 1 && (slot == 0 || bh != item_bh[bounds[chunk]]))
+          dq[bh].add_(dq_private[chunk][slot]);
+      }
+  return dq;  // [BH, T, D]
 }
 
 }  // namespace
@@ -201,7 +234,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
   const at::ScalarType compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto prep = [&](const at::Tensor& t) { return t.to(compute).contiguous(); };
   at::Tensor qc = prep(q), kc = prep(k), vc = prep(v), doc = prep(dout), lsec = prep(lse);
-  at::Tensor delta = (doc * prep(out)).sum(-1);
+  at::Tensor outc = prep(out);
+  at::Tensor delta = at::empty({q.size(0), q.size(1), q.size(2)}, doc.options());
+  if (compute == at::kDouble)
+    row_dots<double>(doc.data_ptr<double>(), outc.data_ptr<double>(), delta.data_ptr<double>(),
+                     delta.numel(), q.size(3));
+  else
+    row_dots<float>(doc.data_ptr<float>(), outc.data_ptr<float>(), delta.data_ptr<float>(),
+                    delta.numel(), q.size(3));
   if (dlse.defined()) {
     TORCH_CHECK(dlse.sizes() == lse.sizes(), "block_sparse_backward: dlse must be [B, H, T] like lse");
     // Rows without keys have lse = -inf and take no gradient through it.

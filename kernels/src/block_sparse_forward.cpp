@@ -59,13 +59,18 @@ namespace {
 
 constexpr std::int64_t kChunkKeys = 256;
 
+// Consecutive key tiles of one chunk: keys [s0, s0 + width) at column `offset` of the scores.
+struct KeyRun {
+  std::int64_t s0, width, offset;
+};
+
 template <typename scalar_t>
 void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_t* q,
                         const cpu::TransposedOperand<scalar_t>& k_t, std::int64_t bh,
                         const scalar_t* v, scalar_t* out, scalar_t* lse,
                         std::int64_t D, scalar_t scale, std::vector<scalar_t>& scores,
                         std::vector<scalar_t>& acc, std::vector<scalar_t>& row_m,
-                        std::vector<scalar_t>& row_l) {
+                        std::vector<scalar_t>& row_l, std::vector<KeyRun>& runs) {
   constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
   const std::int64_t tile = L.tile, r0 = qt * tile, rows = std::min(tile, L.T - r0);
   const scalar_t* q_tile = q + r0 * D;
@@ -73,27 +78,35 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
   std::fill(row_m.begin(), row_m.begin() + rows, neg_inf);
   std::fill(row_l.begin(), row_l.begin() + rows, scalar_t(0));
 
+  // The row's tiles are taken in chunks of up to kChunkKeys keys, adjacent or not: one
+  // online-softmax update (max, exp, rescale of O) per chunk instead of per tile, which is
+  // what keeps sparse rows (isolated tiles) as cheap per tile as dense ones. Inside a chunk,
+  // runs of consecutive key tiles share one wide score GEMM and one P V GEMM.
+  const std::int64_t ld = std::max(kChunkKeys, tile);  // row stride of `scores`
   const std::int64_t e_end = L.row_ptr[qt + 1];
-  for (std::int64_t e0 = L.row_ptr[qt]; e0 < e_end;) {
-    // A run of consecutive key tiles: one wide GEMM instead of several narrow ones.
-    std::int64_t e1 = e0 + 1;
-    while (e1 < e_end && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 &&
-           (e1 - e0 + 1) * tile <= std::max(kChunkKeys, tile))
-      ++e1;
-    const std::int64_t s0 = L.col_idx[e0] * tile;
-    const std::int64_t n = std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0;
+  for (std::int64_t e_chunk = L.row_ptr[qt]; e_chunk < e_end;) {
     scalar_t* s = scores.data();
-    cpu::gemm_transposed_b(k_t, bh, s0, rows, n, scale, q_tile, D, scalar_t(0), s, n);
-    for (std::int64_t e = e0; e < e1; ++e) {
-      if (L.tile_mask[e] < 0) continue;
-      const bool* mask = L.mask_of(L.tile_mask[e]);
-      const std::int64_t c0 = L.col_idx[e] * tile - s0, cols = std::min(tile, n - c0);
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t c = 0; c < cols; ++c)
-          if (!mask[r * tile + c]) s[r * n + c0 + c] = neg_inf;
+    std::int64_t n = 0;  // keys gathered in this chunk
+    std::int64_t e = e_chunk;
+    while (e < e_end && n + tile <= ld) {
+      std::int64_t e1 = e + 1;
+      while (e1 < e_end && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 && n + (e1 - e + 1) * tile <= ld)
+        ++e1;
+      const std::int64_t s0 = L.col_idx[e] * tile;
+      const std::int64_t width = std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0;
+      cpu::gemm_transposed_b(k_t, bh, s0, rows, width, scale, q_tile, D, scalar_t(0), s + n, ld);
+      for (std::int64_t t = e; t < e1; ++t) {
+        if (L.tile_mask[t] < 0) continue;
+        const bool* mask = L.mask_of(L.tile_mask[t]);
+        const std::int64_t c0 = n + L.col_idx[t] * tile - s0, cols = std::min(tile, L.S - L.col_idx[t] * tile);
+        for (std::int64_t r = 0; r < rows; ++r) cpu::mask_row(s + r * ld + c0, mask + r * tile, cols);
+      }
+      runs.push_back({s0, width, n});
+      n += width;
+      e = e1;
     }
     for (std::int64_t r = 0; r < rows; ++r) {
-      scalar_t* s_row = s + r * n;
+      scalar_t* s_row = s + r * ld;
       const scalar_t m_new = std::max(row_m[r], cpu::row_max(s_row, n));
       if (m_new == neg_inf) {  // nothing allowed in this row yet
         std::fill(s_row, s_row + n, scalar_t(0));
@@ -109,8 +122,12 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
       }
       row_l[r] += row_sum;
     }
-    cpu::gemm_nn(rows, D, n, scalar_t(1), s, n, v + s0 * D, D, scalar_t(1), acc.data(), D);
-    e0 = e1;
+    // P V per run (gathering the runs' V rows into one deeper product measured no faster).
+    for (const KeyRun& run : runs)
+      cpu::gemm_nn(rows, D, run.width, scalar_t(1), s + run.offset, ld, v + run.s0 * D, D,
+                   scalar_t(1), acc.data(), D);
+    runs.clear();
+    e_chunk = e;
   }
 
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -158,11 +175,12 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
     std::vector<scalar_t> scores(max_tile * std::max(kChunkKeys, max_tile)), acc(max_tile * D),
         row_m(max_tile), row_l(max_tile);
+    std::vector<KeyRun> runs;
     for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
       const std::int64_t bh = item_bh[item];
       forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D, k_t, bh,
                                    v_ptr + bh * S * D, out_ptr + bh * T * D, lse_ptr + bh * T, D,
-                                   static_cast<scalar_t>(scale), scores, acc, row_m, row_l);
+                                   static_cast<scalar_t>(scale), scores, acc, row_m, row_l, runs);
     }
   });
 }

@@ -1,6 +1,8 @@
 // Shared plumbing of the CPU block-sparse kernels; see block_sparse_plan.hpp.
 #include "block_sparse_plan.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 
 namespace attnlab::kernels::cpu {
@@ -24,6 +26,7 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
     for (std::int64_t j = 0; j < view.n_k_tiles; ++j) view.t_col_ptr[j + 1] += view.t_col_ptr[j];
     view.t_row_idx.resize(nnz);
     view.t_tile_mask.resize(nnz);
+    if (view.masks) view.t_masks = layout.masks.transpose(1, 2).contiguous();
     std::vector<std::int64_t> fill(view.t_col_ptr.begin(), view.t_col_ptr.end() - 1);
     for (std::int64_t i = 0; i < view.n_q_tiles; ++i) {
       for (std::int64_t e = view.row_ptr[i]; e < view.row_ptr[i + 1]; ++e) {
@@ -99,6 +102,54 @@ std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const
   return views;
 }
 
+namespace {
+
+// One 16-column panel: out[d][lane] = in[lane][d] for lane < width, 0 for the padding lanes.
+template <typename scalar_t>
+void pack_panel_plain(const scalar_t* in, scalar_t* out, std::int64_t width, std::int64_t D,
+                      std::int64_t d_begin = 0) {
+  for (std::int64_t lane = 0; lane < kPanelWidth; ++lane)
+    for (std::int64_t d = d_begin; d < D; ++d)
+      out[d * kPanelWidth + lane] = lane < width ? in[lane * D + d] : scalar_t(0);
+}
+
+// float, full panels: 8 x 8 register transposes (the scalar loop above, a strided store per
+// element, took ~4% of a sparse forward; this is ~4x faster).
+__attribute__((target("avx2,fma"))) void pack_panel_avx2(const float* in, float* out,
+                                                         std::int64_t D) {
+  const std::int64_t d_vec = D / 8 * 8;
+  for (std::int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += 8)
+    for (std::int64_t d0 = 0; d0 < d_vec; d0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + (lane0 + i) * D + d0);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      const __m256 c[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                           _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                           _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                           _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (d0 + i) * kPanelWidth + lane0, c[i]);
+    }
+  if (d_vec < D) pack_panel_plain(in, out, kPanelWidth, D, d_vec);
+}
+
+void pack_panel(const float* in, float* out, std::int64_t width, std::int64_t D) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2 && width == kPanelWidth) pack_panel_avx2(in, out, D);
+  else pack_panel_plain(in, out, width, D);
+}
+void pack_panel(const double* in, double* out, std::int64_t width, std::int64_t D) {
+  pack_panel_plain(in, out, width, D);
+}
+
+}  // namespace
+
 template <typename scalar_t>
 TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels) {
   TransposedOperand<scalar_t> op;
@@ -106,16 +157,33 @@ TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels)
   op.N = x.size(2);
   op.D = x.size(3);
   op.panels = panels;
-  if (panels) {  // [BH, N16/16, D, 16], zero padded past N
-    const std::int64_t n16 = (op.N + 15) / 16 * 16;
-    at::Tensor padded = at::constant_pad_nd(x.reshape({BH, op.N, op.D}), {0, 0, 0, n16 - op.N});
-    op.storage = padded.view({BH, n16 / 16, 16, op.D}).permute({0, 1, 3, 2}).contiguous();
-    op.bh_stride = n16 * op.D;
-  } else {  // [BH, D, N]
+  TORCH_INTERNAL_ASSERT(x.is_contiguous(), "transposed_operand expects a contiguous tensor");
+  if (!panels) {  // [BH, D, N] (tiles not a multiple of 16: rare, ATen's copy is enough)
     op.storage = x.reshape({BH, op.N, op.D}).transpose(1, 2).contiguous();
     op.bh_stride = op.N * op.D;
+    op.base = op.storage.template data_ptr<scalar_t>();
+    return op;
   }
-  op.base = op.storage.template data_ptr<scalar_t>();
+  // [BH, N16/16, D, 16], zero padded past N, packed here in one parallel pass: ATen's
+  // pad + permute + contiguous made two full copies and two fresh allocations per call,
+  // a fixed cost that showed at low block density (perf: ~10% of a 1/16-density forward).
+  const std::int64_t n_panels = (op.N + kPanelWidth - 1) / kPanelWidth, D = op.D, N = op.N;
+  op.storage = at::empty({BH, n_panels, D, kPanelWidth}, x.options());
+  op.bh_stride = n_panels * D * kPanelWidth;
+  const scalar_t* src = x.data_ptr<scalar_t>();
+  scalar_t* dst = op.storage.template data_ptr<scalar_t>();
+  const std::int64_t n_items = BH * n_panels;
+  const std::int64_t n_chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(at::get_num_threads(), n_items));
+  parallel_chunks(n_chunks, [&](std::int64_t chunk) {
+    for (std::int64_t item = n_items * chunk / n_chunks; item < n_items * (chunk + 1) / n_chunks;
+         ++item) {
+      const std::int64_t bh = item / n_panels, col0 = (item % n_panels) * kPanelWidth;
+      const scalar_t* in = src + (bh * N + col0) * D;
+      scalar_t* out = dst + item * D * kPanelWidth;
+      pack_panel(in, out, std::min(kPanelWidth, N - col0), D);
+    }
+  });
+  op.base = dst;
   return op;
 }
 template TransposedOperand<float> transposed_operand<float>(const at::Tensor&, bool);

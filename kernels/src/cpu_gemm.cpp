@@ -48,10 +48,11 @@ __attribute__((target("avx2,fma"))) inline void store_row(float* c_row, __m256 a
   }
 }
 
-// C[R, 16] block; `lo`/`hi` mask the columns actually present (tail blocks). The twelve
+// C[R, 16] block; `lo`/`hi` mask the columns actually present (tail blocks). A is read as
+// a[r * lda + p] (row-major) or, with kTransA, as a[p * lda + r] (A stored [k, m]). The twelve
 // accumulators are named variables, not an array: GCC kept an array on the stack and stored
 // it every iteration (12 stores per 12 FMAs), which capped the kernel at ~30 GFLOP/s.
-template <int R, bool kFull>
+template <int R, bool kFull, bool kTransA>
 __attribute__((target("avx2,fma"))) void micro_kernel(std::int64_t k, const float* a,
                                                       std::int64_t lda, const float* b,
                                                       std::int64_t ldb, float alpha, float beta,
@@ -59,41 +60,43 @@ __attribute__((target("avx2,fma"))) void micro_kernel(std::int64_t k, const floa
                                                       __m256i hi) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
          c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const std::int64_t row_step = kTransA ? 1 : lda, col_step = kTransA ? lda : 1;
   const float* a0 = a;
-  const float* a1 = a + lda;
-  const float* a2 = a + 2 * lda;
-  const float* a3 = a + 3 * lda;
-  const float* a4 = a + 4 * lda;
-  const float* a5 = a + 5 * lda;
+  const float* a1 = a + row_step;
+  const float* a2 = a + 2 * row_step;
+  const float* a3 = a + 3 * row_step;
+  const float* a4 = a + 4 * row_step;
+  const float* a5 = a + 5 * row_step;
   for (std::int64_t p = 0; p < k; ++p) {
     const float* b_row = b + p * ldb;
+    const std::int64_t ap = p * col_step;
     const __m256 b0 = kFull ? _mm256_loadu_ps(b_row) : _mm256_maskload_ps(b_row, lo);
     const __m256 b1 = kFull ? _mm256_loadu_ps(b_row + 8) : _mm256_maskload_ps(b_row + 8, hi);
-    __m256 x = _mm256_broadcast_ss(a0 + p);
+    __m256 x = _mm256_broadcast_ss(a0 + ap);
     c00 = _mm256_fmadd_ps(x, b0, c00);
     c01 = _mm256_fmadd_ps(x, b1, c01);
     if constexpr (R > 1) {
-      x = _mm256_broadcast_ss(a1 + p);
+      x = _mm256_broadcast_ss(a1 + ap);
       c10 = _mm256_fmadd_ps(x, b0, c10);
       c11 = _mm256_fmadd_ps(x, b1, c11);
     }
     if constexpr (R > 2) {
-      x = _mm256_broadcast_ss(a2 + p);
+      x = _mm256_broadcast_ss(a2 + ap);
       c20 = _mm256_fmadd_ps(x, b0, c20);
       c21 = _mm256_fmadd_ps(x, b1, c21);
     }
     if constexpr (R > 3) {
-      x = _mm256_broadcast_ss(a3 + p);
+      x = _mm256_broadcast_ss(a3 + ap);
       c30 = _mm256_fmadd_ps(x, b0, c30);
       c31 = _mm256_fmadd_ps(x, b1, c31);
     }
     if constexpr (R > 4) {
-      x = _mm256_broadcast_ss(a4 + p);
+      x = _mm256_broadcast_ss(a4 + ap);
       c40 = _mm256_fmadd_ps(x, b0, c40);
       c41 = _mm256_fmadd_ps(x, b1, c41);
     }
     if constexpr (R > 5) {
-      x = _mm256_broadcast_ss(a5 + p);
+      x = _mm256_broadcast_ss(a5 + ap);
       c50 = _mm256_fmadd_ps(x, b0, c50);
       c51 = _mm256_fmadd_ps(x, b1, c51);
     }
@@ -106,29 +109,31 @@ __attribute__((target("avx2,fma"))) void micro_kernel(std::int64_t k, const floa
   if constexpr (R > 5) store_row<kFull>(c + 5 * ldc, c50, c51, alpha, beta, lo, hi);
 }
 
-template <bool kFull>
+template <bool kFull, bool kTransA>
 __attribute__((target("avx2,fma"))) void row_block(int rows, std::int64_t k, const float* a,
                                                    std::int64_t lda, const float* b,
                                                    std::int64_t ldb, float alpha, float beta,
                                                    float* c, std::int64_t ldc, __m256i lo,
                                                    __m256i hi) {
   switch (rows) {
-    case 6: micro_kernel<6, kFull>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
-    case 5: micro_kernel<5, kFull>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
-    case 4: micro_kernel<4, kFull>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
-    case 3: micro_kernel<3, kFull>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
-    case 2: micro_kernel<2, kFull>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
-    default: micro_kernel<1, kFull>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
+    case 6: micro_kernel<6, kFull, kTransA>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
+    case 5: micro_kernel<5, kFull, kTransA>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
+    case 4: micro_kernel<4, kFull, kTransA>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
+    case 3: micro_kernel<3, kFull, kTransA>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
+    case 2: micro_kernel<2, kFull, kTransA>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
+    default: micro_kernel<1, kFull, kTransA>(k, a, lda, b, ldb, alpha, beta, c, ldc, lo, hi); break;
   }
 }
 
 // Column block j of B starts at b + (j / 16) * block_stride; rows are ldb apart. Row-major B:
 // block_stride 16; packed panels: block_stride k * 16, ldb 16.
-__attribute__((target("avx2,fma"))) void gemm_nn_avx2(std::int64_t m, std::int64_t n,
-                                                      std::int64_t k, float alpha, const float* a,
-                                                      std::int64_t lda, const float* b,
-                                                      std::int64_t ldb, std::int64_t block_stride,
-                                                      float beta, float* c, std::int64_t ldc) {
+template <bool kTransA>
+__attribute__((target("avx2,fma"))) void gemm_avx2(std::int64_t m, std::int64_t n,
+                                                   std::int64_t k, float alpha, const float* a,
+                                                   std::int64_t lda, const float* b,
+                                                   std::int64_t ldb, std::int64_t block_stride,
+                                                   float beta, float* c, std::int64_t ldc) {
+  const std::int64_t a_row_step = kTransA ? 1 : lda;
   const __m256i all = _mm256_set1_epi32(-1);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   // Column blocks outermost: one 16-wide strip of B (k x 16) stays in L1 across row blocks.
@@ -140,25 +145,27 @@ __attribute__((target("avx2,fma"))) void gemm_nn_avx2(std::int64_t m, std::int64
     for (std::int64_t i = 0; i < m; i += kRows) {
       const int rows = m - i < kRows ? int(m - i) : kRows;
       if (full)
-        row_block<true>(rows, k, a + i * lda, lda, b + (j / kCols) * block_stride, ldb, alpha,
-                        beta, c + i * ldc + j, ldc, lo, hi);
+        row_block<true, kTransA>(rows, k, a + i * a_row_step, lda, b + (j / kCols) * block_stride,
+                                 ldb, alpha, beta, c + i * ldc + j, ldc, lo, hi);
       else
-        row_block<false>(rows, k, a + i * lda, lda, b + (j / kCols) * block_stride, ldb, alpha,
-                         beta, c + i * ldc + j, ldc, lo, hi);
+        row_block<false, kTransA>(rows, k, a + i * a_row_step, lda,
+                                  b + (j / kCols) * block_stride, ldb, alpha, beta,
+                                  c + i * ldc + j, ldc, lo, hi);
     }
   }
 }
 
-// Plain loops, same B addressing as gemm_nn_avx2 (j-blocks of 16 columns).
-template <typename scalar_t>
-void gemm_nn_plain(std::int64_t m, std::int64_t n, std::int64_t k, scalar_t alpha,
-                   const scalar_t* a, std::int64_t lda, const scalar_t* b, std::int64_t ldb,
-                   std::int64_t block_stride, scalar_t beta, scalar_t* c, std::int64_t ldc) {
+// Plain loops, same A and B addressing as gemm_avx2 (j-blocks of 16 columns).
+template <bool kTransA, typename scalar_t>
+void gemm_plain(std::int64_t m, std::int64_t n, std::int64_t k, scalar_t alpha,
+                const scalar_t* a, std::int64_t lda, const scalar_t* b, std::int64_t ldb,
+                std::int64_t block_stride, scalar_t beta, scalar_t* c, std::int64_t ldc) {
+  const std::int64_t row_step = kTransA ? 1 : lda, col_step = kTransA ? lda : 1;
   for (std::int64_t i = 0; i < m; ++i) {
     scalar_t* c_row = c + i * ldc;
     for (std::int64_t j = 0; j < n; ++j) c_row[j] = beta == scalar_t(0) ? scalar_t(0) : beta * c_row[j];
     for (std::int64_t p = 0; p < k; ++p) {
-      const scalar_t a_ip = alpha * a[i * lda + p];
+      const scalar_t a_ip = alpha * a[i * row_step + p * col_step];
       for (std::int64_t j0 = 0; j0 < n; j0 += kCols) {
         const scalar_t* b_row = b + (j0 / kCols) * block_stride + p * ldb;
         const std::int64_t width = n - j0 < kCols ? n - j0 : kCols;
@@ -178,27 +185,41 @@ bool cpu_has_avx2() {
 void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
              std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
              std::int64_t ldc) {
-  if (cpu_has_avx2()) gemm_nn_avx2(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
-  else gemm_nn_plain(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+  if (cpu_has_avx2()) gemm_avx2<false>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+  else gemm_plain<false>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+}
+
+void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+             std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+             std::int64_t ldc) {
+  if (cpu_has_avx2()) gemm_avx2<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+  else gemm_plain<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
 }
 
 void gemm_nn_panels(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
                     std::int64_t lda, const float* b_panels, float beta, float* c,
                     std::int64_t ldc) {
-  if (cpu_has_avx2()) gemm_nn_avx2(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
-  else gemm_nn_plain(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
+  if (cpu_has_avx2())
+    gemm_avx2<false>(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
+  else gemm_plain<false>(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
 }
 
 void gemm_nn_panels(std::int64_t m, std::int64_t n, std::int64_t k, double alpha,
                     const double* a, std::int64_t lda, const double* b_panels, double beta,
                     double* c, std::int64_t ldc) {
-  gemm_nn_plain(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
+  gemm_plain<false>(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
 }
 
 void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
              std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c,
              std::int64_t ldc) {
-  gemm_nn_plain(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+  gemm_plain<false>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+}
+
+void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
+             std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c,
+             std::int64_t ldc) {
+  gemm_plain<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
 }
 
 bool gemm_uses_avx2() { return cpu_has_avx2(); }

@@ -1,6 +1,8 @@
 #pragma once
 // Row-major tile GEMM for the CPU flash kernels, on raw pointers:
 //   gemm_nn:   C[m, n] = alpha * A[m, k] B[k, n] + beta * C      (beta == 0: C is not read)
+//   gemm_tn:   C[m, n] = alpha * A^T B + beta * C, A stored [k, m] (the backward's dQ = dS K
+//              from the dS^T it holds, without transposing dS or K)
 //   transpose: dst[c, r] = src[r, c]                              (rows x cols -> cols x rows)
 // Callers transpose the small operand that needs it (a K or V tile, a P tile) into scratch
 // so only one product shape needs a fast kernel; the copy is 1/(2m) of the GEMM's work.
@@ -16,6 +18,13 @@ void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const 
              std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
              std::int64_t ldc);
 void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
+             std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c,
+             std::int64_t ldc);
+
+void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+             std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+             std::int64_t ldc);
+void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
              std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c,
              std::int64_t ldc);
 

@@ -105,6 +105,30 @@ __attribute__((target("avx2,fma"))) void softmax_grad_each_avx2(float* p, const 
   for (; i < n; ++i) p[i] *= dp[i] - d[i];
 }
 
+// 8 mask bytes widened to 8 lanes, blended with -inf: the scalar branchy loop it replaces was
+// ~4% of a 1/16-density forward, where a third of the computed tiles are causal diagonals.
+__attribute__((target("avx2,fma"))) void mask_row_avx2(float* x, const bool* allowed,
+                                                       std::int64_t n) {
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  const __m256i zero = _mm256_setzero_si256();
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    long long bytes;
+    __builtin_memcpy(&bytes, allowed + i, 8);
+    const __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes));
+    const __m256 blocked = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lanes, zero));
+    _mm256_storeu_ps(x + i, _mm256_blendv_ps(_mm256_loadu_ps(x + i), neg_inf, blocked));
+  }
+  for (; i < n; ++i)
+    if (!allowed[i]) x[i] = -__builtin_inff();
+}
+
+template <typename scalar_t>
+void mask_row_plain(scalar_t* x, const bool* allowed, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i)
+    if (!allowed[i]) x[i] = -std::numeric_limits<scalar_t>::infinity();
+}
+
 template <typename scalar_t>
 scalar_t row_max_plain(const scalar_t* x, std::int64_t n) {
   scalar_t m = -std::numeric_limits<scalar_t>::infinity();
@@ -146,6 +170,9 @@ void softmax_grad_each(float* p, const float* dp, const float* d, std::int64_t n
   if (cpu_has_avx2()) softmax_grad_each_avx2(p, dp, d, n);
   else softmax_grad_each_plain(p, dp, d, n);
 }
+void mask_row(float* x, const bool* allowed, std::int64_t n) {
+  if (cpu_has_avx2()) mask_row_avx2(x, allowed, n); else mask_row_plain(x, allowed, n);
+}
 
 double row_max(const double* x, std::int64_t n) { return row_max_plain(x, n); }
 double exp_shift_sum(double* x, std::int64_t n, double m) { return exp_shift_sum_plain(x, n, m); }
@@ -153,6 +180,8 @@ void exp_shift_each(double* x, const double* m, std::int64_t n) { exp_shift_each
 void softmax_grad_each(double* p, const double* dp, const double* d, std::int64_t n) {
   softmax_grad_each_plain(p, dp, d, n);
 }
+
+void mask_row(double* x, const bool* allowed, std::int64_t n) { mask_row_plain(x, allowed, n); }
 
 bool row_math_uses_avx2() { return cpu_has_avx2(); }
 
