@@ -1,5 +1,6 @@
 #pragma once
-// Masks the kernel tests build layouts from (the CPU and CUDA tests use the same ones).
+// Masks the kernel tests build layouts from, and the reference log-sum-exp (the CPU and CUDA
+// tests use the same ones).
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -22,6 +23,19 @@ inline at::Tensor random_layout_mask(std::int64_t T, std::int64_t S, std::int64_
   at::Tensor allowed = (expanded & causal_mask(T, S)) | (at::rand({T, S}) < 0.01);
   for (std::int64_t row = 3; row < T; row += 37) allowed[row].fill_(false);
   return allowed;
+}
+
+// log sum_s exp(q k^T * scale) over allowed s, [B, H, T]; -inf on rows with no allowed key.
+// Differentiable; use finite_or_zero() before putting it into a loss.
+inline at::Tensor reference_lse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& allowed,
+                                double scale) {
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+  return at::logsumexp(at::where(allowed.to(q.device()), scores,
+                                 at::full({}, -INFINITY, scores.options())), -1);
+}
+
+inline at::Tensor finite_or_zero(const at::Tensor& x) {
+  return at::where(at::isfinite(x), x, at::zeros({}, x.options()));
 }
 
 }  // namespace attnlab::test

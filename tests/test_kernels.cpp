@@ -23,7 +23,9 @@ using namespace attnlab::kernels;
 namespace {
 
 using attnlab::test::causal_mask;
+using attnlab::test::finite_or_zero;
 using attnlab::test::random_layout_mask;
+using attnlab::test::reference_lse;
 
 
 LayoutSet one_layout(const at::Tensor& allowed, std::int64_t tile) {
@@ -114,9 +116,7 @@ TEST_CASE("block_sparse_forward matches the reference on odd sizes and layouts",
       CHECK(out32.scalar_type() == at::kFloat);
       CHECK(max_abs_diff(out32, expected) < 1e-4);
       // lse against the reference's log-sum-exp (-inf on rows with no allowed key).
-      at::Tensor scores = at::matmul(x.q, x.k.transpose(-2, -1)) * scale;
-      at::Tensor ref_lse = at::logsumexp(
-          at::where(allowed, scores, at::full({}, -INFINITY, scores.options())), -1);
+      at::Tensor ref_lse = reference_lse(x.q, x.k, allowed, scale);
       at::Tensor finite = at::isfinite(ref_lse);
       CHECK(at::isfinite(lse32).equal(finite));
       CHECK(max_abs_diff(at::where(finite, lse32.to(at::kDouble), at::zeros_like(ref_lse)),
@@ -198,6 +198,31 @@ TEST_CASE("block_sparse_attention gradients match the reference in float64",
     CHECK(max_abs_diff(got[0], want[0]) < 1e-10);
     CHECK(max_abs_diff(got[1], want[1]) < 1e-10);
     CHECK(max_abs_diff(got[2], want[2]) < 1e-10);
+  }
+}
+
+TEST_CASE("block_sparse_attention_lse: a loss on out and lse has the reference gradients",
+          "[kernels][backward]") {
+  // The blend mixture trains through lse (its weights are w_k e^lse_k): the lse gradient
+  // enters the backward as dS = P (dP - delta + dlse). Rows with no allowed key (lse = -inf)
+  // take no gradient through lse.
+  at::manual_seed(9);
+  const std::int64_t T = 161, D = 40, tile = 32;
+  const at::Tensor allowed = random_layout_mask(T, T, tile, 0.5);
+  Qkv x = random_qkv(2, 1, T, T, D, at::kDouble);
+  for (auto& t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
+  const at::Tensor g = at::randn({2, 1, T, D}, at::kDouble), h = at::randn({2, 1, T}, at::kDouble);
+  const double scale = 0.3;
+  at::Tensor want_loss = (reference_attention(x.q, x.k, x.v, allowed, scale) * g).sum() +
+                         (finite_or_zero(reference_lse(x.q, x.k, allowed, scale)) * h).sum();
+  auto want = torch::autograd::grad({want_loss}, {x.q, x.k, x.v});
+  auto [out, lse] = block_sparse_attention_lse(x.q, x.k, x.v, one_layout(allowed, tile), scale);
+  CHECK(at::isneginf(lse).any().item<bool>());  // the case has empty rows
+  auto got = torch::autograd::grad({(out * g).sum() + (finite_or_zero(lse) * h).sum()},
+                                   {x.q, x.k, x.v});
+  for (int i = 0; i < 3; ++i) {
+    INFO("gradient " << "qkv"[i]);
+    CHECK(max_abs_diff(got[i], want[i]) < 1e-10);
   }
 }
 

@@ -1,5 +1,5 @@
 // CUDA block-sparse kernels against the naive reference (run on the GPU): forward on odd
-// sizes and layouts, per-(b,h) layouts, gradients in float64, empty rows. The tests are
+// sizes and layouts, per-(b,h) layouts, gradients in float64 (also through lse), empty rows. The tests are
 // hidden ("[.]"), so CTest on a machine without a GPU neither runs nor counts them; on a GPU
 // machine run them explicitly: build/bin/test_kernels_cuda "[cuda]". Run there without a CUDA
 // device (or with a CPU-only LibTorch) they fail rather than pass vacuously.
@@ -22,7 +22,9 @@ using namespace attnlab::kernels;
 namespace {
 
 using attnlab::test::causal_mask;
+using attnlab::test::finite_or_zero;
 using attnlab::test::random_layout_mask;
+using attnlab::test::reference_lse;
 
 bool have_cuda() {
   INFO("no CUDA device (or a CPU-only LibTorch): these tests need a GPU");
@@ -88,6 +90,34 @@ TEST_CASE("CUDA block_sparse_attention gradients match the reference in float64"
              vg = v.detach().to(gpu).requires_grad_(true);
   at::Tensor out = block_sparse_attention(qg, kg, vg, layouts, 0.15);
   auto got = torch::autograd::grad({out}, {qg, kg, vg}, {g.to(gpu)});
+  for (int i = 0; i < 3; ++i) {
+    INFO("gradient " << "qkv"[i]);
+    CHECK(got[i].is_cuda());
+    CHECK(max_abs_diff(got[i], want[i]) < 1e-10);
+  }
+}
+
+TEST_CASE("CUDA block_sparse_attention_lse: a loss on out and lse has the reference gradients",
+          "[.][kernels][cuda]") {
+  if (!have_cuda()) return;
+  at::manual_seed(13);
+  const at::Device gpu(at::kCUDA);
+  const std::int64_t T = 161, D = 40, tile = 32;
+  const at::Tensor allowed = random_layout_mask(T, T, tile, 0.5);
+  at::Tensor q = at::randn({2, 1, T, D}, at::kDouble).requires_grad_(true);
+  at::Tensor k = at::randn({2, 1, T, D}, at::kDouble).requires_grad_(true);
+  at::Tensor v = at::randn({2, 1, T, D}, at::kDouble).requires_grad_(true);
+  const at::Tensor g = at::randn({2, 1, T, D}, at::kDouble), h = at::randn({2, 1, T}, at::kDouble);
+  const double scale = 0.3;
+  at::Tensor want_loss = (reference_attention(q, k, v, allowed, scale) * g).sum() +
+                         (finite_or_zero(reference_lse(q, k, allowed, scale)) * h).sum();
+  auto want = torch::autograd::grad({want_loss}, {q, k, v});
+  at::Tensor qg = q.detach().to(gpu).requires_grad_(true), kg = k.detach().to(gpu).requires_grad_(true),
+             vg = v.detach().to(gpu).requires_grad_(true);
+  auto [out, lse] = block_sparse_attention_lse(
+      qg, kg, vg, {std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, tile))}, scale);
+  auto got = torch::autograd::grad({(out * g.to(gpu)).sum() + (finite_or_zero(lse) * h.to(gpu)).sum()},
+                                   {qg, kg, vg});
   for (int i = 0; i < 3; ++i) {
     INFO("gradient " << "qkv"[i]);
     CHECK(got[i].is_cuda());

@@ -115,7 +115,8 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward_cuda(const at::Tensor& q
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale) {
+    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale,
+    const at::Tensor& dlse) {
   const char* who = "block_sparse_backward (CUDA)";
   const auto views = cpu::check_inputs(who, q, k, v, layouts, true);
   check_cuda_inputs(who, q, k, v);
@@ -125,7 +126,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward_cuda(
   const at::ScalarType compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto prep = [&](const at::Tensor& t) { return t.to(q.device()).to(compute).contiguous(); };
   at::Tensor qc = prep(q), kc = prep(k), vc = prep(v), doc = prep(dout), lsec = prep(lse);
-  at::Tensor delta = (doc * prep(out)).sum(-1).contiguous();
+  at::Tensor delta = (doc * prep(out)).sum(-1);
+  if (dlse.defined()) {  // as on the CPU: dS = P (dP - delta + dlse); empty rows take none
+    TORCH_CHECK(dlse.sizes() == lse.sizes(), who, ": dlse must be [B, H, T] like lse");
+    delta = delta - at::where(at::isfinite(lsec), prep(dlse), at::zeros({}, delta.options()));
+  }
+  delta = delta.contiguous();
   at::Tensor dq = at::empty(qc.sizes(), qc.options()), dk = at::empty(kc.sizes(), kc.options()),
              dv = at::empty(vc.sizes(), vc.options());
   const UploadedLayouts rows = upload(layouts, views, false, q.device());

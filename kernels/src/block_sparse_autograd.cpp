@@ -60,8 +60,7 @@ struct BlockSparseAttentionLseFunction
     ctx->save_for_backward({q, k, v, out, lse});
     save_layouts(ctx, layouts);
     ctx->saved_data["scale"] = scale;
-    // Keep an unused output's gradient undefined rather than zeros: no dlse work then, and
-    // the CUDA backward (which takes no dlse yet) stays usable for plain attention.
+    // Keep an unused output's gradient undefined rather than zeros: no dlse work then.
     ctx->set_materialize_grads(false);
     return {out, lse};
   }

@@ -218,10 +218,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
     const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale,
     const at::Tensor& dlse) {
 #ifdef ATTNLAB_WITH_CUDA
-  if (q.is_cuda()) {
-    TORCH_CHECK(!dlse.defined(), "block_sparse_backward: dlse is not supported by the CUDA kernels yet");
-    return cuda::block_sparse_backward_cuda(dout, q, k, v, out, lse, layouts, scale);
-  }
+  if (q.is_cuda()) return cuda::block_sparse_backward_cuda(dout, q, k, v, out, lse, layouts, scale, dlse);
 #endif
   TORCH_CHECK(q.device().is_cpu(), "block_sparse_backward: tensors must be on the CPU (this build "
                                    "has no CUDA kernels)");

@@ -19,6 +19,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward_cuda(const at::Tensor& q
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale);
+    const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale,
+    const at::Tensor& dlse);
 
 }  // namespace attnlab::kernels::cuda

@@ -113,9 +113,12 @@ bool reset_peak_rss() {
 
 namespace attnlab::memory {
 namespace {
+// StatType::AGGREGATE is 0 in every LibTorch; the enum itself moved between namespaces
+// (CUDACachingAllocator in 1.13/2.0, c10::CachingAllocator, then c10::CachingDeviceAllocator).
+constexpr std::size_t kAggregateStat = 0;
 auto aggregate_allocated() {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+  return stats.allocated_bytes[kAggregateStat];
 }
 }  // namespace
 std::int64_t cuda_current_bytes() { return aggregate_allocated().current; }
