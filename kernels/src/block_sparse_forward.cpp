@@ -59,9 +59,12 @@ namespace {
 
 constexpr std::int64_t kChunkKeys = 256;
 
-// Consecutive key tiles of one chunk: keys [s0, s0 + width) at column `offset` of the scores.
+constexpr std::int64_t kRowBlock = 6;  // rows of the GEMM micro-kernel
+
+// Keys [s0, s0 + width) at column `offset` of the scores: consecutive full tiles (mask -1)
+// or one partial tile (mask = its mask index).
 struct KeyRun {
-  std::int64_t s0, width, offset;
+  std::int64_t s0, width, offset, mask;
 };
 
 template <typename scalar_t>
@@ -81,7 +84,10 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
   // The row's tiles are taken in chunks of up to kChunkKeys keys, adjacent or not: one
   // online-softmax update (max, exp, rescale of O) per chunk instead of per tile, which is
   // what keeps sparse rows (isolated tiles) as cheap per tile as dense ones. Inside a chunk,
-  // runs of consecutive key tiles share one wide score GEMM and one P V GEMM.
+  // runs of consecutive full tiles share one wide score GEMM and one P V GEMM; a partial tile
+  // is computed in blocks of kRowBlock rows, each over only the columns its rows allow (a
+  // causal diagonal tile then costs ~60% of a full one, which matters at low density where
+  // diagonal tiles are a third of the work).
   const std::int64_t ld = std::max(kChunkKeys, tile);  // row stride of `scores`
   const std::int64_t e_end = L.row_ptr[qt + 1];
   for (std::int64_t e_chunk = L.row_ptr[qt]; e_chunk < e_end;) {
@@ -90,19 +96,30 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
     std::int64_t e = e_chunk;
     while (e < e_end && n + tile <= ld) {
       std::int64_t e1 = e + 1;
-      while (e1 < e_end && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 && n + (e1 - e + 1) * tile <= ld)
-        ++e1;
+      if (L.tile_mask[e] < 0)
+        while (e1 < e_end && L.tile_mask[e1] < 0 && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 &&
+               n + (e1 - e + 1) * tile <= ld)
+          ++e1;
       const std::int64_t s0 = L.col_idx[e] * tile;
-      const std::int64_t width = std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0;
-      cpu::gemm_transposed_b(k_t, bh, s0, rows, width, scale, q_tile, D, scalar_t(0), s + n, ld);
-      for (std::int64_t t = e; t < e1; ++t) {
-        if (L.tile_mask[t] < 0) continue;
-        const bool* mask = L.mask_of(L.tile_mask[t]);
-        const std::int64_t c0 = n + L.col_idx[t] * tile - s0, cols = std::min(tile, L.S - L.col_idx[t] * tile);
-        for (std::int64_t r = 0; r < rows; ++r) cpu::mask_row(s + r * ld + c0, mask + r * tile, cols);
+      const KeyRun run{s0, std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0, n, L.tile_mask[e]};
+      if (run.mask < 0) {
+        cpu::gemm_transposed_b(k_t, bh, s0, rows, run.width, scale, q_tile, D, scalar_t(0), s + n, ld);
+      } else {
+        for (std::int64_t b0 = 0; b0 < rows; b0 += kRowBlock) {
+          const std::int64_t b1 = std::min(rows, b0 + kRowBlock);
+          const auto span = L.row_span(run.mask, b0, b1);
+          // Start on a 16-key boundary (K^T panels); masking below clears what is not allowed.
+          const std::int64_t lo = span.lo / 16 * 16;
+          if (span.lo < span.hi)
+            cpu::gemm_transposed_b(k_t, bh, s0 + lo, b1 - b0, span.hi - lo, scale, q_tile + b0 * D,
+                                   D, scalar_t(0), s + b0 * ld + n + lo, ld);
+        }
+        const bool* mask = L.mask_of(run.mask);
+        for (std::int64_t r = 0; r < rows; ++r)
+          cpu::mask_row(s + r * ld + n, mask + r * tile, run.width);
       }
-      runs.push_back({s0, width, n});
-      n += width;
+      runs.push_back(run);
+      n += run.width;
       e = e1;
     }
     for (std::int64_t r = 0; r < rows; ++r) {
@@ -122,10 +139,22 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
       }
       row_l[r] += row_sum;
     }
-    // P V per run (gathering the runs' V rows into one deeper product measured no faster).
-    for (const KeyRun& run : runs)
-      cpu::gemm_nn(rows, D, run.width, scalar_t(1), s + run.offset, ld, v + run.s0 * D, D,
-                   scalar_t(1), acc.data(), D);
+    // P V per run (gathering the runs' V rows into one deeper product measured no faster);
+    // a partial tile's blocks of rows only over the keys they allow (P is 0 elsewhere).
+    for (const KeyRun& run : runs) {
+      if (run.mask < 0) {
+        cpu::gemm_nn(rows, D, run.width, scalar_t(1), s + run.offset, ld, v + run.s0 * D, D,
+                     scalar_t(1), acc.data(), D);
+        continue;
+      }
+      for (std::int64_t b0 = 0; b0 < rows; b0 += kRowBlock) {
+        const std::int64_t b1 = std::min(rows, b0 + kRowBlock);
+        const auto span = L.row_span(run.mask, b0, b1);
+        if (span.lo < span.hi)
+          cpu::gemm_nn(b1 - b0, D, span.hi - span.lo, scalar_t(1), s + b0 * ld + run.offset + span.lo,
+                       ld, v + (run.s0 + span.lo) * D, D, scalar_t(1), acc.data() + b0 * D, D);
+      }
+    }
     runs.clear();
     e_chunk = e;
   }

@@ -13,6 +13,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -31,9 +32,35 @@ struct LayoutView {
   // t_row_idx[t_col_ptr[j] .. t_col_ptr[j+1]), ascending, with their tile masks.
   std::vector<std::int64_t> t_col_ptr, t_row_idx, t_tile_mask;
   at::Tensor t_masks;  // bool [n_partial, tile (key), tile (query)]: masks transposed
+  // Where a partial tile has work: row r of mask i allows only columns in
+  // [row_lo[i*tile + r], row_hi[i*tile + r]) (lo = tile, hi = 0 for a row with none); col_lo /
+  // col_hi the same per column (built with the transpose). The kernels compute a partial tile
+  // in blocks of rows and skip the columns no row of a block uses, e.g. most of the upper
+  // half of a causal diagonal tile.
+  std::vector<std::int64_t> row_lo, row_hi, col_lo, col_hi;
 
   static LayoutView of(const BlockLayout& layout, bool with_transpose);
   const bool* mask_of(std::int64_t mask_index) const { return masks + mask_index * tile * tile; }
+  struct Span {
+    std::int64_t lo, hi;  // empty when lo >= hi
+  };
+  // Columns used by rows [r0, r1) of partial tile `mask_index` (rows of the mask).
+  Span row_span(std::int64_t mask_index, std::int64_t r0, std::int64_t r1) const {
+    return span_of(row_lo, row_hi, mask_index * tile, r0, r1);
+  }
+  // Rows used by columns [c0, c1) of partial tile `mask_index`.
+  Span col_span(std::int64_t mask_index, std::int64_t c0, std::int64_t c1) const {
+    return span_of(col_lo, col_hi, mask_index * tile, c0, c1);
+  }
+  static Span span_of(const std::vector<std::int64_t>& lo, const std::vector<std::int64_t>& hi,
+                      std::int64_t base, std::int64_t i0, std::int64_t i1) {
+    Span span{lo[base + i0], hi[base + i0]};
+    for (std::int64_t i = i0 + 1; i < i1; ++i) {
+      span.lo = std::min(span.lo, lo[base + i]);
+      span.hi = std::max(span.hi, hi[base + i]);
+    }
+    return span;
+  }
   const bool* transposed_mask_of(std::int64_t mask_index) const {
     return t_masks.data_ptr<bool>() + mask_index * tile * tile;
   }
