@@ -62,6 +62,16 @@ TEST_CASE("trial keys are stable across loads and change with any setting", "[co
   REQUIRE(c[0].key != a[0].key);
 }
 
+TEST_CASE("min_time_s enters a trial's key only when set", "[config]") {
+  const auto plain = expand_trials(load_sweep(sweep_file("good.toml"), registry()), registry());
+  const auto zero = expand_trials(load_sweep(sweep_file("good.toml"), registry(), {"sweep.min_time_s=0"}), registry());
+  const auto timed = expand_trials(load_sweep(sweep_file("good.toml"), registry(), {"sweep.min_time_s=0.5"}), registry());
+  REQUIRE(zero[0].key == plain[0].key);  // databases of sweeps written before it stay valid
+  REQUIRE(timed[0].key != plain[0].key);
+  REQUIRE(load_sweep(sweep_file("min_time.toml"), registry()).min_time_s == Approx(0.1));
+  REQUIRE_THAT(error_of("good.toml", {"sweep.min_time_s=-1"}), Catch::Contains("min_time_s") && Catch::Contains("3600"));
+}
+
 TEST_CASE("syntax errors carry file, line and column", "[config]") {
   const auto e = error_of("syntax.toml");
   REQUIRE_THAT(e, Catch::Contains("syntax.toml:4:"));

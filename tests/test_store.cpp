@@ -1,5 +1,6 @@
 // The result store and the CLI around it, end to end with the real binary and real SQLite:
 // a run records every trial, a rerun runs nothing, a bad sweep leaves the database as it was.
+#include "runtime/bench.hpp"
 #include "runtime/store.hpp"
 
 #undef CHECK
@@ -105,6 +106,20 @@ TEST_CASE("attnlab run records every trial; a rerun runs nothing; --force reruns
                       " && " + cli() + " query --db " + db + " --format csv \"select count(*) from runs\"");
   REQUIRE(forced.status == 0);
   REQUIRE_THAT(forced.out, Catch::EndsWith("2\n"));
+}
+
+TEST_CASE("min_time_s keeps a bench trial repeating until its timed calls add up", "[store][cli]") {
+  const auto dir = fresh_dir("min_time");
+  const std::string db = (dir / "r.sqlite").string();
+  REQUIRE(shell(cli() + " run --no-progress " + sweep("min_time.toml") + " --db " + db).status == 0);
+  auto n = shell(cli() + " query --db " + db + " --format csv \"select count(*), sum(value) from metrics where name = 'time/repeat_ms'\"");
+  REQUIRE(n.status == 0);
+  const auto row = n.out.substr(n.out.find('\n') + 1);
+  const long repeats = std::stol(row.substr(0, row.find(',')));
+  const double total_ms = std::stod(row.substr(row.find(',') + 1));
+  REQUIRE(repeats > 2);
+  // Stops once the timed calls add up to min_time_s, or at the cap on a very fast machine.
+  REQUIRE((total_ms >= 100.0 || repeats == kMaxRepeats));
 }
 
 TEST_CASE("a malformed sweep exits non-zero naming file and line and leaves the database unchanged", "[store][cli]") {

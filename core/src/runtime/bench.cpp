@@ -69,7 +69,8 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
   std::vector<double> ms;
   std::int64_t peak_tensor = 0;
   memory::reset_peak_rss();
-  for (std::int64_t i = 0; i < o.repeats; ++i) {
+  double timed_ms = 0.0;
+  for (std::int64_t i = 0; i < o.repeats || (timed_ms < 1e3 * o.min_time_s && i < kMaxRepeats); ++i) {
     // Peaks are measured above what is live before the pass (inputs, weights), on either device.
     const bool cuda = o.device == "cuda";
     const std::int64_t live_before = cuda ? memory::cuda_current_bytes() : memory::cpu_current_bytes();
@@ -78,9 +79,10 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
     const auto t0 = std::chrono::steady_clock::now();
     one_pass();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    timed_ms += ms.back();
     const std::int64_t peak = (cuda ? memory::cuda_peak_bytes() : memory::cpu_peak_bytes()) - live_before;
     peak_tensor = std::max(peak_tensor, peak);
-    sink.progress(i + 1, o.repeats, "repeat");
+    sink.progress(i + 1, std::max(o.repeats, i + 1), "repeat");
   }
 
   std::vector<double> sorted = ms;

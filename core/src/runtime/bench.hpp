@@ -5,7 +5,9 @@
 //   fwd     out = backend(q, k, v) under no_grad (inference)
 //   fwd+bwd out = backend(q, k, v); out.backward(dout)  (grads of q, k, v and parameters)
 //
-// `warmup` untimed runs, then `repeats` timed runs. Recorded (names in docs/RESULTS.md):
+// `warmup` untimed runs, then `repeats` timed runs, and more while the timed runs add up to
+// less than `min_time_s` (at most kMaxRepeats): fast trials then get enough samples for a
+// stable median on a noisy machine. Recorded (names in docs/RESULTS.md):
 // wall time median/min/max/p10/p90/mean/cv, peak tensor bytes above the inputs (tracking
 // allocator; CUDA: caching allocator peak), peak RSS, useful FLOPs (allowed elements) and
 // tile FLOPs (computed tiles), GFLOP/s, fraction of the sgemm ceiling, densities.
@@ -19,12 +21,15 @@
 
 namespace attnlab {
 
+constexpr std::int64_t kMaxRepeats = 10000;
+
 struct BenchOptions {
   std::int64_t batch = 1, heads = 8, seq_len = 1024, head_dim = 64;
   std::string pass = "fwd";       // "fwd" | "fwd+bwd"
   std::string dtype = "float32";  // "float32" | "float64"
   std::string device = "cpu";
   std::int64_t warmup = 2, repeats = 5;
+  double min_time_s = 0.0;
   std::uint64_t seed = 0;
   std::int64_t tile = 64;         // for block density / tile FLOPs
   double sgemm_gflops = 0.0;      // ceiling measured in this run (0 = unknown)

@@ -38,6 +38,7 @@ const std::vector<Rule>& sweep_rules() {
       {"seed", Kind::Int, 0, kBig},
       {"warmup", Kind::Int, 0, 1000},
       {"repeats", Kind::Int, 1, 100000},
+      {"min_time_s", Kind::Float, 0, 3600},
       {"threads", Kind::Int, 0, 1024},
       {"device", Kind::String, 0, 0, {"cpu", "cuda"}},
   };
@@ -315,6 +316,7 @@ SweepSpec load_sweep(const std::string& path, const PluginRegistry& registry, co
   sweep.seed = head.value("seed", 0ull);
   sweep.warmup = head.value("warmup", sweep.kind == "bench" ? 2 : 0);
   sweep.repeats = head.value("repeats", sweep.kind == "bench" ? 5 : 1);
+  sweep.min_time_s = head.value("min_time_s", 0.0);
   sweep.threads = head.value("threads", 0);
   sweep.device = head.value("device", "cpu");
   if (sweep.name.empty()) fail(*sweep_table, path, "[sweep] name must not be empty");
@@ -414,6 +416,8 @@ std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const PluginRegistr
             trial.config = {{"sweep", sweep.name}, {"kind", sweep.kind}, {"seed", sweep.seed},
                             {"warmup", sweep.warmup}, {"repeats", sweep.repeats}, {"device", sweep.device},
                             {"grid", grid_point}, {"backend_params", params}};
+            // Only when set, so the keys of sweeps without it (and their databases) stay valid.
+            if (sweep.min_time_s > 0) trial.config["min_time_s"] = sweep.min_time_s;
             for (const auto& [section, body] : sweep.sections.items()) trial.config[section] = body;
             trial.key = stable_hash(trial.config.dump());
             std::string name = backend;

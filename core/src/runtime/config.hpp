@@ -1,7 +1,7 @@
 #pragma once
 // Sweep files: parse (toml++), validate everything before anything runs, expand the grid.
 //
-//   [sweep]   name, kind ("bench" | "distill"), seed, warmup, repeats, threads, device
+//   [sweep]   name, kind ("bench" | "distill"), seed, warmup, repeats, min_time_s, threads, device
 //   [grid]    every array is an axis; trials are the cartesian product (file order, first
 //             axis outermost); scalars are fixed values
 //   [backend.<name>]  that backend's parameters; arrays are axes for its trials only
@@ -37,6 +37,7 @@ struct SweepSpec {
   std::string name, kind, description;
   std::uint64_t seed = 0;
   std::int64_t warmup = 2, repeats = 5, threads = 0;  // threads 0 = all cores
+  double min_time_s = 0.0;  // bench: keep repeating past `repeats` until this much is timed
   std::string device = "cpu";
   std::vector<Axis> grid;                               // ordered by line
   std::map<std::string, std::vector<Axis>> backend_axes;  // per backend name

@@ -73,6 +73,7 @@ BenchOptions bench_options(const SweepSpec& sweep, const TrialSpec& trial, doubl
   o.device = sweep.device;
   o.warmup = sweep.warmup;
   o.repeats = sweep.repeats;
+  o.min_time_s = sweep.min_time_s;
   o.seed = sweep.seed;
   o.sgemm_gflops = sgemm;
   if (auto it = trial.backend_params.find("tile"); it != trial.backend_params.end())
