@@ -6,9 +6,10 @@
 //   Empty rows: out = 0, lse = -inf.
 //
 // Per (b·h, query tile) work item, never materializing T x S: walk the tile row of the CSR
-// layout in runs of consecutive key tiles (up to kChunkKeys keys), S_chunk = scale·Q_i K^T
-// (K^T transposed once per call), element mask only on partial tiles, online softmax
-// (running max m, sum l, rescaled accumulator O), O += P V; finally out = O / l,
+// layout in chunks of up to kChunkKeys keys (adjacent tiles or not), S_chunk = scale·Q_i K^T
+// (K^T packed into 16-key panels once per call), element mask only on partial tiles (which
+// are computed per 6-row block over the columns their rows allow), online softmax (running
+// max m, sum l, rescaled accumulator O) once per chunk, O += P V; finally out = O / l,
 // lse = m + log l. Tile products: cpu_gemm.hpp's AVX2 kernel; exp: cpu_row_math.hpp.
 // Work items are split into one cost-balanced contiguous chunk per thread
 // (cpu::parallel_chunks: at::parallel_for when built with OpenMP, else std::thread).
@@ -40,6 +41,13 @@
 //       4.8-6.2x, fwd+bwd 3.7-3.8x, 0.51-0.64 of sgemm. Another engineer's compiler held one
 //       vCPU through most runs (top: cc1plus 99%), so both sides often had one core.
 //   kChunkKeys 128 / 256 / 512: equal within noise (62-68 GFLOP/s per CPU-s, 1 thread).
+//   v5  fixed costs that did not shrink with the layout, found with perf at T=2048 and 1/16
+//       block density (a quarter of the time outside the tile products): chunks of
+//       non-adjacent tiles (one softmax update per chunk), AVX2 masking, one parallel
+//       AVX2 pack of K^T (was ATen pad + permute: two copies, two fresh allocations),
+//       partial tiles only over their rows' spans. One thread, CPU time, T=2048:
+//       1/16 density 14.9 -> 11.5 ms, causal-full 67.7 -> 64.0 ms (ratio 0.22 -> 0.18).
+//       Gathering a chunk's V rows for one deeper P V product: no faster, not kept.
 // The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
 
