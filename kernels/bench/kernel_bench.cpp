@@ -1,0 +1,161 @@
+// attnlab_kernel_bench: the block-sparse kernel against LibTorch's own attention, side by
+// side in one process, on the CPU or a CUDA device. Needs only attnlab_kernels, so it runs
+// where the rest of attnlab cannot be built (a lent GPU machine: tools/gpu_check.sh). The
+// CPU numbers of record come from experiments/kernel_density.toml; this is the same grid.
+//
+//   q, k, v ~ N(0, 1) [B=1, H, T, D] fp32; layouts: causal tiles kept with probability P
+//   (diagonal tiles always kept; P = 1 is the causal-full layout), tile 64
+//   kernel = block_sparse_attention(q, k, v, layout),  sdpa = LibTorch's causal attention
+//   fwd: one call under no_grad;  fwd+bwd: the call and the gradients of q, k, v
+// Prints one row per (T, pass, P): median ms over `reps` calls after one warm-up, block
+// density, time / causal-full time with the target's bound 1.2 x density / causal density,
+// and for P = 1 the speedup over sdpa.
+//
+//   attnlab_kernel_bench [--device cpu|cuda] [--seq 1024,2048,4096] [--keep 1,0.5,0.25,0.125]
+//                        [--heads 8] [--head-dim 64] [--reps 10] [--threads N]
+#include <attnlab/kernels/attention.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace attnlab::kernels;
+
+namespace {
+
+struct Options {
+  std::string device = "cpu";
+  std::vector<std::int64_t> seq = {1024, 2048, 4096};
+  std::vector<double> keep = {1.0, 0.5, 0.25, 0.125};
+  std::int64_t heads = 8, head_dim = 64, tile = 64, reps = 10, threads = 0;
+};
+
+template <typename T>
+std::vector<T> parse_list(const std::string& text) {
+  std::vector<T> values;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) values.push_back(static_cast<T>(std::stod(item)));
+  return values;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; i += 2) {
+    const std::string key = argv[i], value = i + 1 < argc ? argv[i + 1] : "";
+    if (key == "--device") o.device = value;
+    else if (key == "--seq") o.seq = parse_list<std::int64_t>(value);
+    else if (key == "--keep") o.keep = parse_list<double>(value);
+    else if (key == "--heads") o.heads = std::stoll(value);
+    else if (key == "--head-dim") o.head_dim = std::stoll(value);
+    else if (key == "--reps") o.reps = std::stoll(value);
+    else if (key == "--threads") o.threads = std::stoll(value);
+    else {
+      std::fprintf(stderr, "attnlab_kernel_bench: unknown option '%s' (options: see kernels/bench/kernel_bench.cpp)\n",
+                   key.c_str());
+      std::exit(2);
+    }
+  }
+  // Causal-full first: the other layouts' time ratios are taken against it.
+  std::sort(o.keep.rbegin(), o.keep.rend());
+  if (o.keep.empty() || o.keep.front() < 1.0) o.keep.insert(o.keep.begin(), 1.0);
+  return o;
+}
+
+at::Tensor sdpa_causal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, 0.0, false, /*is_causal=*/true));
+#endif
+}
+
+// Causal tiles kept with probability `keep`, diagonal tiles always (as masks' random:P).
+std::shared_ptr<const BlockLayout> random_causal_layout(std::int64_t T, std::int64_t tile, double keep) {
+  const std::int64_t n = (T + tile - 1) / tile;
+  at::Tensor tiles = (at::rand({n, n}) < keep) | at::eye(n, at::kBool);
+  at::Tensor allowed = tiles.repeat_interleave(tile, 0).repeat_interleave(tile, 1)
+                           .slice(0, 0, T).slice(1, 0, T) & at::ones({T, T}, at::kBool).tril();
+  return std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, tile));
+}
+
+double median_ms(const std::function<void()>& call, std::int64_t reps, bool cuda) {
+  auto sync = [&] { if (cuda) torch::cuda::synchronize(); };
+  call();  // warm-up
+  sync();
+  std::vector<double> ms;
+  for (std::int64_t i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    call();
+    sync();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+using Attention = std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  if (o.threads > 0) at::set_num_threads(static_cast<int>(o.threads));
+  const bool cuda = o.device == "cuda";
+  if (cuda && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "attnlab_kernel_bench: --device cuda, but no CUDA device (or a CPU-only LibTorch)\n");
+    return 2;
+  }
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(at::Device(o.device));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(o.head_dim));
+  std::printf("device\tT\tpass\tkeep\tblock_density\tkernel_ms\tsdpa_ms\ttime_vs_causal\tbound\tspeedup_vs_sdpa\n");
+  for (std::int64_t T : o.seq) {
+    at::manual_seed(0);
+    const std::vector<std::int64_t> shape{1, o.heads, T, o.head_dim};
+    const at::Tensor q = at::randn(shape, options), k = at::randn(shape, options),
+                     v = at::randn(shape, options), dout = at::randn(shape, options);
+    std::vector<LayoutSet> layouts;  // one per keep, shared by both passes
+    for (double keep : o.keep) layouts.push_back({random_causal_layout(T, o.tile, keep)});
+    for (const std::string pass : {"fwd", "fwd+bwd"}) {
+      auto timed = [&](const Attention& attention) {
+        return median_ms([&] {
+          if (pass == "fwd") {
+            at::NoGradGuard no_grad;
+            attention(q, k, v);
+            return;
+          }
+          at::Tensor qg = q.detach().requires_grad_(true), kg = k.detach().requires_grad_(true),
+                     vg = v.detach().requires_grad_(true);
+          torch::autograd::grad({attention(qg, kg, vg)}, {qg, kg, vg}, {dout});
+        }, o.reps, cuda);
+      };
+      const double sdpa_ms = timed(sdpa_causal);
+      double causal_ms = 0.0, causal_density = 0.0;
+      for (std::size_t i = 0; i < o.keep.size(); ++i) {
+        const double keep = o.keep[i];
+        const double ms = timed([&](const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
+          return block_sparse_attention(a, b, c, layouts[i], scale);
+        });
+        const double density = layouts[i][0]->block_density();
+        if (keep >= 1.0) causal_ms = ms, causal_density = density;
+        std::printf("%s\t%lld\t%s\t%.3f\t%.4f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\n", o.device.c_str(),
+                    static_cast<long long>(T), pass.c_str(), keep, density, ms, sdpa_ms,
+                    ms / causal_ms, 1.2 * density / causal_density, sdpa_ms / ms);
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}
