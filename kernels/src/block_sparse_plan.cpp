@@ -19,30 +19,23 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
   view.tile_mask = layout.nnz() ? layout.tile_mask.data_ptr<std::int64_t>() : nullptr;
   view.masks = layout.masks.defined() && layout.masks.numel() ? layout.masks.data_ptr<bool>()
                                                                : nullptr;
+  // First and last allowed element of every row (by_column: column) of every partial mask.
   const std::int64_t n_partial = view.masks ? layout.masks.size(0) : 0, tile = view.tile;
-  view.row_lo.assign(n_partial * tile, tile);
-  view.row_hi.assign(n_partial * tile, 0);
-  for (std::int64_t i = 0; i < n_partial; ++i)
-    for (std::int64_t r = 0; r < tile; ++r) {
-      const bool* row = view.mask_of(i) + r * tile;
-      for (std::int64_t c = 0; c < tile; ++c)
-        if (row[c]) {
-          view.row_lo[i * tile + r] = std::min(view.row_lo[i * tile + r], c);
-          view.row_hi[i * tile + r] = c + 1;
-        }
-    }
-  if (with_transpose) {
-    view.col_lo.assign(n_partial * tile, tile);
-    view.col_hi.assign(n_partial * tile, 0);
+  auto spans = [&](std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi, bool by_column) {
+    lo.assign(n_partial * tile, tile);
+    hi.assign(n_partial * tile, 0);
     for (std::int64_t i = 0; i < n_partial; ++i)
-      for (std::int64_t r = 0; r < tile; ++r) {
-        const bool* row = view.mask_of(i) + r * tile;
-        for (std::int64_t c = 0; c < tile; ++c)
-          if (row[c]) {
-            view.col_lo[i * tile + c] = std::min(view.col_lo[i * tile + c], r);
-            view.col_hi[i * tile + c] = r + 1;
-          }
-      }
+      for (std::int64_t r = 0; r < tile; ++r)
+        for (std::int64_t c = 0; c < tile; ++c) {
+          if (!view.mask_of(i)[r * tile + c]) continue;
+          const std::int64_t line = i * tile + (by_column ? c : r), at = by_column ? r : c;
+          lo[line] = std::min(lo[line], at);
+          hi[line] = std::max(hi[line], at + 1);
+        }
+  };
+  spans(view.row_lo, view.row_hi, false);
+  if (with_transpose) {
+    spans(view.col_lo, view.col_hi, true);
     const std::int64_t nnz = layout.nnz();
     view.t_col_ptr.assign(view.n_k_tiles + 1, 0);
     for (std::int64_t e = 0; e < nnz; ++e) ++view.t_col_ptr[view.col_idx[e] + 1];
