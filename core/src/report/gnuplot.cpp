@@ -76,6 +76,8 @@ std::string plot_commands(const Figure& figure, const std::vector<Plot>& panels,
     if (panel.logy) gp << "set logscale y 10\n";
     gp << "set format x '%g'\nset format y '%g'\n";
     gp << (multi ? "set key top left font ',8'\n" : "set key outside right top\n");
+    // Headroom above linear panels' data for the key inside them (it hid the top points).
+    gp << (multi && !panel.logy ? "set offsets 0, 0, graph 0.45, 0\n" : "set offsets 0, 0, 0, 0\n");
     gp << "plot ";
     for (size_t s = 0; s < panel.series.size(); ++s, ++index) {
       const auto& series = panel.series[s];
