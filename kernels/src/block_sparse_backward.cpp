@@ -10,11 +10,13 @@
 // are shared between key tiles: a (b·h) whose key tiles all fall in one thread chunk adds
 // into dq directly, one cut by a chunk boundary through that chunk's private buffer (one
 // pass, 5 GEMMs per tile, instead of a second query-tile pass that would recompute S and dP:
-// 7 GEMMs per tile). Scores are handled transposed (keys x queries) so four products are
-// row-major GEMMs on operands packed once per call and dQ reads dS^T as a transposed A.
-// Full query tiles of a key tile are visited in runs of consecutive tiles (up to kChunkRows
-// rows) so the GEMMs are taller; a partial tile is computed in blocks of 6 keys (queries for
-// dQ) over the span its mask allows. fp32 and fp64 natively; other dtypes run in fp32.
+// 7 GEMMs per tile). A work item packs its key tile's K and V rows into 16-key panels once
+// (the B operands of S = Q K_j^T and dP = dO V_j^T); P and dS stay [queries, keys] and the
+// products that need them transposed (dV, dK) read them through gemm_tn, so nothing of the
+// whole sequence is transposed or copied. Full query tiles of a key tile are visited in runs
+// of consecutive tiles (up to kChunkRows rows) so the GEMMs are taller; a partial tile is
+// computed in blocks of 6 queries (keys for dV, dK) over the span its mask allows.
+// fp32 and fp64 natively; other dtypes run in fp32.
 //
 // Versions and measured results (setup as in block_sparse_forward.cpp's header): the backward
 // runs at about the forward's efficiency, 57-73 GFLOP/s per CPU-second on one thread counting
@@ -25,6 +27,12 @@
 // AVX2 packing, partial tiles over their spans. One thread, CPU time, T=2048, fwd+bwd:
 // 1/16 density 55.4 -> 40.7 ms, causal-full 234 -> 208 ms; peak memory of a causal
 // fwd+bwd at T=4096 48.4 -> 24.7 MiB (kernel_density sweep).
+// v6: per-key-tile K/V panels instead of whole-sequence Q^T and dO^T (scores no longer
+// transposed): two |q|-sized copies fewer per call. attnlab_kernel_bench, 2 threads, one run
+// of each build side by side: fwd+bwd T=2048 causal 111.1 -> 110.2 ms, 1/16 24.0 -> 23.5;
+// T=4096 causal 437 -> 428, 1/16 73.5 -> 70.1. (One thread, CPU time, the 1/16 case at
+// T=2048 read 40.7 -> 48.8 ms in a harness that allocates fresh inputs every call: more
+// page faults there, as glibc no longer reuses the freed 4 MiB pack buffers.)
 #include <attnlab/kernels/attention.hpp>
 
 #include "block_sparse_cuda.hpp"
@@ -46,100 +54,114 @@ constexpr std::int64_t kRowBlock = 6;  // rows of the GEMM micro-kernel
 
 template <typename scalar_t>
 struct BackwardPointers {
-  const scalar_t *q, *k, *v, *dout, *lse_safe, *delta;
-  const cpu::TransposedOperand<scalar_t>*q_t, *dout_t;  // Q^T, dO^T (panels when tiles allow)
+  const scalar_t *q, *k, *v, *dout, *lse_safe, *delta;  // of one (b, h)
   std::int64_t bh;
   scalar_t *dk, *dv;
   std::int64_t T, S, D;
   scalar_t scale;
 };
 
+// Per thread: P / dS and dP of up to kChunkRows queries x one key tile, the key tile's K^T and
+// V^T in 16-key panels (packed once per key tile, shared by all its query tiles), and its
+// dK, dV accumulators.
 template <typename scalar_t>
 struct BackwardScratch {
-  std::vector<scalar_t> p_t, dp_t, dk_acc, dv_acc;
+  std::vector<scalar_t> p, dp, k_panels, v_panels, dk_acc, dv_acc;
   BackwardScratch(std::int64_t max_rows, std::int64_t tile, std::int64_t D)
-      : p_t(max_rows * tile), dp_t(max_rows * tile), dk_acc(tile * D), dv_acc(tile * D) {}
+      : p(max_rows * tile), dp(max_rows * tile),
+        k_panels((tile + cpu::kPanelWidth - 1) / cpu::kPanelWidth * cpu::kPanelWidth * D),
+        v_panels(k_panels.size()), dk_acc(tile * D), dv_acc(tile * D) {}
 };
 
-// Keys [c0, c0 + cols) against queries [r0, r0 + m), every element allowed (full tiles).
+// Queries [r0, r0 + m) against keys [c0, c0 + cols), every element allowed (full tiles).
+// P and dS are [m, cols] row-major; the products that need P^T or dS^T read them through
+// gemm_tn, so nothing of the whole sequence is transposed.
 template <typename scalar_t>
 void backward_full_run(const BackwardPointers<scalar_t>& x, std::int64_t c0, std::int64_t cols,
                        std::int64_t r0, std::int64_t m, scalar_t* dq,
                        BackwardScratch<scalar_t>& scratch) {
   const std::int64_t D = x.D;
-  const scalar_t* k_tile = x.k + c0 * D;
-  const scalar_t* v_tile = x.v + c0 * D;
-  scalar_t* p_t = scratch.p_t.data();    // [cols, m]
-  scalar_t* dp_t = scratch.dp_t.data();  // [cols, m]
-  // P^T = exp(scale K_j Q^T - lse).
-  cpu::gemm_transposed_b(*x.q_t, x.bh, r0, cols, m, x.scale, k_tile, D, scalar_t(0), p_t, m);
-  for (std::int64_t c = 0; c < cols; ++c) cpu::exp_shift_each(p_t + c * m, x.lse_safe + r0, m);
-  // dV_j += P^T dO;  dP^T = V_j dO^T;  dS^T = P^T o (dP^T - D)  (in place of P^T).
-  cpu::gemm_nn(cols, D, m, scalar_t(1), p_t, m, x.dout + r0 * D, D, scalar_t(1),
-               scratch.dv_acc.data(), D);
-  cpu::gemm_transposed_b(*x.dout_t, x.bh, r0, cols, m, scalar_t(1), v_tile, D, scalar_t(0), dp_t, m);
-  for (std::int64_t c = 0; c < cols; ++c)
-    cpu::softmax_grad_each(p_t + c * m, dp_t + c * m, x.delta + r0, m);
-  // dK_j += scale dS^T Q;  dQ[r0 : r0 + m] += scale dS K_j  (dS read through dS^T).
-  cpu::gemm_nn(cols, D, m, x.scale, p_t, m, x.q + r0 * D, D, scalar_t(1), scratch.dk_acc.data(), D);
-  cpu::gemm_tn(m, D, cols, x.scale, p_t, m, k_tile, D, scalar_t(1), dq + r0 * D, D);
+  scalar_t* p = scratch.p.data();
+  scalar_t* dp = scratch.dp.data();
+  const scalar_t* q_rows = x.q + r0 * D;
+  const scalar_t* dout_rows = x.dout + r0 * D;
+  // P = exp(scale Q K_j^T - lse);  dV_j += P^T dO.
+  cpu::gemm_nn_panels(m, cols, D, x.scale, q_rows, D, scratch.k_panels.data(), scalar_t(0), p, cols);
+  for (std::int64_t r = 0; r < m; ++r) cpu::exp_shift_sum(p + r * cols, cols, x.lse_safe[r0 + r]);
+  cpu::gemm_tn(cols, D, m, scalar_t(1), p, cols, dout_rows, D, scalar_t(1), scratch.dv_acc.data(), D);
+  // dP = dO V_j^T;  dS = P o (dP - delta)  (in place of P).
+  cpu::gemm_nn_panels(m, cols, D, scalar_t(1), dout_rows, D, scratch.v_panels.data(), scalar_t(0), dp, cols);
+  for (std::int64_t r = 0; r < m; ++r)
+    cpu::softmax_grad_row(p + r * cols, dp + r * cols, x.delta[r0 + r], cols);
+  // dK_j += scale dS^T Q;  dQ += scale dS K_j.
+  cpu::gemm_tn(cols, D, m, x.scale, p, cols, q_rows, D, scalar_t(1), scratch.dk_acc.data(), D);
+  cpu::gemm_nn(m, D, cols, x.scale, p, cols, x.k + c0 * D, D, scalar_t(1), dq + r0 * D, D);
 }
 
 // The same products for one partial tile (mask `mask_index`, m <= tile queries), in blocks of
-// kRowBlock keys (and of queries for dQ), each over only the queries (keys) its mask allows:
+// kRowBlock queries (keys for dV and dK), each over only the keys (queries) its mask allows:
 // a causal diagonal tile costs ~60% of a full one. Elements outside a block's span are never
-// computed; masking and the span limits keep them out of every product.
+// computed; the mask clears them before exp, so P and dS are exact zeros there.
 template <typename scalar_t>
 void backward_partial_tile(const cpu::LayoutView& L, std::int64_t mask_index,
                            const BackwardPointers<scalar_t>& x, std::int64_t c0, std::int64_t cols,
                            std::int64_t r0, std::int64_t m, scalar_t* dq,
                            BackwardScratch<scalar_t>& scratch) {
   const std::int64_t D = x.D, tile = L.tile;
-  const scalar_t* k_tile = x.k + c0 * D;
-  const scalar_t* v_tile = x.v + c0 * D;
-  scalar_t* p_t = scratch.p_t.data();    // [cols, m]
-  scalar_t* dp_t = scratch.dp_t.data();  // [cols, m]
-  const bool* mask_t = L.transposed_mask_of(mask_index);  // [key, query]
-  for (std::int64_t b0 = 0; b0 < cols; b0 += kRowBlock) {
-    const std::int64_t b1 = std::min(cols, b0 + kRowBlock), keys = b1 - b0;
-    const auto span = L.col_span(mask_index, b0, b1);  // queries these keys allow
-    // P^T rows of these keys; masking clears everything outside the allowed elements,
-    // including columns the GEMM did not write, so exp gives exact zeros there.
-    const std::int64_t lo = span.lo / 16 * 16;  // Q^T / dO^T panels start on 16-query boundaries
-    if (span.lo < span.hi)
-      cpu::gemm_transposed_b(*x.q_t, x.bh, r0 + lo, keys, span.hi - lo, x.scale, k_tile + b0 * D,
-                             D, scalar_t(0), p_t + b0 * m + lo, m);
-    for (std::int64_t c = b0; c < b1; ++c) {
-      cpu::mask_row(p_t + c * m, mask_t + c * tile, m);
-      cpu::exp_shift_each(p_t + c * m, x.lse_safe + r0, m);
-    }
-    if (span.lo >= span.hi) continue;
-    const std::int64_t n = span.hi - span.lo;
-    cpu::gemm_nn(keys, D, n, scalar_t(1), p_t + b0 * m + span.lo, m, x.dout + (r0 + span.lo) * D,
-                 D, scalar_t(1), scratch.dv_acc.data() + b0 * D, D);
-    cpu::gemm_transposed_b(*x.dout_t, x.bh, r0 + lo, keys, span.hi - lo, scalar_t(1),
-                           v_tile + b0 * D, D, scalar_t(0), dp_t + b0 * m + lo, m);
-    for (std::int64_t c = b0; c < b1; ++c)  // only where dP^T was computed (P^T is 0 elsewhere)
-      cpu::softmax_grad_each(p_t + c * m + lo, dp_t + c * m + lo, x.delta + r0 + lo, span.hi - lo);
-    cpu::gemm_nn(keys, D, n, x.scale, p_t + b0 * m + span.lo, m, x.q + (r0 + span.lo) * D, D,
-                 scalar_t(1), scratch.dk_acc.data() + b0 * D, D);
-  }
-  // dQ rows in blocks of queries, each over the keys its rows allow.
-  for (std::int64_t b0 = 0; b0 < m; b0 += kRowBlock) {
-    const std::int64_t b1 = std::min(m, b0 + kRowBlock);
+  scalar_t* p = scratch.p.data();
+  scalar_t* dp = scratch.dp.data();
+  const bool* mask = L.mask_of(mask_index);  // [query, key]
+  const scalar_t* q_rows = x.q + r0 * D;
+  const scalar_t* dout_rows = x.dout + r0 * D;
+  auto for_blocks = [](std::int64_t n, auto&& body) {
+    for (std::int64_t b0 = 0; b0 < n; b0 += kRowBlock) body(b0, std::min(n, b0 + kRowBlock));
+  };
+  // 16-key panel boundaries: K^T / V^T panels of this tile start at its first key.
+  auto panel_start = [](std::int64_t key) { return key / cpu::kPanelWidth * cpu::kPanelWidth; };
+  // P, by blocks of queries.
+  for_blocks(m, [&](std::int64_t b0, std::int64_t b1) {
     const auto span = L.row_span(mask_index, b0, b1);
+    const std::int64_t lo = panel_start(span.lo);
     if (span.lo < span.hi)
-      cpu::gemm_tn(b1 - b0, D, span.hi - span.lo, x.scale, p_t + span.lo * m + b0, m,
-                   k_tile + span.lo * D, D, scalar_t(1), dq + (r0 + b0) * D, D);
-  }
+      cpu::gemm_nn_panels(b1 - b0, span.hi - lo, D, x.scale, q_rows + b0 * D, D,
+                          scratch.k_panels.data() + lo * D, scalar_t(0), p + b0 * cols + lo, cols);
+    for (std::int64_t r = b0; r < b1; ++r) {
+      cpu::mask_row(p + r * cols, mask + r * tile, cols);
+      cpu::exp_shift_sum(p + r * cols, cols, x.lse_safe[r0 + r]);
+    }
+  });
+  // dV_j += P^T dO, by blocks of keys over the queries they allow.
+  for_blocks(cols, [&](std::int64_t b0, std::int64_t b1) {
+    const auto span = L.col_span(mask_index, b0, b1);
+    if (span.lo < span.hi)
+      cpu::gemm_tn(b1 - b0, D, span.hi - span.lo, scalar_t(1), p + span.lo * cols + b0, cols,
+                   dout_rows + span.lo * D, D, scalar_t(1), scratch.dv_acc.data() + b0 * D, D);
+  });
+  // dP = dO V_j^T, dS = P o (dP - delta) and dQ += scale dS K_j, by blocks of queries.
+  for_blocks(m, [&](std::int64_t b0, std::int64_t b1) {
+    const auto span = L.row_span(mask_index, b0, b1);
+    if (span.lo >= span.hi) return;
+    const std::int64_t lo = panel_start(span.lo);
+    cpu::gemm_nn_panels(b1 - b0, span.hi - lo, D, scalar_t(1), dout_rows + b0 * D, D,
+                        scratch.v_panels.data() + lo * D, scalar_t(0), dp + b0 * cols + lo, cols);
+    for (std::int64_t r = b0; r < b1; ++r)  // only where dP was computed (P is 0 elsewhere)
+      cpu::softmax_grad_row(p + r * cols + lo, dp + r * cols + lo, x.delta[r0 + r], span.hi - lo);
+    cpu::gemm_nn(b1 - b0, D, span.hi - span.lo, x.scale, p + b0 * cols + span.lo, cols,
+                 x.k + (c0 + span.lo) * D, D, scalar_t(1), dq + (r0 + b0) * D, D);
+  });
+  // dK_j += scale dS^T Q, by blocks of keys.
+  for_blocks(cols, [&](std::int64_t b0, std::int64_t b1) {
+    const auto span = L.col_span(mask_index, b0, b1);
+    if (span.lo < span.hi)
+      cpu::gemm_tn(b1 - b0, D, span.hi - span.lo, x.scale, p + span.lo * cols + b0, cols,
+                   q_rows + span.lo * D, D, scalar_t(1), scratch.dk_acc.data() + b0 * D, D);
+  });
 }
 
 // One key tile `kt` of one (b, h): dk, dv rows of that tile, and its dq contributions added
-// into `dq` ([T, D] of that (b, h), owned by this thread chunk; see backward_cpu).
-// Scores are handled transposed (keys x queries), so each product is a plain row-major GEMM
-// on operands packed once per call (Q^T, dO^T), or reads dS^T as a transposed A (gemm_tn):
-//   S^T = K_j Q^T,  P^T = exp(S^T - lse),  dV_j += P^T dO,  dP^T = V_j dO^T,
-//   dS^T = P^T o (dP^T - D),  dK_j += scale dS^T Q,  dQ += scale (dS^T)^T K_j.
+// into `dq` ([T, D] of that (b, h), owned by this thread chunk; see backward_cpu). Its K and
+// V rows are packed into panels once, then every query tile that sees it is visited: runs
+// of consecutive full tiles together, partial tiles alone.
 template <typename scalar_t>
 void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
                        const BackwardPointers<scalar_t>& x, scalar_t* dq,
@@ -148,11 +170,12 @@ void backward_key_tile(const cpu::LayoutView& L, std::int64_t kt,
   const std::int64_t cols = std::min(tile, x.S - c0);
   std::fill(scratch.dk_acc.begin(), scratch.dk_acc.begin() + cols * D, scalar_t(0));
   std::fill(scratch.dv_acc.begin(), scratch.dv_acc.begin() + cols * D, scalar_t(0));
+  cpu::pack_panels(x.k + c0 * D, cols, D, scratch.k_panels.data());
+  cpu::pack_panels(x.v + c0 * D, cols, D, scratch.v_panels.data());
 
   const std::int64_t e_end = L.t_col_ptr[kt + 1];
   const std::int64_t max_run = std::max(kChunkRows, tile);
   for (std::int64_t e0 = L.t_col_ptr[kt]; e0 < e_end;) {
-    // Consecutive full query tiles share their GEMMs; a partial tile goes alone.
     std::int64_t e1 = e0 + 1;
     if (L.t_tile_mask[e0] < 0)
       while (e1 < e_end && L.t_tile_mask[e1] < 0 && L.t_row_idx[e1] == L.t_row_idx[e1 - 1] + 1 &&
@@ -227,20 +250,15 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
     return dq_private.data_ptr<scalar_t>() + (chunk * 2 + slot) * T * D;
   };
 
-  // Operands packed once per call (O(T·D) each), so every tile product is row-major.
-  const bool panels = cpu::all_tiles_multiple_of_16(views);
-  const auto q_t = cpu::transposed_operand<scalar_t>(q, panels);
-  const auto dout_t = cpu::transposed_operand<scalar_t>(dout, panels);
   // Rows without any allowed key have lse = -inf; +inf makes their P exactly 0.
   at::Tensor lse_safe = at::where(at::isinf(lse), at::full({}, INFINITY, lse.options()), lse)
                             .contiguous();
-  BackwardPointers<scalar_t> x{q.data_ptr<scalar_t>(),     k.data_ptr<scalar_t>(),
-                               v.data_ptr<scalar_t>(),     dout.data_ptr<scalar_t>(),
+  BackwardPointers<scalar_t> x{q.data_ptr<scalar_t>(),        k.data_ptr<scalar_t>(),
+                               v.data_ptr<scalar_t>(),        dout.data_ptr<scalar_t>(),
                                lse_safe.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(),
-                               &q_t,                       &dout_t,
-                               0,                          dk.data_ptr<scalar_t>(),
-                               dv.data_ptr<scalar_t>(),    T,
-                               S,                          D,
+                               0,                             dk.data_ptr<scalar_t>(),
+                               dv.data_ptr<scalar_t>(),       T,
+                               S,                             D,
                                static_cast<scalar_t>(scale)};
 
   cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {

@@ -202,6 +202,14 @@ TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels)
   op.base = dst;
   return op;
 }
+template <typename scalar_t>
+void pack_panels(const scalar_t* x, std::int64_t rows, std::int64_t D, scalar_t* out) {
+  for (std::int64_t row0 = 0; row0 < rows; row0 += kPanelWidth)
+    pack_panel(x + row0 * D, out + row0 * D, std::min(kPanelWidth, rows - row0), D);
+}
+template void pack_panels<float>(const float*, std::int64_t, std::int64_t, float*);
+template void pack_panels<double>(const double*, std::int64_t, std::int64_t, double*);
+
 template TransposedOperand<float> transposed_operand<float>(const at::Tensor&, bool);
 template TransposedOperand<double> transposed_operand<double>(const at::Tensor&, bool);
 

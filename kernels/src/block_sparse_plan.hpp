@@ -96,6 +96,10 @@ void gemm_transposed_b(const TransposedOperand<scalar_t>& x_t, std::int64_t bh, 
 }
 template <typename scalar_t>
 TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels);
+// x [rows, D] (row-major) into 16-column panels of x^T, [ceil(rows/16)][D][16] zero padded:
+// the B operand layout of gemm_nn_panels (the backward packs one K and one V tile at a time).
+template <typename scalar_t>
+void pack_panels(const scalar_t* x, std::int64_t rows, std::int64_t D, scalar_t* out);
 bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views);
 
 // Splits items [0, costs.size()) into `n_chunks` contiguous ranges of about equal total cost.
