@@ -41,6 +41,7 @@
 #include "cpu_row_math.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -240,14 +241,29 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
     if (bounds[chunk] < bounds[chunk + 1])
       for (std::int64_t bh = item_bh[bounds[chunk]]; bh <= item_bh[bounds[chunk + 1] - 1]; ++bh)
         ++chunks_of_bh[bh];
-  const bool any_shared = std::any_of(chunks_of_bh.begin(), chunks_of_bh.end(),
-                                      [](std::int64_t n) { return n > 1; });
+  // Private slots only for the (chunk, cut (b, h)) pairs: at most 2 per chunk, each [T, D].
+  struct Slot {
+    std::int64_t chunk, bh;
+  };
+  std::vector<Slot> slots;
+  std::vector<std::array<std::int64_t, 2>> slot_of(n_chunks, {-1, -1});  // chunk: first, last
+  for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+    if (bounds[chunk] == bounds[chunk + 1]) continue;
+    const std::int64_t first = item_bh[bounds[chunk]], last = item_bh[bounds[chunk + 1] - 1];
+    auto add_slot = [&](int end, std::int64_t bh) {
+      slot_of[chunk][end] = static_cast<std::int64_t>(slots.size());
+      slots.push_back({chunk, bh});
+    };
+    if (chunks_of_bh[first] > 1) add_slot(0, first);
+    if (last != first && chunks_of_bh[last] > 1) add_slot(1, last);
+  }
   at::Tensor dq = at::zeros({BH, T, D}, q.options());
-  at::Tensor dq_private = any_shared ? at::zeros({n_chunks, 2, T, D}, q.options()) : at::Tensor();
+  at::Tensor dq_private = slots.empty() ? at::Tensor()
+                                        : at::zeros({static_cast<std::int64_t>(slots.size()), T, D}, q.options());
   auto dq_slot = [&](std::int64_t chunk, std::int64_t bh) -> scalar_t* {
     if (chunks_of_bh[bh] == 1) return dq.data_ptr<scalar_t>() + bh * T * D;
-    const std::int64_t slot = bh == item_bh[bounds[chunk]] ? 0 : 1;
-    return dq_private.data_ptr<scalar_t>() + (chunk * 2 + slot) * T * D;
+    const std::int64_t slot = slot_of[chunk][bh == item_bh[bounds[chunk]] ? 0 : 1];
+    return dq_private.data_ptr<scalar_t>() + slot * T * D;
   };
 
   // Rows without any allowed key have lse = -inf; +inf makes their P exactly 0.
@@ -279,14 +295,7 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
       backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb, dq_slot(chunk, bh), scratch);
     }
   });
-  if (any_shared)
-    for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk)
-      for (std::int64_t slot = 0; slot < 2; ++slot) {
-        if (bounds[chunk] == bounds[chunk + 1]) continue;
-        const std::int64_t bh = item_bh[slot == 0 ? bounds[chunk] : bounds[chunk + 1] - 1];
-        if (chunks_of_bh[bh] > 1 && (slot == 0 || bh != item_bh[bounds[chunk]]))
-          dq[bh].add_(dq_private[chunk][slot]);
-      }
+  for (std::size_t i = 0; i < slots.size(); ++i) dq[slots[i].bh].add_(dq_private[i]);
   return dq;  // [BH, T, D]
 }
 
