@@ -42,7 +42,6 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
     for (std::int64_t j = 0; j < view.n_k_tiles; ++j) view.t_col_ptr[j + 1] += view.t_col_ptr[j];
     view.t_row_idx.resize(nnz);
     view.t_tile_mask.resize(nnz);
-    if (view.masks) view.t_masks = layout.masks.transpose(1, 2).contiguous();
     std::vector<std::int64_t> fill(view.t_col_ptr.begin(), view.t_col_ptr.end() - 1);
     for (std::int64_t i = 0; i < view.n_q_tiles; ++i) {
       for (std::int64_t e = view.row_ptr[i]; e < view.row_ptr[i + 1]; ++e) {

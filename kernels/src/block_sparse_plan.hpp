@@ -31,7 +31,6 @@ struct LayoutView {
   // Transpose (built on demand for the backward pass): query tiles of key tile j are
   // t_row_idx[t_col_ptr[j] .. t_col_ptr[j+1]), ascending, with their tile masks.
   std::vector<std::int64_t> t_col_ptr, t_row_idx, t_tile_mask;
-  at::Tensor t_masks;  // bool [n_partial, tile (key), tile (query)]: masks transposed
   // Where a partial tile has work: row r of mask i allows only columns in
   // [row_lo[i*tile + r], row_hi[i*tile + r]) (lo = tile, hi = 0 for a row with none); col_lo /
   // col_hi the same per column (built with the transpose). The kernels compute a partial tile
@@ -60,9 +59,6 @@ struct LayoutView {
       span.hi = std::max(span.hi, hi[base + i]);
     }
     return span;
-  }
-  const bool* transposed_mask_of(std::int64_t mask_index) const {
-    return t_masks.data_ptr<bool>() + mask_index * tile * tile;
   }
 };
 

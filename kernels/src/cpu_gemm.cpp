@@ -222,6 +222,5 @@ void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const
   gemm_plain<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
 }
 
-bool gemm_uses_avx2() { return cpu_has_avx2(); }
 
 }  // namespace attnlab::kernels::cpu

@@ -86,25 +86,6 @@ __attribute__((target("avx2,fma"))) float exp_shift_sum_avx2(float* x, std::int6
   return sum;
 }
 
-__attribute__((target("avx2,fma"))) void exp_shift_each_avx2(float* x, const float* m,
-                                                             std::int64_t n) {
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(x + i,
-                     exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(m + i))));
-  for (; i < n; ++i) x[i] = exp1(x[i] - m[i]);
-}
-
-__attribute__((target("avx2,fma"))) void softmax_grad_each_avx2(float* p, const float* dp,
-                                                                const float* d, std::int64_t n) {
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 g = _mm256_sub_ps(_mm256_loadu_ps(dp + i), _mm256_loadu_ps(d + i));
-    _mm256_storeu_ps(p + i, _mm256_mul_ps(_mm256_loadu_ps(p + i), g));
-  }
-  for (; i < n; ++i) p[i] *= dp[i] - d[i];
-}
-
 __attribute__((target("avx2,fma"))) void softmax_grad_row_avx2(float* p, const float* dp, float d,
                                                                std::int64_t n) {
   const __m256 shift = _mm256_set1_ps(d);
@@ -156,14 +137,6 @@ scalar_t exp_shift_sum_plain(scalar_t* x, std::int64_t n, scalar_t m) {
   for (std::int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - m));
   return sum;
 }
-template <typename scalar_t>
-void exp_shift_each_plain(scalar_t* x, const scalar_t* m, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i] - m[i]);
-}
-template <typename scalar_t>
-void softmax_grad_each_plain(scalar_t* p, const scalar_t* dp, const scalar_t* d, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) p[i] *= dp[i] - d[i];
-}
 
 bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -178,13 +151,6 @@ float row_max(const float* x, std::int64_t n) {
 float exp_shift_sum(float* x, std::int64_t n, float m) {
   return cpu_has_avx2() ? exp_shift_sum_avx2(x, n, m) : exp_shift_sum_plain(x, n, m);
 }
-void exp_shift_each(float* x, const float* m, std::int64_t n) {
-  if (cpu_has_avx2()) exp_shift_each_avx2(x, m, n); else exp_shift_each_plain(x, m, n);
-}
-void softmax_grad_each(float* p, const float* dp, const float* d, std::int64_t n) {
-  if (cpu_has_avx2()) softmax_grad_each_avx2(p, dp, d, n);
-  else softmax_grad_each_plain(p, dp, d, n);
-}
 void softmax_grad_row(float* p, const float* dp, float d, std::int64_t n) {
   if (cpu_has_avx2()) softmax_grad_row_avx2(p, dp, d, n); else softmax_grad_row_plain(p, dp, d, n);
 }
@@ -194,16 +160,9 @@ void mask_row(float* x, const bool* allowed, std::int64_t n) {
 
 double row_max(const double* x, std::int64_t n) { return row_max_plain(x, n); }
 double exp_shift_sum(double* x, std::int64_t n, double m) { return exp_shift_sum_plain(x, n, m); }
-void exp_shift_each(double* x, const double* m, std::int64_t n) { exp_shift_each_plain(x, m, n); }
-void softmax_grad_each(double* p, const double* dp, const double* d, std::int64_t n) {
-  softmax_grad_each_plain(p, dp, d, n);
-}
-
 void softmax_grad_row(double* p, const double* dp, double d, std::int64_t n) {
   softmax_grad_row_plain(p, dp, d, n);
 }
 void mask_row(double* x, const bool* allowed, std::int64_t n) { mask_row_plain(x, allowed, n); }
-
-bool row_math_uses_avx2() { return cpu_has_avx2(); }
 
 }  // namespace attnlab::kernels::cpu
