@@ -214,32 +214,20 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
                         const std::vector<cpu::LayoutView>& views, double scale, at::Tensor& dk,
                         at::Tensor& dv) {
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
-  auto view_of = [&](std::int64_t bh) -> const cpu::LayoutView& {
-    return views.size() == 1 ? views[0] : views[bh];
-  };
-  std::vector<std::int64_t> item_bh, item_kt, costs;
-  for (std::int64_t bh = 0; bh < BH; ++bh) {
-    const auto& L = view_of(bh);
-    for (std::int64_t kt = 0; kt < L.n_k_tiles; ++kt) {
-      item_bh.push_back(bh);
-      item_kt.push_back(kt);
-      costs.push_back(L.t_col_ptr[kt + 1] - L.t_col_ptr[kt]);
-    }
-  }
-  const std::int64_t n_chunks = std::max<std::int64_t>(1, at::get_num_threads());
-  const std::vector<std::int64_t> bounds = cpu::split_by_cost(costs, n_chunks);
-  std::int64_t max_tile = 0;
-  for (const auto& L : views) max_tile = std::max(max_tile, L.tile);
+  const auto work = cpu::WorkList::of(views, BH, /*by_key_tile=*/true);
+  const std::int64_t n_chunks = work.n_chunks, max_tile = work.max_tile;
 
   // dq rows of a (b, h) collect contributions from all its key tiles. Chunks are contiguous
   // in (b, h)-major order, so only a (b, h) cut by a chunk boundary is shared: each chunk
   // accumulates such a (b, h) into a private [T, D] slot (at most two per chunk: its first and
   // last), summed into dq after the join; every other (b, h) goes straight into dq.
+  auto has_items = [&](std::int64_t c) { return work.bounds[c] < work.bounds[c + 1]; };
+  auto first_bh = [&](std::int64_t c) { return work.bh[work.bounds[c]]; };
+  auto last_bh = [&](std::int64_t c) { return work.bh[work.bounds[c + 1] - 1]; };
   std::vector<std::int64_t> chunks_of_bh(BH, 0);
   for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk)
-    if (bounds[chunk] < bounds[chunk + 1])
-      for (std::int64_t bh = item_bh[bounds[chunk]]; bh <= item_bh[bounds[chunk + 1] - 1]; ++bh)
-        ++chunks_of_bh[bh];
+    if (has_items(chunk))
+      for (std::int64_t bh = first_bh(chunk); bh <= last_bh(chunk); ++bh) ++chunks_of_bh[bh];
   // Private slots only for the (chunk, cut (b, h)) pairs: at most 2 per chunk, each [T, D].
   struct Slot {
     std::int64_t chunk, bh;
@@ -247,22 +235,20 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
   std::vector<Slot> slots;
   std::vector<std::array<std::int64_t, 2>> slot_of(n_chunks, {-1, -1});  // chunk: first, last
   for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk) {
-    if (bounds[chunk] == bounds[chunk + 1]) continue;
-    const std::int64_t first = item_bh[bounds[chunk]], last = item_bh[bounds[chunk + 1] - 1];
-    auto add_slot = [&](int end, std::int64_t bh) {
+    if (!has_items(chunk)) continue;
+    for (int end : {0, 1}) {
+      const std::int64_t bh = end == 0 ? first_bh(chunk) : last_bh(chunk);
+      if (chunks_of_bh[bh] == 1 || (end == 1 && bh == first_bh(chunk))) continue;
       slot_of[chunk][end] = static_cast<std::int64_t>(slots.size());
       slots.push_back({chunk, bh});
-    };
-    if (chunks_of_bh[first] > 1) add_slot(0, first);
-    if (last != first && chunks_of_bh[last] > 1) add_slot(1, last);
+    }
   }
   at::Tensor dq = at::zeros({BH, T, D}, q.options());
   at::Tensor dq_private = slots.empty() ? at::Tensor()
                                         : at::zeros({static_cast<std::int64_t>(slots.size()), T, D}, q.options());
   auto dq_slot = [&](std::int64_t chunk, std::int64_t bh) -> scalar_t* {
     if (chunks_of_bh[bh] == 1) return dq.data_ptr<scalar_t>() + bh * T * D;
-    const std::int64_t slot = slot_of[chunk][bh == item_bh[bounds[chunk]] ? 0 : 1];
-    return dq_private.data_ptr<scalar_t>() + slot * T * D;
+    return dq_private.data_ptr<scalar_t>() + slot_of[chunk][bh == first_bh(chunk) ? 0 : 1] * T * D;
   };
 
   // Rows without any allowed key have lse = -inf; +inf makes their P exactly 0.
@@ -279,8 +265,8 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
   cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
     BackwardScratch<scalar_t> scratch(max_tile * (std::max(kChunkRows, max_tile) / max_tile + 1),
                                       max_tile, D);
-    for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
-      const std::int64_t bh = item_bh[item];
+    for (std::int64_t item = work.bounds[chunk]; item < work.bounds[chunk + 1]; ++item) {
+      const std::int64_t bh = work.bh[item];
       BackwardPointers<scalar_t> xb = x;
       xb.bh = bh;
       xb.q += bh * T * D;
@@ -291,7 +277,7 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
       xb.v += bh * S * D;
       xb.dk += bh * S * D;
       xb.dv += bh * S * D;
-      backward_key_tile<scalar_t>(view_of(bh), item_kt[item], xb, dq_slot(chunk, bh), scratch);
+      backward_key_tile<scalar_t>(cpu::view_for(views, bh), work.tile[item], xb, dq_slot(chunk, bh), scratch);
     }
   });
   for (std::size_t i = 0; i < slots.size(); ++i) dq[slots[i].bh].add_(dq_private[i]);

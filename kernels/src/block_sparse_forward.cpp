@@ -189,33 +189,16 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   const scalar_t* v_ptr = v.data_ptr<scalar_t>();
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   scalar_t* lse_ptr = lse.data_ptr<scalar_t>();
-  auto view_of = [&](std::int64_t bh) -> const cpu::LayoutView& {
-    return views.size() == 1 ? views[0] : views[bh];
-  };
+  const auto work = cpu::WorkList::of(views, BH, /*by_key_tile=*/false);
+  const std::int64_t max_tile = work.max_tile;
 
-  // Work items (bh, query tile) in row-major order, costed by their number of tiles.
-  std::vector<std::int64_t> item_bh, item_qt, costs;
-  for (std::int64_t bh = 0; bh < BH; ++bh) {
-    const auto& L = view_of(bh);
-    for (std::int64_t qt = 0; qt < L.n_q_tiles; ++qt) {
-      item_bh.push_back(bh);
-      item_qt.push_back(qt);
-      costs.push_back(L.row_ptr[qt + 1] - L.row_ptr[qt]);
-    }
-  }
-  const std::int64_t n_chunks = std::max<std::int64_t>(1, at::get_num_threads());
-  const std::vector<std::int64_t> bounds = cpu::split_by_cost(costs, n_chunks);
-  const std::int64_t max_tile = std::max_element(views.begin(), views.end(), [](auto& a, auto& b) {
-                                  return a.tile < b.tile;
-                                })->tile;
-
-  cpu::parallel_chunks(n_chunks, [&](std::int64_t chunk) {
+  cpu::parallel_chunks(work.n_chunks, [&](std::int64_t chunk) {
     std::vector<scalar_t> scores(max_tile * std::max(kChunkKeys, max_tile)), acc(max_tile * D),
         row_m(max_tile), row_l(max_tile);
     std::vector<KeyRun> runs;
-    for (std::int64_t item = bounds[chunk]; item < bounds[chunk + 1]; ++item) {
-      const std::int64_t bh = item_bh[item];
-      forward_query_tile<scalar_t>(view_of(bh), item_qt[item], q_ptr + bh * T * D, k_t, bh,
+    for (std::int64_t item = work.bounds[chunk]; item < work.bounds[chunk + 1]; ++item) {
+      const std::int64_t bh = work.bh[item];
+      forward_query_tile<scalar_t>(cpu::view_for(views, bh), work.tile[item], q_ptr + bh * T * D, k_t, bh,
                                    v_ptr + bh * S * D, out_ptr + bh * T * D, lse_ptr + bh * T, D,
                                    static_cast<scalar_t>(scale), scores, acc, row_m, row_l, runs);
     }

@@ -218,6 +218,24 @@ bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views) {
   return true;
 }
 
+WorkList WorkList::of(const std::vector<LayoutView>& views, std::int64_t BH, bool by_key_tile) {
+  WorkList work;
+  std::vector<std::int64_t> costs;
+  for (std::int64_t bh = 0; bh < BH; ++bh) {
+    const LayoutView& L = view_for(views, bh);
+    const std::int64_t n_tiles = by_key_tile ? L.n_k_tiles : L.n_q_tiles;
+    for (std::int64_t t = 0; t < n_tiles; ++t) {
+      work.bh.push_back(bh);
+      work.tile.push_back(t);
+      costs.push_back(by_key_tile ? L.t_col_ptr[t + 1] - L.t_col_ptr[t] : L.row_ptr[t + 1] - L.row_ptr[t]);
+    }
+  }
+  work.n_chunks = std::max<std::int64_t>(1, at::get_num_threads());
+  work.bounds = split_by_cost(costs, work.n_chunks);
+  for (const LayoutView& L : views) work.max_tile = std::max(work.max_tile, L.tile);
+  return work;
+}
+
 std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
                                         std::int64_t n_chunks) {
   const std::int64_t n = static_cast<std::int64_t>(costs.size());

@@ -103,6 +103,21 @@ bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views);
 std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
                                         std::int64_t n_chunks);
 
+// The layout of slice bh: one shared by all, or one per (b, h).
+inline const LayoutView& view_for(const std::vector<LayoutView>& views, std::int64_t bh) {
+  return views.size() == 1 ? views[0] : views[bh];
+}
+
+// Work items (bh, tile) in (b, h)-major order — query tiles for the forward, key tiles
+// (by_key_tile, needs the views' transpose) for the backward — costed by the tiles each one
+// computes, split into one contiguous chunk per thread (at::get_num_threads()).
+struct WorkList {
+  std::vector<std::int64_t> bh, tile;  // per item
+  std::vector<std::int64_t> bounds;    // chunk c runs items [bounds[c], bounds[c + 1])
+  std::int64_t n_chunks = 1, max_tile = 0;
+  static WorkList of(const std::vector<LayoutView>& views, std::int64_t BH, bool by_key_tile);
+};
+
 // Runs fn(chunk) for every chunk in [0, n_chunks), in parallel. ATen 1.13's at::parallel_for
 // is an inline `#pragma omp parallel`: in a file compiled without -fopenmp (LibTorch's CMake
 // config does not add it) it silently runs serially — measured: 2 threads gave the same time
