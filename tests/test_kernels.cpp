@@ -11,7 +11,7 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
-#include "kernel_masks.hpp"
+#include "kernel_support.hpp"
 
 #include <cmath>
 #include <memory>
@@ -24,17 +24,10 @@ namespace {
 
 using attnlab::test::causal_mask;
 using attnlab::test::finite_or_zero;
+using attnlab::test::max_abs_diff;
+using attnlab::test::one_layout;
 using attnlab::test::random_layout_mask;
 using attnlab::test::reference_lse;
-
-
-LayoutSet one_layout(const at::Tensor& allowed, std::int64_t tile) {
-  return {std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, tile))};
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
 
 struct Qkv {
   at::Tensor q, k, v;

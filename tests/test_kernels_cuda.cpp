@@ -11,7 +11,7 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
-#include "kernel_masks.hpp"
+#include "kernel_support.hpp"
 
 #include <cmath>
 #include <memory>
@@ -23,6 +23,8 @@ namespace {
 
 using attnlab::test::causal_mask;
 using attnlab::test::finite_or_zero;
+using attnlab::test::max_abs_diff;
+using attnlab::test::one_layout;
 using attnlab::test::random_layout_mask;
 using attnlab::test::reference_lse;
 
@@ -30,10 +32,6 @@ bool have_cuda() {
   INFO("no CUDA device (or a CPU-only LibTorch): these tests need a GPU");
   REQUIRE(torch::cuda::is_available());
   return true;
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.cpu().to(at::kDouble) - b.cpu().to(at::kDouble)).abs().max().item<double>();
 }
 
 }  // namespace
@@ -56,7 +54,7 @@ TEST_CASE("CUDA block_sparse_forward matches the reference", "[.][kernels][cuda]
                v = at::randn({1, 2, c.S, c.D}, at::kDouble);
     const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
     at::Tensor expected = reference_attention(q, k, v, allowed, scale);
-    LayoutSet layouts = {std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, c.tile))};
+    LayoutSet layouts = one_layout(allowed, c.tile);
     auto [out32, lse32] = block_sparse_forward(q.to(gpu).to(at::kFloat), k.to(gpu).to(at::kFloat),
                                                v.to(gpu).to(at::kFloat), layouts, scale);
     CHECK(out32.is_cuda());
@@ -115,7 +113,7 @@ TEST_CASE("CUDA block_sparse_attention_lse: a loss on out and lse has the refere
   at::Tensor qg = q.detach().to(gpu).requires_grad_(true), kg = k.detach().to(gpu).requires_grad_(true),
              vg = v.detach().to(gpu).requires_grad_(true);
   auto [out, lse] = block_sparse_attention_lse(
-      qg, kg, vg, {std::make_shared<const BlockLayout>(BlockLayout::from_dense(allowed, tile))}, scale);
+      qg, kg, vg, one_layout(allowed, tile), scale);
   auto got = torch::autograd::grad({(out * g.to(gpu)).sum() + (finite_or_zero(lse) * h.to(gpu)).sum()},
                                    {qg, kg, vg});
   for (int i = 0; i < 3; ++i) {

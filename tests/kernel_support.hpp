@@ -1,9 +1,12 @@
 #pragma once
-// Masks the kernel tests build layouts from, and the reference log-sum-exp (the CPU and CUDA
-// tests use the same ones).
+// What the CPU and CUDA kernel tests share: the masks they build layouts from, a one-layout
+// LayoutSet, the reference log-sum-exp and the max-abs-difference they compare with.
+#include <attnlab/kernels/block_layout.hpp>
+
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 
 namespace attnlab::test {
 
@@ -23,6 +26,16 @@ inline at::Tensor random_layout_mask(std::int64_t T, std::int64_t S, std::int64_
   at::Tensor allowed = (expanded & causal_mask(T, S)) | (at::rand({T, S}) < 0.01);
   for (std::int64_t row = 3; row < T; row += 37) allowed[row].fill_(false);
   return allowed;
+}
+
+// One layout from a bool [T, S] mask, shared by every (b, h).
+inline kernels::LayoutSet one_layout(const at::Tensor& allowed, std::int64_t tile) {
+  return {std::make_shared<const kernels::BlockLayout>(kernels::BlockLayout::from_dense(allowed, tile))};
+}
+
+// Largest absolute difference, in float64 on the CPU (either tensor may be on a GPU).
+inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.cpu().to(at::kDouble) - b.cpu().to(at::kDouble)).abs().max().item<double>();
 }
 
 // log sum_s exp(q k^T * scale) over allowed s, [B, H, T]; -inf on rows with no allowed key.
