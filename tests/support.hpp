@@ -1,7 +1,7 @@
 #pragma once
 // What several test files share: the plugin registry (discovered once per process, from
 // <build>/plugins next to <build>/bin where the tests live), running a shell command or the
-// CLI and capturing stdout, reading a file whole.
+// CLI and capturing stdout, reading a file whole, a fresh scratch folder.
 #include <attnlab/registry.hpp>
 
 // glog's CHECK (through torch) would silently replace Catch's; once Catch is in, leave it be.
@@ -11,6 +11,7 @@
 #endif
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -49,6 +50,16 @@ inline ShellResult shell(const std::string& command) {
 
 // The attnlab CLI of this build.
 inline std::string cli() { return std::string(ATTNLAB_BINARY_DIR) + "/bin/attnlab"; }
+
+// <temp>/attnlab_test_<tag>_<pid>, emptied and created: a test's own scratch folder (left in
+// place afterwards, for inspection when a test fails).
+inline std::filesystem::path fresh_dir(const std::string& tag) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("attnlab_test_" + tag + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
 
 inline std::string file_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

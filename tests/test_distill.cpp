@@ -24,6 +24,7 @@ using namespace attnlab::model;
 
 namespace {
 
+using attnlab::test::fresh_dir;
 using attnlab::test::registry;
 
 struct MemorySink : TrialSink {
@@ -73,13 +74,6 @@ fs::path tiny_corpus(const fs::path& dir) {
         << objects[rng() % objects.size()] << ".\n";
   }
   return dir / "corpus.txt";
-}
-
-fs::path temp_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("attnlab_test_distill_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
 }
 
 TeacherSpec tiny_teacher() {
@@ -160,7 +154,7 @@ TEST_CASE("distill_loss is alpha_ce CE + alpha_kl tau^2 KL(teacher || student) +
 }
 
 TEST_CASE("dense control trial: teacher trained once and cached, student = teacher, paired samples") {
-  const auto dir = temp_dir("dense");
+  const auto dir = fresh_dir("distill_dense");
   DataSpec data;
   data.corpus = "text:" + tiny_corpus(dir).string();
   data.tokenizer = "bytes";
@@ -209,7 +203,7 @@ TEST_CASE("dense control trial: teacher trained once and cached, student = teach
 }
 
 TEST_CASE("distill trial: a windowed student trained end to end lowers its loss") {
-  const auto dir = temp_dir("masks");
+  const auto dir = fresh_dir("distill_masks");
   DataSpec data;
   data.corpus = "text:" + tiny_corpus(dir).string();
   auto spec = tiny_distill("masks");
@@ -235,7 +229,7 @@ TEST_CASE("distill trial: a windowed student trained end to end lowers its loss"
 }
 
 TEST_CASE("distill trial: a blend student trains only its mask weights and logs their evolution") {
-  const auto dir = temp_dir("blend");
+  const auto dir = fresh_dir("distill_blend");
   DataSpec data;
   data.corpus = "text:" + tiny_corpus(dir).string();
   auto spec = tiny_distill("blend");
@@ -261,7 +255,7 @@ TEST_CASE("distill trial: a blend student trains only its mask weights and logs 
 TEST_CASE("distill trial: every learnable backend trains a few steps with its regularizer") {
   // Regression: a backend whose regularizer comes from its last forward (gating) must see this
   // step's forward, not the previous step's freed graph.
-  const auto dir = temp_dir("all_backends");
+  const auto dir = fresh_dir("distill_all_backends");
   DataSpec data;
   data.corpus = "text:" + tiny_corpus(dir).string();
   for (const std::string backend : {"blend", "gating", "topk"}) {

@@ -23,14 +23,8 @@ using namespace attnlab::model;
 
 namespace {
 
+using attnlab::test::fresh_dir;
 using attnlab::test::registry;
-
-fs::path temp_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("attnlab_test_model_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // A file with the given header text and data bytes, length prefix as the format wants.
 void write_raw(const fs::path& path, const std::string& header, const std::string& data, std::uint64_t length) {
@@ -76,7 +70,7 @@ TEST_CASE("sha256 matches the FIPS 180-4 examples") {
 }
 
 TEST_CASE("safetensors round-trips every dtype, empty and scalar tensors, and metadata") {
-  const auto dir = temp_dir("roundtrip");
+  const auto dir = fresh_dir("model_roundtrip");
   std::map<std::string, at::Tensor> tensors = {
       {"f32", at::randn({3, 5})},
       {"f64", at::randn({2, 3, 4}, at::kDouble)},
@@ -116,7 +110,7 @@ TEST_CASE("safetensors round-trips every dtype, empty and scalar tensors, and me
 }
 
 TEST_CASE("safetensors rejects truncated and corrupt files with the file and tensor named") {
-  const auto dir = temp_dir("corrupt");
+  const auto dir = fresh_dir("model_corrupt");
   const auto good = dir / "good.safetensors";
   safetensors::write(good.string(), {{"a", at::ones({4})}, {"b", at::ones({2, 2})}});
   std::string bytes;
@@ -271,7 +265,7 @@ TEST_CASE("Hugging Face GPT-2 weights load with Conv1D transposed and match a ma
 
   for (const std::string prefix : {"", "transformer."}) {
     INFO("key prefix '" << prefix << "'");
-    const auto dir = temp_dir("hf");
+    const auto dir = fresh_dir("model_hf");
     write_hf_dir(dir, c, weights, prefix);
     auto model = load_hf_gpt2(dir.string(), dense_math());
     REQUIRE(model->config().n_embd == c.n_embd);
@@ -292,7 +286,7 @@ TEST_CASE("Hugging Face loading refuses weights that disagree with config.json")
   at::manual_seed(1);
   GPT2Config c;
   c.vocab_size = 17, c.n_positions = 8, c.n_embd = 8, c.n_layer = 1, c.n_head = 2;
-  const auto dir = temp_dir("hf_bad");
+  const auto dir = fresh_dir("model_hf_bad");
   auto message = [&](const std::map<std::string, at::Tensor>& w) {
     write_hf_dir(dir, c, w, "");
     try {
@@ -327,7 +321,7 @@ TEST_CASE("attnlab checkpoints round-trip weights, config and metadata") {
   GPT2Config c;
   c.vocab_size = 29, c.n_positions = 16, c.n_embd = 16, c.n_layer = 2, c.n_head = 4;
   GPT2 model(c, dense_math(), /*seed=*/3);
-  const auto dir = temp_dir("ckpt");
+  const auto dir = fresh_dir("model_ckpt");
   const auto path = (dir / "model.safetensors").string();
   save_checkpoint(model, path, {{"attnlab.tokenizer", "bytes"}});
   REQUIRE(safetensors::read_header(path).metadata.at("attnlab.tokenizer") == "bytes");

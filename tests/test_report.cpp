@@ -12,7 +12,6 @@
 #include "support.hpp"
 
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <array>
 #include <cmath>
@@ -29,6 +28,7 @@ namespace {
 
 using attnlab::test::cli;
 using attnlab::test::file_bytes;
+using attnlab::test::fresh_dir;
 using attnlab::test::shell;
 
 std::string f(const char* format, double value) {
@@ -69,9 +69,7 @@ struct Fixture {
 
 Fixture make_fixture(const std::string& tag) {
   Fixture fx;
-  fx.dir = fs::temp_directory_path() / ("attnlab_test_report_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(fx.dir);
-  fs::create_directories(fx.dir);
+  fx.dir = fresh_dir("report_" + tag);
   fx.db = (fx.dir / "r.sqlite").string();
   ResultStore store(fx.db);
   const auto run = store.begin_run({{"git_sha", "0123456789abcdef"}, {"git_dirty", true}, {"attnlab_version", "0.1.0"},

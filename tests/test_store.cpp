@@ -23,16 +23,10 @@ namespace {
 
 using attnlab::test::cli;
 using attnlab::test::file_bytes;
+using attnlab::test::fresh_dir;
 using attnlab::test::shell;
 
 std::string sweep(const std::string& name) { return std::string(ATTNLAB_TEST_DATA) + "/sweeps/" + name; }
-
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("attnlab_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 }  // namespace
 

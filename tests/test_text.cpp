@@ -11,6 +11,8 @@
 #include "text/token_data.hpp"
 #include "text/tokenizer.hpp"
 
+#include "support.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -23,10 +25,10 @@
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 using namespace attnlab::text;
+using attnlab::test::cli;
+using attnlab::test::fresh_dir;
+using attnlab::test::shell;
 namespace fs = std::filesystem;
 
 namespace {
@@ -37,9 +39,7 @@ const std::string kSetupHint = "(run tools/setup.sh: it installs node and fetche
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("attnlab_test_text_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
+    path = fresh_dir("text_" + tag);
   }
   ~TempDir() { fs::remove_all(path); }
 };
@@ -47,19 +47,6 @@ struct TempDir {
 void write_file(const fs::path& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary);
   out << content;
-}
-
-// Runs a shell command and returns its stdout; the exit status goes to *status.
-std::string run_command(const std::string& command, int* status) {
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  char buffer[65536];
-  std::size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int raw = ::pclose(pipe);
-  *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return output;
 }
 
 const Tokenizer& gpt2() {
@@ -96,21 +83,19 @@ const Document& brown_document(const std::string& id) {
 
 // The reference ids: gpt-3-encoder's encode() under node, for each text.
 std::vector<std::vector<std::int64_t>> reference_ids(const std::vector<std::string>& texts) {
-  int status = 0;
-  run_command("command -v node >/dev/null 2>&1", &status);
   {
     INFO("node is not on PATH " << kSetupHint);
-    REQUIRE(status == 0);
+    REQUIRE(shell("command -v node >/dev/null 2>&1").status == 0);
   }
   TempDir dir("ref");
   write_file(dir.path / "texts.json", nlohmann::json(texts).dump());
   const std::string script = std::string(ATTNLAB_SOURCE_DIR) + "/tools/tokenize_reference.js";
-  const std::string output = run_command("node '" + script + "' encode '" + (dir.path / "texts.json").string() + "'", &status);
+  const auto node = shell("node '" + script + "' encode '" + (dir.path / "texts.json").string() + "'");
   {
-    INFO("node " << script << " failed with status " << status << " " << kSetupHint);
-    REQUIRE(status == 0);
+    INFO("node " << script << " failed with status " << node.status << " " << kSetupHint);
+    REQUIRE(node.status == 0);
   }
-  return nlohmann::json::parse(output).get<std::vector<std::vector<std::int64_t>>>();
+  return nlohmann::json::parse(node.out).get<std::vector<std::vector<std::int64_t>>>();
 }
 
 // Deterministic random strings that stress the pre-tokenizer: white space of every kind,
@@ -358,7 +343,7 @@ TEST_CASE("token cache and dataset windows", "[text][data]") {
 }
 
 TEST_CASE("attnlab tokenize prints the library's ids, one line per input line", "[text][cli]") {
-  const std::string binary = std::string(ATTNLAB_BINARY_DIR) + "/bin/attnlab";
+  const std::string binary = cli();
   REQUIRE(fs::exists(binary));
   TempDir dir("cli");
   // The last line has no newline; an empty line stays an empty output line.
@@ -369,17 +354,13 @@ TEST_CASE("attnlab tokenize prints the library's ids, one line per input line", 
   write_file(dir.path / "input.txt", input);
   const BytesTokenizer bytes;
   for (const Tokenizer* tokenizer : {&gpt2(), static_cast<const Tokenizer*>(&bytes)}) {
-    int status = 0;
-    const std::string output = run_command(
-        "'" + binary + "' tokenize --tokenizer " + tokenizer->name() + " < '" + (dir.path / "input.txt").string() + "'",
-        &status);
-    INFO(tokenizer->name() << " output:\n" << output);
-    REQUIRE(status == 0);
+    const auto r = shell("'" + binary + "' tokenize --tokenizer " + tokenizer->name() + " < '" +
+                         (dir.path / "input.txt").string() + "'");
+    INFO(tokenizer->name() << " output:\n" << r.out);
+    REQUIRE(r.status == 0);
     std::string expected;
     for (const auto& line : lines) expected += join_ids(tokenizer->encode(line)) + "\n";
-    REQUIRE(output == expected);
+    REQUIRE(r.out == expected);
   }
-  int status = 0;
-  run_command("'" + binary + "' tokenize --tokenizer wordpiece < /dev/null 2>/dev/null", &status);
-  REQUIRE(status != 0);
+  REQUIRE(shell("'" + binary + "' tokenize --tokenizer wordpiece < /dev/null 2>/dev/null").status != 0);
 }
