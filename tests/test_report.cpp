@@ -272,9 +272,13 @@ TEST_CASE("compare: ratios to the baseline at the same grid point, empty without
   const auto sweep = report::load_sweep_data(store, "fixture-distill");
   const auto table = report::compare_table(sweep, report::parse_baseline("dense"));
   REQUIRE(table.rows.size() == 4);
-  auto column = [&](const std::string& name) {
-    return std::find(table.columns.begin(), table.columns.end(), name) - table.columns.begin();
+  // Index of a column of `t`; REQUIREs it exists (an absent name would index past the row).
+  auto column_of = [](const ResultStore::Table& t, const std::string& name) {
+    const auto at = std::find(t.columns.begin(), t.columns.end(), name);
+    REQUIRE(at != t.columns.end());
+    return at - t.columns.begin();
   };
+  auto column = [&](const std::string& name) { return column_of(table, name); };
   for (const auto& row : table.rows) {
     const std::string backend = *row[column("backend")];
     const int T = std::stoi(*row[column("eval_len")]);
@@ -287,7 +291,8 @@ TEST_CASE("compare: ratios to the baseline at the same grid point, empty without
   // A pinned baseline that no trial matches leaves every ratio empty.
   const auto none = report::compare_table(report::load_sweep_data(store, "fixture-bench"),
                                           report::parse_baseline("dense/execution=math"));
-  for (const auto& row : none.rows) CHECK_FALSE(row[column("ratio_median_ms")].has_value());
+  REQUIRE_FALSE(none.rows.empty());
+  for (const auto& row : none.rows) CHECK_FALSE(row[column_of(none, "ratio_median_ms")].has_value());
   CHECK_THROWS_WITH(report::parse_baseline("dense/execution"), Catch::Contains("not param=value"));
   fs::remove_all(fx.dir);  // left in place when a REQUIRE stops the test, for inspection
 }
