@@ -25,12 +25,8 @@ void setup(CLI::App& root, int& exit_code) {
   cmd->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
       ->capture_default_str();
   cmd->callback([args, &exit_code] {
-    if (!std::filesystem::exists(args->db)) {
-      std::cerr << "attnlab: no database at " << args->db << " (run a sweep first, or pass --db)\n";
-      exit_code = 1;
-      return;
-    }
-    try {
+    if (!database_exists(args->db, exit_code)) return;
+    report_errors("compare", exit_code, [&] {
       const auto baseline = report::parse_baseline(args->baseline);
       ResultStore store(args->db, /*read_only=*/true);
       const auto sweep = report::load_sweep_data(store, args->sweep);
@@ -40,13 +36,7 @@ void setup(CLI::App& root, int& exit_code) {
         std::cerr << "attnlab compare: sweep '" << args->sweep << "' has no trial of backend '" << baseline.backend
                   << "': every ratio is empty\n";
       print_result(std::cout, report::compare_table(sweep, baseline), args->format);
-    } catch (const std::invalid_argument& e) {
-      std::cerr << "attnlab compare: " << e.what() << "\n";
-      exit_code = 2;
-    } catch (const std::exception& e) {
-      std::cerr << "attnlab compare: " << e.what() << "\n";
-      exit_code = 1;
-    }
+    });
   });
 }
 

@@ -50,13 +50,6 @@ std::string summary_sql(const std::string& sweep, const std::string& kind) {
 
 namespace {
 
-bool open_existing(const std::string& db, int& exit_code) {
-  if (std::filesystem::exists(db)) return true;
-  std::cerr << "attnlab: no database at " << db << " (run a sweep first, or pass --db)\n";
-  exit_code = 1;
-  return false;
-}
-
 struct QueryArgs {
   std::string db = default_db_path(), format = "table", sql, sweep;
 };
@@ -69,7 +62,7 @@ void setup(CLI::App& root, int& exit_code) {
   query->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
       ->capture_default_str();
   query->callback([args, &exit_code] {
-    if (!open_existing(args->db, exit_code)) return;
+    if (!database_exists(args->db, exit_code)) return;
     try {
       ResultStore store(args->db, /*read_only=*/true);
       print_result(std::cout, store.query(args->sql), args->format);
@@ -85,7 +78,7 @@ void setup(CLI::App& root, int& exit_code) {
   trials->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
       ->capture_default_str();
   trials->callback([args, &exit_code] {
-    if (!open_existing(args->db, exit_code)) return;
+    if (!database_exists(args->db, exit_code)) return;
     ResultStore store(args->db, /*read_only=*/true);
     std::string kind = "bench";
     if (!args->sweep.empty()) {

@@ -28,28 +28,18 @@ void setup(CLI::App& root, int& exit_code) {
                   "optionally pinned: dense/execution=sdpa")->capture_default_str();
   cmd->add_flag("--no-plots", args->no_plots, "tables only (no gnuplot needed)");
   cmd->callback([args, &exit_code] {
-    if (!std::filesystem::exists(args->db)) {
-      std::cerr << "attnlab: no database at " << args->db << " (run a sweep first, or pass --db)\n";
-      exit_code = 1;
-      return;
-    }
+    if (!database_exists(args->db, exit_code)) return;
     report::ReportOptions options;
     options.sweep = args->sweep;
     options.out = args->out.empty() ? std::filesystem::path("results/reports") / args->sweep : std::filesystem::path(args->out);
     options.baseline = args->baseline;
     options.plots = !args->no_plots;
-    try {
+    report_errors("report", exit_code, [&] {
       ResultStore store(args->db, /*read_only=*/true);
       const auto files = report::write_report(store, options);
       spdlog::info("report for sweep '{}': {} figures in {}", args->sweep, files.pngs.size(), options.out.string());
       std::cout << files.markdown.string() << "\n" << files.html.string() << "\n";
-    } catch (const std::invalid_argument& e) {
-      std::cerr << "attnlab report: " << e.what() << "\n";
-      exit_code = 2;
-    } catch (const std::exception& e) {
-      std::cerr << "attnlab report: " << e.what() << "\n";
-      exit_code = 1;
-    }
+    });
   });
 }
 

@@ -6,6 +6,10 @@
 // follows registration order, which is file order; main() sorts nothing.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <iostream>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace attnlab::cli {
@@ -20,6 +24,30 @@ struct RegisterCommand {
 
 // Default database path: results/attnlab.sqlite relative to the current directory.
 inline const char* default_db_path() { return "results/attnlab.sqlite"; }
+
+// For commands that read results: false (exit code 1, a hint on stderr) when `db` is missing,
+// so they never create an empty database by opening it.
+inline bool database_exists(const std::string& db, int& exit_code) {
+  if (std::filesystem::exists(db)) return true;
+  std::cerr << "attnlab: no database at " << db << " (run a sweep first, or pass --db)\n";
+  exit_code = 1;
+  return false;
+}
+
+// Runs `body`, turning what it throws into "attnlab <command>: message" on stderr and an exit
+// code: 2 for std::invalid_argument (bad input), 1 for anything else.
+template <typename Body>
+void report_errors(const char* command, int& exit_code, Body&& body) {
+  try {
+    body();
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "attnlab " << command << ": " << e.what() << "\n";
+    exit_code = 2;
+  } catch (const std::exception& e) {
+    std::cerr << "attnlab " << command << ": " << e.what() << "\n";
+    exit_code = 1;
+  }
+}
 
 }  // namespace attnlab::cli
 
