@@ -4,11 +4,7 @@
 // CLI and capturing stdout, reading a file whole, a fresh scratch folder.
 #include <attnlab/registry.hpp>
 
-// glog's CHECK (through torch) would silently replace Catch's; once Catch is in, leave it be.
-#ifndef TWOBLUECUBES_SINGLE_INCLUDE_CATCH_HPP_INCLUDED
-#undef CHECK
-#include <catch2/catch.hpp>
-#endif
+#include "catch.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>

@@ -7,8 +7,7 @@
 #include <attnlab/registry.hpp>
 
 #include <torch/optim/adam.h>
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 

@@ -4,8 +4,7 @@
 
 #include <attnlab/registry.hpp>
 
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 

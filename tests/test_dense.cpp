@@ -6,8 +6,7 @@
 #include <torch/autograd.h>
 #include <torch/version.h>
 
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 

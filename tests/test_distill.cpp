@@ -9,8 +9,7 @@
 #include <attnlab/registry.hpp>
 
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 
@@ -178,7 +177,7 @@ TEST_CASE("dense control trial: teacher trained once and cached, student = teach
   REQUIRE(first.final("eval/T32/density") == Approx((32.0 * 33 / 2) / (32.0 * 32)));
   REQUIRE(first.metrics.count("eval/T32/hard_kl") == 0);  // dense has no hard mode
   REQUIRE(first.metrics.count("eval/T128/kl") == 0);
-  REQUIRE_THAT(first.infos.at("eval.T128"), Catch::Matchers::Contains("exceeds the model's n_positions = 64"));
+  REQUIRE_THAT(first.infos.at("eval.T128"), Catch::Contains("exceeds the model's n_positions = 64"));
   REQUIRE(std::abs(first.curve("train/kl").front()) < 1e-6);
 
   for (const std::string prompt : {"The jury said", "It was a"})
@@ -191,7 +190,7 @@ TEST_CASE("dense control trial: teacher trained once and cached, student = teach
 
   // The teacher's identity: the file, its sha256, the recipe, the tokenizer.
   REQUIRE(first.infos.at("teacher.sha256") == sha256_file(first.infos.at("teacher.path")));
-  REQUIRE_THAT(first.infos.at("teacher.config"), Catch::Matchers::Contains("\"n_embd\":32"));
+  REQUIRE_THAT(first.infos.at("teacher.config"), Catch::Contains("\"n_embd\":32"));
   REQUIRE(first.infos.at("teacher.tokenizer") == "bytes");
 
   MemorySink second;

@@ -8,8 +8,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "kernel_support.hpp"
 

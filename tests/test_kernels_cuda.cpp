@@ -8,8 +8,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "kernel_support.hpp"
 

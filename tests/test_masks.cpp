@@ -3,8 +3,7 @@
 #include <attnlab/masks.hpp>
 
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <functional>
 #include <string>

@@ -8,8 +8,7 @@
 #include <attnlab/registry.hpp>
 
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 
@@ -123,7 +122,7 @@ TEST_CASE("safetensors rejects truncated and corrupt files with the file and ten
     std::ofstream(bad, std::ios::binary | std::ios::trunc) << content;
     return read_error(bad);
   };
-  using Catch::Matchers::Contains;
+  using Catch::Contains;
 
   SECTION("the good file reads") { REQUIRE(read_error(good).empty()); }
   SECTION("truncated data") {
@@ -282,7 +281,7 @@ TEST_CASE("Hugging Face GPT-2 weights load with Conv1D transposed and match a ma
 }
 
 TEST_CASE("Hugging Face loading refuses weights that disagree with config.json") {
-  using Catch::Matchers::Contains;
+  using Catch::Contains;
   at::manual_seed(1);
   GPT2Config c;
   c.vocab_size = 17, c.n_positions = 8, c.n_embd = 8, c.n_layer = 1, c.n_head = 2;
@@ -339,6 +338,6 @@ TEST_CASE("attnlab checkpoints round-trip weights, config and metadata") {
   // A plain safetensors file without attnlab's config is refused with the reason.
   const auto plain = (dir / "plain.safetensors").string();
   safetensors::write(plain, {{"x", at::ones({1})}});
-  REQUIRE_THROWS_WITH(load_any(plain, dense_math()), Catch::Matchers::Contains("neither an attnlab checkpoint"));
+  REQUIRE_THROWS_WITH(load_any(plain, dense_math()), Catch::Contains("neither an attnlab checkpoint"));
   fs::remove_all(dir);
 }

@@ -1,7 +1,7 @@
 // resolve_params: a backend's schema turns a trial's loose values into checked Params.
 #include <attnlab/params.hpp>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <cmath>
 #include <limits>

@@ -4,8 +4,7 @@
 #include <attnlab/registry.hpp>
 
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <dlfcn.h>
 #include <sys/wait.h>

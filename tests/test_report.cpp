@@ -6,8 +6,7 @@
 #include "report/sweep_data.hpp"
 #include "runtime/store.hpp"
 
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 

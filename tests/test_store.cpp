@@ -3,8 +3,7 @@
 #include "runtime/bench.hpp"
 #include "runtime/store.hpp"
 
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "support.hpp"
 

@@ -4,8 +4,7 @@
 // own JS encoder, run under node by tools/tokenize_reference.js. Without node or the npm data
 // these tests fail (they do not skip): run tools/setup.sh.
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "text/corpus.hpp"
 #include "text/token_data.hpp"

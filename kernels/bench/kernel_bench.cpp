@@ -17,6 +17,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
       auto timed = [&](const Attention& attention) {
         return median_ms([&] {
           if (pass == "fwd") {
-            at::NoGradGuard no_grad;
+            c10::NoGradGuard no_grad;
             attention(q, k, v);
             return;
           }

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/version.h>
 
 #include <unistd.h>
@@ -62,7 +63,7 @@ int configure_threads(int requested) {
 }
 
 double measure_sgemm_gflops(int n, int repeats) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto a = at::randn({n, n}), b = at::randn({n, n});
   auto c = at::mm(a, b);  // warm the BLAS threads and caches
   std::vector<double> seconds;
