@@ -100,7 +100,7 @@ double mean(const std::vector<double>& v, size_t from, size_t to) {
 
 }  // namespace
 
-TEST_CASE("a student with dense attention computes the teacher's logits; KL = 0") {
+TEST_CASE("a student with dense attention computes the teacher's logits, KL = 0") {
   GPT2Config c;
   c.vocab_size = 41, c.n_positions = 24, c.n_embd = 24, c.n_layer = 2, c.n_head = 3;
   GPT2 teacher(c, dense(), /*seed=*/9);

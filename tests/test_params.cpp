@@ -45,7 +45,7 @@ TEST_CASE("defaults fill every parameter that is not given") {
   CHECK(params.values().size() == schema().size());
 }
 
-TEST_CASE("an int given for a float widens; bounds are inclusive") {
+TEST_CASE("an int given for a float widens, bounds are inclusive") {
   const auto params = resolve_params(schema(), {{"temperature", std::int64_t{10}}, {"tile", std::int64_t{16}}});
   REQUIRE(std::holds_alternative<double>(params.values().at("temperature")));
   CHECK(params.get_float("temperature") == 10.0);

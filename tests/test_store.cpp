@@ -76,7 +76,7 @@ TEST_CASE("a failed trial keeps its error and a rerun clears old numbers", "[sto
   REQUIRE(*store.query("select status from trials").rows[0][0] == "running");
 }
 
-TEST_CASE("attnlab run records every trial; a rerun runs nothing; --force reruns", "[store][cli]") {
+TEST_CASE("attnlab run records every trial, a rerun runs nothing, --force reruns", "[store][cli]") {
   const auto dir = fresh_dir("resume");
   const std::string db = (dir / "r.sqlite").string();
   auto first = shell(cli() + " run --no-progress " + sweep("good.toml") + " --db " + db);
