@@ -1,8 +1,10 @@
 #pragma once
 // What several test files share: the plugin registry (discovered once per process, from
 // <build>/plugins next to <build>/bin where the tests live), running a shell command or the
-// CLI and capturing stdout, reading a file whole, a fresh scratch folder.
+// CLI and capturing stdout, reading a file whole, a fresh scratch folder, an in-memory sink.
 #include <attnlab/registry.hpp>
+
+#include "runtime/sink.hpp"
 
 #include "catch.hpp"
 
@@ -13,8 +15,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace attnlab::test {
 
@@ -63,5 +68,30 @@ inline std::string file_bytes(const std::filesystem::path& p) {
   s << in.rdbuf();
   return s.str();
 }
+
+// A trial sink that keeps everything in memory: final(name) is a metric's one final value.
+struct MemorySink : TrialSink {
+  std::map<std::string, std::vector<std::pair<std::int64_t, double>>> metrics;
+  std::map<std::string, std::string> infos;
+  std::map<std::string, std::string> samples;  // "prompt|who|mode" -> text
+  void metric(const std::string& name, double value, std::int64_t step) override {
+    metrics[name].emplace_back(step, value);
+  }
+  void sample(const std::string& prompt, const std::string& who, const std::string& mode, const std::string& text) override {
+    samples[prompt + "|" + who + "|" + mode] = text;
+  }
+  void info(const std::string& key, const std::string& value) override { infos[key] = value; }
+  double final(const std::string& name) const {
+    INFO("metric " << name);
+    REQUIRE(metrics.count(name) == 1);
+    return metrics.at(name).back().second;
+  }
+  std::vector<double> curve(const std::string& name) const {
+    std::vector<double> v;
+    if (metrics.count(name))
+      for (const auto& p : metrics.at(name)) v.push_back(p.second);
+    return v;
+  }
+};
 
 }  // namespace attnlab::test

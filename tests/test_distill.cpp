@@ -24,32 +24,8 @@ using namespace attnlab::model;
 namespace {
 
 using attnlab::test::fresh_dir;
+using attnlab::test::MemorySink;
 using attnlab::test::registry;
-
-struct MemorySink : TrialSink {
-  std::map<std::string, std::vector<std::pair<std::int64_t, double>>> metrics;
-  std::map<std::string, std::string> infos;
-  std::map<std::string, std::string> samples;  // "prompt|who|mode" -> text
-  void metric(const std::string& name, double value, std::int64_t step) override {
-    metrics[name].emplace_back(step, value);
-  }
-  void sample(const std::string& prompt, const std::string& who, const std::string& mode, const std::string& text) override {
-    samples[prompt + "|" + who + "|" + mode] = text;
-  }
-  void info(const std::string& key, const std::string& value) override { infos[key] = value; }
-  double final(const std::string& name) const {
-    INFO("metric " << name);
-    REQUIRE(metrics.count(name) == 1);
-    return metrics.at(name).back().second;
-  }
-  std::vector<double> curve(const std::string& name) const {
-    std::vector<double> v;
-    if (metrics.count(name))
-      for (const auto& p : metrics.at(name)) v.push_back(p.second);
-    return v;
-  }
-};
-
 
 BackendFactory plugin_factory() {
   return [](const std::string& name, const BackendInit& init, const std::map<std::string, ParamValue>& params) {

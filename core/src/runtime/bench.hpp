@@ -9,8 +9,11 @@
 // less than `min_time_s` (at most kMaxRepeats): fast trials then get enough samples for a
 // stable median on a noisy machine. Recorded (names in docs/RESULTS.md):
 // wall time median/min/max/p10/p90/mean/cv, peak tensor bytes above the inputs (tracking
-// allocator; CUDA: caching allocator peak), peak RSS, useful FLOPs (allowed elements) and
-// tile FLOPs (computed tiles), GFLOP/s, fraction of the sgemm ceiling, densities.
+// allocator; CUDA: caching allocator peak) -- for fwd+bwd that includes the new q/k/v and
+// parameter gradients, as the previous pass's are freed before the measurement starts --,
+// peak RSS, useful FLOPs (allowed elements: what a kernel must compute at the least) and
+// tile FLOPs (every element of every non-empty tile: an upper bound, partial tiles counted
+// whole), GFLOP/s of each, the fraction of the sgemm ceiling (useful FLOPs), densities.
 #include "runtime/sink.hpp"
 
 #include <attnlab/backend.hpp>
