@@ -3,8 +3,12 @@
 //   out[b,h,t] = sum_{s<=t} softmax_s(q[b,h,t]·k[b,h,s] / sqrt(D)) v[b,h,s]
 //   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
 //
-// execution = "sdpa"         LibTorch's own fused attention (at::_scaled_dot_product_attention
-//                            on 1.13, at::scaled_dot_product_attention on 2.x)
+// execution = "sdpa"         LibTorch's own attention, whatever it dispatches to. On 2.x CPU
+//                            (at::scaled_dot_product_attention) that is a flash kernel,
+//                            aten::_scaled_dot_product_flash_attention_for_cpu: the strong
+//                            peer. On 1.13 (at::_scaled_dot_product_attention) it is a
+//                            composite *math* path: full Q K^T, a float mask, T x T weights.
+//                            The run context's sdpa_backend says which one a run measured.
 //           = "math"         matmul, masked_fill, softmax, matmul: what a notebook writes
 //           = "block_sparse" attnlab's flash-style kernel with the causal block layout
 #include <attnlab/kernels/attention.hpp>
@@ -26,7 +30,7 @@ class DenseAttention : public attnlab::AttentionBackend {
 
   static std::vector<attnlab::ParamSpec> schema() {
     return {attnlab::ParamSpec::choice("execution", "sdpa", {"sdpa", "math", "block_sparse"},
-                                       "how the causal attention is computed"),
+                                       "sdpa: LibTorch's attention (2.x CPU: flash; 1.13: math), math: notebook matmul+softmax, block_sparse: attnlab's kernel"),
             attnlab::ParamSpec::integer("tile", 64, 16, 256, "tile size for execution = block_sparse")};
   }
 
@@ -55,4 +59,4 @@ class DenseAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(DenseAttention, "dense", "causal softmax attention (baseline): LibTorch sdpa, math, or block-sparse kernel")
+ATTNLAB_PLUGIN(DenseAttention, "dense", "causal softmax attention (baseline): LibTorch sdpa (flash on 2.x CPU, math on 1.13), notebook math, or attnlab's block-sparse kernel")

@@ -53,6 +53,25 @@ std::string blas_in_use() {
   return "unknown";
 }
 
+// Which implementation LibTorch's scaled_dot_product_attention runs for the bench's usual
+// causal fp32 shape on the CPU: the dense baseline is only as strong as this answer.
+std::string sdpa_backend() {
+#if TORCH_VERSION_MAJOR >= 2
+  c10::NoGradGuard no_grad;
+  const auto q = at::randn({1, 8, 256, 64});
+  // at::SDPBackend's values (its header is not in every 2.x): -1 error, 0 math, 1 flash, ...
+  switch (at::_fused_sdp_choice(q, q, q, {}, 0.0, /*is_causal=*/true)) {
+    case 0: return "math (composite matmul + softmax)";
+    case 1: return "flash_attention (aten::_scaled_dot_product_flash_attention_for_cpu)";
+    case 2: return "efficient_attention";
+    case 3: return "cudnn_attention";
+    default: return "other";
+  }
+#else
+  return "math (LibTorch 1.x composite _scaled_dot_product_attention: full QK^T, T x T weights)";
+#endif
+}
+
 }  // namespace
 
 int configure_threads(int requested) {
@@ -84,6 +103,7 @@ nlohmann::json collect_context(bool measure_sgemm) {
   c["attnlab_version"] = ATTNLAB_VERSION;
   c["torch_version"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                        std::to_string(TORCH_VERSION_PATCH);
+  c["sdpa_backend"] = sdpa_backend();
   c["blas"] = blas_in_use();
   c["threads"] = at::get_num_threads();
   c["cpu"] = cpu_model();
