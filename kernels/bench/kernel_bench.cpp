@@ -13,6 +13,7 @@
 //
 //   attnlab_kernel_bench [--device cpu|cuda] [--seq 1024,2048,4096] [--keep 1,0.5,0.25,0.125]
 //                        [--heads 8] [--head-dim 64] [--reps 10] [--threads N]
+//                        [--pass fwd|fwd+bwd|both] [--sdpa 1|0]  (0: the kernel alone, for a profiler)
 #include <attnlab/kernels/attention.hpp>
 
 #include <ATen/ATen.h>
@@ -42,6 +43,8 @@ struct Options {
   std::vector<std::int64_t> seq = {1024, 2048, 4096};
   std::vector<double> keep = {1.0, 0.5, 0.25, 0.125};
   std::int64_t heads = 8, head_dim = 64, tile = 64, reps = 10, threads = 0;
+  std::string pass = "both";
+  bool sdpa = true;
 };
 
 template <typename T>
@@ -63,6 +66,8 @@ Options parse(int argc, char** argv) {
     else if (key == "--head-dim") o.head_dim = std::stoll(value);
     else if (key == "--reps") o.reps = std::stoll(value);
     else if (key == "--threads") o.threads = std::stoll(value);
+    else if (key == "--pass") o.pass = value;
+    else if (key == "--sdpa") o.sdpa = value != "0";
     else {
       std::fprintf(stderr, "attnlab_kernel_bench: unknown option '%s' (options: see kernels/bench/kernel_bench.cpp)\n",
                    key.c_str());
@@ -130,6 +135,7 @@ int main(int argc, char** argv) {
     std::vector<LayoutSet> layouts;  // one per keep, shared by both passes
     for (double keep : o.keep) layouts.push_back({random_causal_layout(T, o.tile, keep)});
     for (const std::string pass : {"fwd", "fwd+bwd"}) {
+      if (o.pass != "both" && o.pass != pass) continue;
       auto timed = [&](const Attention& attention) {
         return median_ms([&] {
           if (pass == "fwd") {
@@ -142,7 +148,7 @@ int main(int argc, char** argv) {
           torch::autograd::grad({attention(qg, kg, vg)}, {qg, kg, vg}, {dout});
         }, o.reps, cuda);
       };
-      const double sdpa_ms = timed(sdpa_causal);
+      const double sdpa_ms = o.sdpa ? timed(sdpa_causal) : NAN;
       double causal_ms = 0.0, causal_density = 0.0;
       for (std::size_t i = 0; i < o.keep.size(); ++i) {
         const double keep = o.keep[i];

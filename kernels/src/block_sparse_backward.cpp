@@ -50,7 +50,6 @@ namespace attnlab::kernels {
 namespace {
 
 constexpr std::int64_t kChunkRows = 256;
-constexpr std::int64_t kRowBlock = 6;  // rows of the GEMM micro-kernel
 
 template <typename scalar_t>
 struct BackwardPointers {
@@ -99,7 +98,7 @@ void backward_full_run(const BackwardPointers<scalar_t>& x, std::int64_t c0, std
 }
 
 // The same products for one partial tile (mask `mask_index`, m <= tile queries), in blocks of
-// kRowBlock queries (keys for dV and dK), each over only the keys (queries) its mask allows:
+// the micro-kernel's rows of queries (keys for dV and dK), each over only the keys (queries) its mask allows:
 // a causal diagonal tile costs ~60% of a full one. Elements outside a block's span are never
 // computed; the mask clears them before exp, so P and dS are exact zeros there.
 template <typename scalar_t>
@@ -113,8 +112,9 @@ void backward_partial_tile(const cpu::LayoutView& L, std::int64_t mask_index,
   const bool* mask = L.mask_of(mask_index);  // [query, key]
   const scalar_t* q_rows = x.q + r0 * D;
   const scalar_t* dout_rows = x.dout + r0 * D;
-  auto for_blocks = [](std::int64_t n, auto&& body) {
-    for (std::int64_t b0 = 0; b0 < n; b0 += kRowBlock) body(b0, std::min(n, b0 + kRowBlock));
+  const std::int64_t row_block = cpu::gemm_block_rows();
+  auto for_blocks = [row_block](std::int64_t n, auto&& body) {
+    for (std::int64_t b0 = 0; b0 < n; b0 += row_block) body(b0, std::min(n, b0 + row_block));
   };
   // 16-key panel boundaries: K^T / V^T panels of this tile start at its first key.
   auto panel_start = [](std::int64_t key) { return key / cpu::kPanelWidth * cpu::kPanelWidth; };

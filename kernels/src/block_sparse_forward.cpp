@@ -67,113 +67,125 @@ namespace {
 
 constexpr std::int64_t kChunkKeys = 256;
 
-constexpr std::int64_t kRowBlock = 6;  // rows of the GEMM micro-kernel
-
-// Keys [s0, s0 + width) at column `offset` of the scores: consecutive full tiles (mask -1)
-// or one partial tile (mask = its mask index).
+// Keys [s0, s0 + width) at row `offset` of the chunk's scores: consecutive full tiles
+// (mask -1) or one partial tile (mask = its mask index).
 struct KeyRun {
   std::int64_t s0, width, offset, mask;
 };
 
+// Per thread: the query tile's Q^T in 16-query panels, the chunk's scores S^T [keys, queries],
+// the output accumulator O [queries, D], running max m, sum l and the chunk's max m_new.
+template <typename scalar_t>
+struct ForwardScratch {
+  std::vector<scalar_t> q_panels, scores, acc, row_m, row_l, chunk_m, shift;
+  std::vector<KeyRun> runs;
+  ForwardScratch(std::int64_t tile, std::int64_t D)
+      : q_panels((tile + cpu::kPanelWidth - 1) / cpu::kPanelWidth * cpu::kPanelWidth * D),
+        scores(std::max(kChunkKeys, tile) * tile), acc(tile * D), row_m(tile), row_l(tile),
+        chunk_m(tile), shift(tile) {}
+};
+
+// One query tile `qt` of one (b, h). Scores are kept key-major, S^T = scale K_run Q_i^T, so
+// the B operand of every score product is this tile's Q^T, packed once here, and K is read
+// in place: nothing of the whole sequence is copied (the forward's peak memory is out + lse).
+// The row's tiles are taken in chunks of up to kChunkKeys keys, adjacent or not: one
+// online-softmax update (max, exp, rescale of O) per chunk, vectorized across queries, then
+// O += P V as O += (S^T)^T V (gemm_tn reads S^T transposed). Runs of consecutive full tiles
+// share one product; a partial tile is computed in blocks of the micro-kernel's rows of keys,
+// each over the queries those keys allow (for P V: blocks of queries over their keys), so a
+// causal diagonal tile costs ~60% of a full one.
 template <typename scalar_t>
 void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_t* q,
-                        const cpu::TransposedOperand<scalar_t>& k_t, std::int64_t bh,
-                        const scalar_t* v, scalar_t* out, scalar_t* lse,
-                        std::int64_t D, scalar_t scale, std::vector<scalar_t>& scores,
-                        std::vector<scalar_t>& acc, std::vector<scalar_t>& row_m,
-                        std::vector<scalar_t>& row_l, std::vector<KeyRun>& runs) {
+                        const scalar_t* k, const scalar_t* v, scalar_t* out, scalar_t* lse,
+                        std::int64_t D, scalar_t scale, ForwardScratch<scalar_t>& x) {
   constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
   const std::int64_t tile = L.tile, r0 = qt * tile, rows = std::min(tile, L.T - r0);
-  const scalar_t* q_tile = q + r0 * D;
-  std::fill(acc.begin(), acc.begin() + rows * D, scalar_t(0));
-  std::fill(row_m.begin(), row_m.begin() + rows, neg_inf);
-  std::fill(row_l.begin(), row_l.begin() + rows, scalar_t(0));
+  const std::int64_t row_block = cpu::gemm_block_rows();
+  const std::int64_t ld = tile;  // row stride of S^T: one column per query
+  cpu::pack_panels(q + r0 * D, rows, D, x.q_panels.data());
+  std::fill(x.acc.begin(), x.acc.begin() + rows * D, scalar_t(0));
+  std::fill(x.row_m.begin(), x.row_m.begin() + rows, neg_inf);
+  std::fill(x.row_l.begin(), x.row_l.begin() + rows, scalar_t(0));
 
-  // The row's tiles are taken in chunks of up to kChunkKeys keys, adjacent or not: one
-  // online-softmax update (max, exp, rescale of O) per chunk instead of per tile, which is
-  // what keeps sparse rows (isolated tiles) as cheap per tile as dense ones. Inside a chunk,
-  // runs of consecutive full tiles share one wide score GEMM and one P V GEMM; a partial tile
-  // is computed in blocks of kRowBlock rows, each over only the columns its rows allow (a
-  // causal diagonal tile then costs ~60% of a full one, which matters at low density where
-  // diagonal tiles are a third of the work).
-  const std::int64_t ld = std::max(kChunkKeys, tile);  // row stride of `scores`
+  const std::int64_t chunk_keys = std::max(kChunkKeys, tile);
   const std::int64_t e_end = L.row_ptr[qt + 1];
   for (std::int64_t e_chunk = L.row_ptr[qt]; e_chunk < e_end;) {
-    scalar_t* s = scores.data();
+    scalar_t* s = x.scores.data();
     std::int64_t n = 0;  // keys gathered in this chunk
     std::int64_t e = e_chunk;
-    while (e < e_end && n + tile <= ld) {
+    while (e < e_end && n + tile <= chunk_keys) {
       std::int64_t e1 = e + 1;
       if (L.tile_mask[e] < 0)
         while (e1 < e_end && L.tile_mask[e1] < 0 && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 &&
-               n + (e1 - e + 1) * tile <= ld)
+               n + (e1 - e + 1) * tile <= chunk_keys)
           ++e1;
       const std::int64_t s0 = L.col_idx[e] * tile;
       const KeyRun run{s0, std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0, n, L.tile_mask[e]};
       if (run.mask < 0) {
-        cpu::gemm_transposed_b(k_t, bh, s0, rows, run.width, scale, q_tile, D, scalar_t(0), s + n, ld);
+        cpu::gemm_nn_panels(run.width, rows, D, scale, k + s0 * D, D, x.q_panels.data(), scalar_t(0),
+                            s + n * ld, ld);
       } else {
-        for (std::int64_t b0 = 0; b0 < rows; b0 += kRowBlock) {
-          const std::int64_t b1 = std::min(rows, b0 + kRowBlock);
-          const auto span = L.row_span(run.mask, b0, b1);
-          // Start on a 16-key boundary (K^T panels); masking below clears what is not allowed.
-          const std::int64_t lo = span.lo / 16 * 16;
+        for (std::int64_t b0 = 0; b0 < run.width; b0 += row_block) {
+          const std::int64_t b1 = std::min(run.width, b0 + row_block);
+          const auto span = L.col_span(run.mask, b0, b1);  // queries these keys allow
+          const std::int64_t lo = span.lo / cpu::kPanelWidth * cpu::kPanelWidth;  // panel start
           if (span.lo < span.hi)
-            cpu::gemm_transposed_b(k_t, bh, s0 + lo, b1 - b0, span.hi - lo, scale, q_tile + b0 * D,
-                                   D, scalar_t(0), s + b0 * ld + n + lo, ld);
+            cpu::gemm_nn_panels(b1 - b0, std::min(span.hi, rows) - lo, D, scale, k + (s0 + b0) * D, D,
+                                x.q_panels.data() + lo * D, scalar_t(0), s + (n + b0) * ld + lo, ld);
         }
-        const bool* mask = L.mask_of(run.mask);
-        for (std::int64_t r = 0; r < rows; ++r)
-          cpu::mask_row(s + r * ld + n, mask + r * tile, run.width);
+        // Clears everything not allowed, computed or not; everything allowed was computed.
+        const bool* mask_t = L.t_mask_of(run.mask);
+        for (std::int64_t j = 0; j < run.width; ++j) cpu::mask_row(s + (n + j) * ld, mask_t + j * tile, rows);
       }
-      runs.push_back(run);
+      x.runs.push_back(run);
       n += run.width;
       e = e1;
     }
+
+    // Online softmax, one column per query: m_new = max(m, chunk max), P = exp(S - m_new),
+    // O and l rescaled by exp(m - m_new). A query with no allowed key yet keeps m = -inf and
+    // is shifted by +inf instead, so its P is exactly 0.
+    std::copy(x.row_m.begin(), x.row_m.begin() + rows, x.chunk_m.begin());
+    cpu::col_max(s, n, ld, rows, x.chunk_m.data());
     for (std::int64_t r = 0; r < rows; ++r) {
-      scalar_t* s_row = s + r * ld;
-      const scalar_t m_new = std::max(row_m[r], cpu::row_max(s_row, n));
-      if (m_new == neg_inf) {  // nothing allowed in this row yet
-        std::fill(s_row, s_row + n, scalar_t(0));
-        continue;
-      }
-      const scalar_t row_sum = cpu::exp_shift_sum(s_row, n, m_new);
-      if (m_new != row_m[r]) {
-        const scalar_t alpha = std::exp(row_m[r] - m_new);  // 0 when row_m was -inf
-        scalar_t* acc_row = acc.data() + r * D;
+      const scalar_t m_new = x.chunk_m[r];
+      x.shift[r] = m_new == neg_inf ? -neg_inf : m_new;
+      if (m_new != x.row_m[r]) {
+        const scalar_t alpha = std::exp(x.row_m[r] - m_new);  // 0 when row_m was -inf
+        scalar_t* acc_row = x.acc.data() + r * D;
         for (std::int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
-        row_l[r] *= alpha;
-        row_m[r] = m_new;
+        x.row_l[r] *= alpha;
+        x.row_m[r] = m_new;
       }
-      row_l[r] += row_sum;
     }
-    // P V per run (gathering the runs' V rows into one deeper product measured no faster);
-    // a partial tile's blocks of rows only over the keys they allow (P is 0 elsewhere).
-    for (const KeyRun& run : runs) {
+    cpu::exp_shift_cols(s, n, ld, rows, x.shift.data(), x.row_l.data());
+
+    // O += P V per run; a partial tile's blocks of queries only over the keys they allow.
+    for (const KeyRun& run : x.runs) {
       if (run.mask < 0) {
-        cpu::gemm_nn(rows, D, run.width, scalar_t(1), s + run.offset, ld, v + run.s0 * D, D,
-                     scalar_t(1), acc.data(), D);
+        cpu::gemm_tn(rows, D, run.width, scalar_t(1), s + run.offset * ld, ld, v + run.s0 * D, D, scalar_t(1),
+                     x.acc.data(), D);
         continue;
       }
-      for (std::int64_t b0 = 0; b0 < rows; b0 += kRowBlock) {
-        const std::int64_t b1 = std::min(rows, b0 + kRowBlock);
-        const auto span = L.row_span(run.mask, b0, b1);
+      for (std::int64_t b0 = 0; b0 < rows; b0 += row_block) {
+        const std::int64_t b1 = std::min(rows, b0 + row_block);
+        const auto span = L.row_span(run.mask, b0, b1);  // keys these queries allow
         if (span.lo < span.hi)
-          cpu::gemm_nn(b1 - b0, D, span.hi - span.lo, scalar_t(1), s + b0 * ld + run.offset + span.lo,
-                       ld, v + (run.s0 + span.lo) * D, D, scalar_t(1), acc.data() + b0 * D, D);
+          cpu::gemm_tn(b1 - b0, D, span.hi - span.lo, scalar_t(1), s + (run.offset + span.lo) * ld + b0, ld,
+                       v + (run.s0 + span.lo) * D, D, scalar_t(1), x.acc.data() + b0 * D, D);
       }
     }
-    runs.clear();
+    x.runs.clear();
     e_chunk = e;
   }
 
   for (std::int64_t r = 0; r < rows; ++r) {
-    const scalar_t l = row_l[r];
+    const scalar_t l = x.row_l[r];
     const scalar_t inv = l > 0 ? scalar_t(1) / l : scalar_t(0);
     scalar_t* out_row = out + (r0 + r) * D;
-    const scalar_t* acc_row = acc.data() + r * D;
+    const scalar_t* acc_row = x.acc.data() + r * D;
     for (std::int64_t d = 0; d < D; ++d) out_row[d] = acc_row[d] * inv;
-    lse[r0 + r] = l > 0 ? row_m[r] + std::log(l) : neg_inf;
+    lse[r0 + r] = l > 0 ? x.row_m[r] + std::log(l) : neg_inf;
   }
 }
 
@@ -183,24 +195,19 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                  at::Tensor& lse) {
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = v.size(2), D = q.size(3);
   const scalar_t* q_ptr = q.data_ptr<scalar_t>();
-  // K^T once per call (in 16-key panels when tiles allow): every score tile is then a
-  // plain row-major product that streams its B operand contiguously.
-  const auto k_t = cpu::transposed_operand<scalar_t>(k, cpu::all_tiles_multiple_of_16(views));
+  const scalar_t* k_ptr = k.data_ptr<scalar_t>();
   const scalar_t* v_ptr = v.data_ptr<scalar_t>();
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   scalar_t* lse_ptr = lse.data_ptr<scalar_t>();
   const auto work = cpu::WorkList::of(views, BH, /*by_key_tile=*/false);
-  const std::int64_t max_tile = work.max_tile;
 
   cpu::parallel_chunks(work.n_chunks, [&](std::int64_t chunk) {
-    std::vector<scalar_t> scores(max_tile * std::max(kChunkKeys, max_tile)), acc(max_tile * D),
-        row_m(max_tile), row_l(max_tile);
-    std::vector<KeyRun> runs;
+    ForwardScratch<scalar_t> scratch(work.max_tile, D);
     for (std::int64_t item = work.bounds[chunk]; item < work.bounds[chunk + 1]; ++item) {
       const std::int64_t bh = work.bh[item];
-      forward_query_tile<scalar_t>(cpu::view_for(views, bh), work.tile[item], q_ptr + bh * T * D, k_t, bh,
-                                   v_ptr + bh * S * D, out_ptr + bh * T * D, lse_ptr + bh * T, D,
-                                   static_cast<scalar_t>(scale), scores, acc, row_m, row_l, runs);
+      forward_query_tile<scalar_t>(cpu::view_for(views, bh), work.tile[item], q_ptr + bh * T * D,
+                                   k_ptr + bh * S * D, v_ptr + bh * S * D, out_ptr + bh * T * D,
+                                   lse_ptr + bh * T, D, static_cast<scalar_t>(scale), scratch);
     }
   });
 }
@@ -216,7 +223,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward(const at::Tensor& q, con
   TORCH_CHECK(q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu(),
               "block_sparse_forward: q, k, v must be on the CPU (this build has no CUDA kernels)");
   TORCH_CHECK(at::isFloatingType(q.scalar_type()), "block_sparse_forward: q must be floating");
-  const auto views = cpu::check_inputs("block_sparse_forward", q, k, v, layouts, false);
+  const auto views = cpu::check_inputs("block_sparse_forward", q, k, v, layouts, /*with_transpose=*/true);
   const at::ScalarType compute =
       q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor qc = q.to(compute).contiguous(), kc = k.to(compute).contiguous(),

@@ -36,6 +36,11 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
   spans(view.row_lo, view.row_hi, false);
   if (with_transpose) {
     spans(view.col_lo, view.col_hi, true);
+    view.t_masks.resize(n_partial * tile * tile);
+    for (std::int64_t i = 0; i < n_partial; ++i)
+      for (std::int64_t r = 0; r < tile; ++r)
+        for (std::int64_t c = 0; c < tile; ++c)
+          view.t_masks[(i * tile + c) * tile + r] = view.mask_of(i)[r * tile + c];
     const std::int64_t nnz = layout.nnz();
     view.t_col_ptr.assign(view.n_k_tiles + 1, 0);
     for (std::int64_t e = 0; e < nnz; ++e) ++view.t_col_ptr[view.col_idx[e] + 1];

@@ -37,9 +37,15 @@ struct LayoutView {
   // in blocks of rows and skip the columns no row of a block uses, e.g. most of the upper
   // half of a causal diagonal tile.
   std::vector<std::int64_t> row_lo, row_hi, col_lo, col_hi;
+  // Partial masks transposed, [n_partial, key, query] (built with the transpose): the forward
+  // keeps its scores key-major and masks them a key row at a time.
+  std::vector<unsigned char> t_masks;
 
   static LayoutView of(const BlockLayout& layout, bool with_transpose);
   const bool* mask_of(std::int64_t mask_index) const { return masks + mask_index * tile * tile; }
+  const bool* t_mask_of(std::int64_t mask_index) const {
+    return reinterpret_cast<const bool*>(t_masks.data()) + mask_index * tile * tile;
+  }
   struct Span {
     std::int64_t lo, hi;  // empty when lo >= hi
   };

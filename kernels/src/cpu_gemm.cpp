@@ -180,28 +180,39 @@ bool cpu_has_avx2() {
   return has;
 }
 
+// The fastest kernel this CPU runs, for one addressing of B (see gemm_avx2).
+template <bool kTransA>
+void gemm_float(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+                std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t block_stride,
+                float beta, float* c, std::int64_t ldc) {
+  if (detail::cpu_has_avx512())
+    detail::gemm_avx512<kTransA>(m, n, k, alpha, a, lda, b, ldb, block_stride, beta, c, ldc);
+  else if (cpu_has_avx2())
+    gemm_avx2<kTransA>(m, n, k, alpha, a, lda, b, ldb, block_stride, beta, c, ldc);
+  else
+    gemm_plain<kTransA>(m, n, k, alpha, a, lda, b, ldb, block_stride, beta, c, ldc);
+}
+
 }  // namespace
+
+std::int64_t gemm_block_rows() { return detail::cpu_has_avx512() ? 8 : kRows; }
 
 void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
              std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
              std::int64_t ldc) {
-  if (cpu_has_avx2()) gemm_avx2<false>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
-  else gemm_plain<false>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+  gemm_float<false>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
 }
 
 void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
              std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
              std::int64_t ldc) {
-  if (cpu_has_avx2()) gemm_avx2<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
-  else gemm_plain<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
+  gemm_float<true>(m, n, k, alpha, a, lda, b, ldb, kCols, beta, c, ldc);
 }
 
 void gemm_nn_panels(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
                     std::int64_t lda, const float* b_panels, float beta, float* c,
                     std::int64_t ldc) {
-  if (cpu_has_avx2())
-    gemm_avx2<false>(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
-  else gemm_plain<false>(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
+  gemm_float<false>(m, n, k, alpha, a, lda, b_panels, kCols, k * kCols, beta, c, ldc);
 }
 
 void gemm_nn_panels(std::int64_t m, std::int64_t n, std::int64_t k, double alpha,

@@ -5,13 +5,26 @@
 //              and dK = dS^T Q from the P and dS it holds, without transposing them)
 // B operands that need transposing (K, V) are packed into 16-column panels instead
 // (block_sparse_plan.hpp's pack_panels, gemm_nn_panels).
-// float uses an AVX2+FMA register-blocked kernel (6 rows x 16 columns) chosen at run time;
-// double (and CPUs without AVX2) use plain loops.
+// float uses a register-blocked kernel chosen at run time: AVX-512 (8 rows x 32 columns,
+// cpu_gemm_avx512.cpp) where the CPU has it, else AVX2+FMA (6 x 16); double (and CPUs
+// without AVX2) use plain loops.
 #include <cstdint>
 
 namespace attnlab::kernels::cpu {
 
 constexpr std::int64_t kPanelWidth = 16;
+
+// Rows of the micro-kernel in use (8 with AVX-512, else 6): callers that compute a partial
+// tile in blocks of rows use this block height, so no block leaves a short tail.
+std::int64_t gemm_block_rows();
+
+namespace detail {
+bool cpu_has_avx512();
+template <bool kTransA>
+void gemm_avx512(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+                 std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t block_stride,
+                 float beta, float* c, std::int64_t ldc);
+}  // namespace detail
 
 void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
              std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
