@@ -62,7 +62,7 @@ trap unmount_binds EXIT
 inside() {
   as_root chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
     LANG=C.UTF-8 TERM="${TERM:-dumb}" DEBIAN_FRONTEND=noninteractive CCACHE_DIR=/root/.ccache \
-    OMP_NUM_THREADS="${OMP_NUM_THREADS:-}" "$@"
+    ${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS} "$@"
 }
 
 create() {

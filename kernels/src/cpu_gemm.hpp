@@ -5,7 +5,7 @@
 //              and dK = dS^T Q from the P and dS it holds, without transposing them)
 // B operands that need transposing (K, V) are packed into 16-column panels instead
 // (block_sparse_plan.hpp's pack_panels, gemm_nn_panels).
-// float uses a register-blocked kernel chosen at run time: AVX-512 (8 rows x 32 columns,
+// float uses a register-blocked kernel chosen at run time: AVX-512 (6 rows x 64 columns,
 // cpu_gemm_avx512.cpp) where the CPU has it, else AVX2+FMA (6 x 16); double (and CPUs
 // without AVX2) use plain loops.
 #include <cstdint>
@@ -14,8 +14,8 @@ namespace attnlab::kernels::cpu {
 
 constexpr std::int64_t kPanelWidth = 16;
 
-// Rows of the micro-kernel in use (8 with AVX-512, else 6): callers that compute a partial
-// tile in blocks of rows use this block height, so no block leaves a short tail.
+// Rows of the micro-kernel (6 for both ISAs): callers that compute a partial tile in blocks
+// of rows use this block height, so no block leaves a short tail.
 std::int64_t gemm_block_rows();
 
 namespace detail {
