@@ -283,6 +283,37 @@ TEST_CASE("block_sparse_attention fp32 gradients at T = 1025 with per-head layou
   }
 }
 
+TEST_CASE("fp32 kernels on tiles and head sizes that are not multiples of 16", "[kernels][backward]") {
+  // The SIMD products work in 16-lane panels: tiles of 24 or 40 and D = 37 or 80 leave
+  // partial panels in the scores, in P V and in every backward product.
+  at::manual_seed(8);
+  at::set_num_threads(2);
+  struct Case { std::int64_t T, D, tile; const char* pattern; };
+  const Case cases[] = {{100, 37, 24, "causal"}, {131, 80, 40, "random"}, {77, 64, 24, "random"},
+                        {200, 37, 40, "causal"}};
+  for (const Case& c : cases) {
+    INFO("T " << c.T << " D " << c.D << " tile " << c.tile << " " << c.pattern);
+    const std::string pattern = c.pattern;
+    at::Tensor allowed = pattern == "causal" ? causal_mask(c.T, c.T) : random_layout_mask(c.T, c.T, c.tile, 0.5);
+    Qkv x = random_qkv(1, 3, c.T, c.T, c.D, at::kDouble);
+    for (auto& t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
+    at::Tensor expected = reference_attention(x.q, x.k, x.v, allowed, scale);
+    at::Tensor g = at::randn_like(expected);
+    auto want = torch::autograd::grad({expected}, {x.q, x.k, x.v}, {g});
+    at::Tensor q32 = x.q.detach().to(at::kFloat).requires_grad_(true);
+    at::Tensor k32 = x.k.detach().to(at::kFloat).requires_grad_(true);
+    at::Tensor v32 = x.v.detach().to(at::kFloat).requires_grad_(true);
+    at::Tensor out = block_sparse_attention(q32, k32, v32, one_layout(allowed, c.tile), scale);
+    CHECK(max_abs_diff(out, expected) < 1e-4);
+    auto got = torch::autograd::grad({out}, {q32, k32, v32}, {g.to(at::kFloat)});
+    for (int i = 0; i < 3; ++i) {
+      INFO("gradient " << "qkv"[i]);
+      CHECK(max_abs_diff(got[i], want[i]) < 1e-3 * (1 + want[i].abs().max().item<double>()));
+    }
+  }
+}
+
 TEST_CASE("block_sparse_attention gradients agree with finite differences",
           "[kernels][backward]") {
   at::manual_seed(7);

@@ -171,42 +171,6 @@ void pack_panel(const double* in, double* out, std::int64_t width, std::int64_t 
 }  // namespace
 
 template <typename scalar_t>
-TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels) {
-  TransposedOperand<scalar_t> op;
-  const std::int64_t BH = x.size(0) * x.size(1);
-  op.N = x.size(2);
-  op.D = x.size(3);
-  op.panels = panels;
-  TORCH_INTERNAL_ASSERT(x.is_contiguous(), "transposed_operand expects a contiguous tensor");
-  if (!panels) {  // [BH, D, N] (tiles not a multiple of 16: rare, ATen's copy is enough)
-    op.storage = x.reshape({BH, op.N, op.D}).transpose(1, 2).contiguous();
-    op.bh_stride = op.N * op.D;
-    op.base = op.storage.template data_ptr<scalar_t>();
-    return op;
-  }
-  // [BH, N16/16, D, 16], zero padded past N, packed here in one parallel pass: ATen's
-  // pad + permute + contiguous made two full copies and two fresh allocations per call,
-  // a fixed cost that showed at low block density (perf: ~10% of a 1/16-density forward).
-  const std::int64_t n_panels = (op.N + kPanelWidth - 1) / kPanelWidth, D = op.D, N = op.N;
-  op.storage = at::empty({BH, n_panels, D, kPanelWidth}, x.options());
-  op.bh_stride = n_panels * D * kPanelWidth;
-  const scalar_t* src = x.data_ptr<scalar_t>();
-  scalar_t* dst = op.storage.template data_ptr<scalar_t>();
-  const std::int64_t n_items = BH * n_panels;
-  const std::int64_t n_chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(at::get_num_threads(), n_items));
-  parallel_chunks(n_chunks, [&](std::int64_t chunk) {
-    for (std::int64_t item = n_items * chunk / n_chunks; item < n_items * (chunk + 1) / n_chunks;
-         ++item) {
-      const std::int64_t bh = item / n_panels, col0 = (item % n_panels) * kPanelWidth;
-      const scalar_t* in = src + (bh * N + col0) * D;
-      scalar_t* out = dst + item * D * kPanelWidth;
-      pack_panel(in, out, std::min(kPanelWidth, N - col0), D);
-    }
-  });
-  op.base = dst;
-  return op;
-}
-template <typename scalar_t>
 void pack_panels(const scalar_t* x, std::int64_t rows, std::int64_t D, scalar_t* out) {
   for (std::int64_t row0 = 0; row0 < rows; row0 += kPanelWidth)
     pack_panel(x + row0 * D, out + row0 * D, std::min(kPanelWidth, rows - row0), D);
@@ -214,14 +178,6 @@ void pack_panels(const scalar_t* x, std::int64_t rows, std::int64_t D, scalar_t*
 template void pack_panels<float>(const float*, std::int64_t, std::int64_t, float*);
 template void pack_panels<double>(const double*, std::int64_t, std::int64_t, double*);
 
-template TransposedOperand<float> transposed_operand<float>(const at::Tensor&, bool);
-template TransposedOperand<double> transposed_operand<double>(const at::Tensor&, bool);
-
-bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views) {
-  for (const auto& view : views)
-    if (view.tile % 16 != 0) return false;
-  return true;
-}
 
 WorkList WorkList::of(const std::vector<LayoutView>& views, std::int64_t BH, bool by_key_tile) {
   WorkList work;

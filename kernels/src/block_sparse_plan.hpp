@@ -73,36 +73,10 @@ std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const
                                      const at::Tensor& v, const LayoutSet& layouts,
                                      bool with_transpose);
 
-// The B operand of score products, x [B, H, N, D] seen as x^T [D, N] per (b, h): either
-// 16-column panels (cpu::pack_panels; needs every column offset to be a multiple of 16, i.e.
-// tile % 16 == 0) or a plain transposed copy. `at(bh, col0)` points at column col0.
-template <typename scalar_t>
-struct TransposedOperand {
-  at::Tensor storage;
-  const scalar_t* base = nullptr;
-  std::int64_t N = 0, D = 0, bh_stride = 0;
-  bool panels = false;
-  const scalar_t* at(std::int64_t bh, std::int64_t col0) const {
-    return base + bh * bh_stride + (panels ? (col0 / 16) * D * 16 : col0);
-  }
-};
-// C[m, n] = alpha * A[m, D] x^T[D, col0 : col0 + n] + beta * C  (x^T from a TransposedOperand)
-template <typename scalar_t>
-void gemm_transposed_b(const TransposedOperand<scalar_t>& x_t, std::int64_t bh, std::int64_t col0,
-                       std::int64_t m, std::int64_t n, scalar_t alpha, const scalar_t* a,
-                       std::int64_t lda, scalar_t beta, scalar_t* c, std::int64_t ldc) {
-  if (x_t.panels)
-    gemm_nn_panels(m, n, x_t.D, alpha, a, lda, x_t.at(bh, col0), beta, c, ldc);
-  else
-    gemm_nn(m, n, x_t.D, alpha, a, lda, x_t.at(bh, col0), x_t.N, beta, c, ldc);
-}
-template <typename scalar_t>
-TransposedOperand<scalar_t> transposed_operand(const at::Tensor& x, bool panels);
 // x [rows, D] (row-major) into 16-column panels of x^T, [ceil(rows/16)][D][16] zero padded:
 // the B operand layout of gemm_nn_panels (the backward packs one K and one V tile at a time).
 template <typename scalar_t>
 void pack_panels(const scalar_t* x, std::int64_t rows, std::int64_t D, scalar_t* out);
-bool all_tiles_multiple_of_16(const std::vector<LayoutView>& views);
 
 // Splits items [0, costs.size()) into `n_chunks` contiguous ranges of about equal total cost.
 // Returns n_chunks + 1 boundaries.
