@@ -6,11 +6,13 @@
 //   Empty rows: out = 0, lse = -inf.
 //
 // Per (b·h, query tile) work item, never materializing T x S: walk the tile row of the CSR
-// layout in chunks of up to kChunkKeys keys (adjacent tiles or not), S_chunk = scale·Q_i K^T
-// (K^T packed into 16-key panels once per call), element mask only on partial tiles (which
-// are computed per 6-row block over the columns their rows allow), online softmax (running
-// max m, sum l, rescaled accumulator O) once per chunk, O += P V; finally out = O / l,
-// lse = m + log l. Tile products: cpu_gemm.hpp's AVX2 kernel; exp: cpu_row_math.hpp.
+// layout in chunks of up to kChunkKeys keys (adjacent tiles or not), S^T_chunk = scale·K Q_i^T
+// kept key-major (Q_i^T packed into 16-query panels once per work item; K read in place),
+// element mask only on partial tiles (computed per 6-key block over the queries those keys
+// allow), online softmax down the columns (running max m, sum l, rescaled accumulator O)
+// once per chunk, O += P V; finally out = O / l, lse = m + log l. Extra memory beyond out and
+// lse: ~100 KiB of scratch per thread. Tile products: cpu_gemm.hpp (AVX-512 or AVX2, chosen
+// at run time); exp: cpu_row_math.hpp.
 // Work items are split into one cost-balanced contiguous chunk per thread
 // (cpu::parallel_chunks: at::parallel_for when built with OpenMP, else std::thread).
 // fp32 and fp64 natively; other floating dtypes run in fp32 and are cast back.
@@ -48,6 +50,15 @@
 //       partial tiles only over their rows' spans. One thread, CPU time, T=2048:
 //       1/16 density 14.9 -> 11.5 ms, causal-full 67.7 -> 64.0 ms (ratio 0.22 -> 0.18).
 //       Gathering a chunk's V rows for one deeper P V product: no faster, not kept.
+//   v7  (2026-12-02, a 2-vCPU Intel Xeon with AVX-512, Sapphire/Emerald Rapids class; the
+//       strong peer is LibTorch 2.6's flash SDPA in the Debian 13 build): with v6 the kernel
+//       read 0.6-0.86x that SDPA (AVX2 code against its AVX-512 code). AVX-512 GEMM (6x64)
+//       and row math: 1.03-1.27x. Scores kept key-major (no K^T copy of the whole sequence):
+//       forward peak memory 16.1 -> 8.1 MiB at T=4096 (SDPA: 9.3). One thread, T=4096, best
+//       of 6 alternating runs: v6 175 ms, 8x32 AVX-512 + key-major 129 ms, 6x64 block
+//       153 -> (8x32: 176) ms in another run of both. Perf of the v7 forward: the two tile
+//       products 68%, exp 11%, column max 3%.
+//       Tried, no faster: P V in 64-key slices so V stays in L1 (1.01-1.04x slower).
 // The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
 
