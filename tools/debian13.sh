@@ -8,6 +8,8 @@
 #   tools/debian13.sh run CMD...   run CMD in the chroot, in the checkout (e.g. a sweep with
 #                                  /root/build/bin/attnlab); the build is not redone
 #   tools/debian13.sh peers        also install python3-torch (tools/flex_peer.py) and exit
+#   tools/debian13.sh unmount      unmount every bind (before deleting the cache folder: rm -rf
+#                                  of a chroot with live binds would reach /dev and the checkout)
 #   ATTNLAB_DEBIAN13_ROOT=DIR      where the chroot lives (default ~/.cache/attnlab/debian13)
 #   ATTNLAB_DEBIAN13_MIRROR=URL    Debian mirror (default: the host's own apt source)
 #
@@ -42,21 +44,38 @@ mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-mounted=()
-mount_binds() {
-  for m in proc sys dev dev/pts dev/shm; do
-    mkdir -p "$root/$m"
-    if ! mountpoint -q "$root/$m"; then as_root mount --bind "/$m" "$root/$m"; mounted+=("$root/$m"); fi
-  done
-  mkdir -p "$root/attnlab"
-  if ! mountpoint -q "$root/attnlab"; then as_root mount --bind "$checkout" "$root/attnlab"; mounted+=("$root/attnlab"); fi
+# Binds are shared by concurrent invocations (a sweep in one shell, a build in another): a
+# count under a lock mounts them for the first user and unmounts them after the last.
+binds=(proc sys dev dev/pts dev/shm attnlab)
+using=0
+with_lock() { ( flock 9; "$@" ) 9>"$root.lock"; }
+bind_up() {
+  local n
+  n=$(cat "$root.users" 2>/dev/null || echo 0)
+  if [ "$n" -le 0 ] || ! mountpoint -q "$root/proc"; then
+    for m in "${binds[@]}"; do
+      mkdir -p "$root/$m"
+      mountpoint -q "$root/$m" && continue
+      if [ "$m" = attnlab ]; then as_root mount --bind "$checkout" "$root/$m"; else as_root mount --bind "/$m" "$root/$m"; fi
+    done
+    n=0
+  fi
+  echo $((n + 1)) > "$root.users"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 }
-unmount_binds() {
-  local i
-  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do as_root umount -l "${mounted[$i]}" 2>/dev/null || true; done
-  mounted=()
+bind_down() {
+  local n i
+  n=$(( $(cat "$root.users" 2>/dev/null || echo 1) - 1 ))
+  if [ "$n" -le 0 ] || [ "${1:-}" = all ]; then
+    for ((i = ${#binds[@]} - 1; i >= 0; i--)); do
+      mountpoint -q "$root/${binds[$i]}" && as_root umount -l "$root/${binds[$i]}"
+    done
+    n=0
+  fi
+  echo "$n" > "$root.users"
 }
+mount_binds() { if [ "$using" = 0 ]; then with_lock bind_up; using=1; fi; }
+unmount_binds() { if [ "$using" = 1 ]; then with_lock bind_down; using=0; fi; }
 trap unmount_binds EXIT
 
 inside() {
@@ -98,6 +117,10 @@ create() {
   echo "$recipe" | as_root tee "$root/.attnlab-recipe" >/dev/null
 }
 
+if [ "$mode" = unmount ]; then
+  [ -d "$root" ] && with_lock bind_down all
+  exit 0
+fi
 create
 mount_binds
 inside dpkg-query -W -f='[debian13] LibTorch ${Version}\n' libtorch-dev
@@ -114,7 +137,7 @@ case "$mode" in
     inside sh -c 'cd /attnlab && exec "$@"' sh "$@"
     exit $? ;;
   build|test) ;;
-  *) echo "usage: tools/debian13.sh [test|build|run CMD...|peers]" >&2; exit 2 ;;
+  *) echo "usage: tools/debian13.sh [test|build|run CMD...|peers|unmount]" >&2; exit 2 ;;
 esac
 
 # The npm data (tokenizer files, Brown corpus) is shared with the host checkout.
