@@ -4,7 +4,7 @@
 // CLI and capturing stdout, reading a file whole, a fresh scratch folder, an in-memory sink.
 #include <attnlab/registry.hpp>
 
-#include "runtime/sink.hpp"
+#include "base/sink.hpp"
 
 #include "catch.hpp"
 

@@ -151,7 +151,7 @@ TEST_CASE("every backend: shape, causality, finite values and gradients, determi
           for (const auto& p : backend->parameters())
             if (p.grad().defined()) REQUIRE(torch::isfinite(p.grad()).all().item<bool>());
         }
-        const attnlab::Density d = backend->density(shape.T, 16);
+        const attnlab::Density d = attnlab::density_of(*backend, shape.T);
         REQUIRE(d.element >= 0.0);
         REQUIRE(d.element <= 1.0);
         REQUIRE(d.block >= d.element - 1e-12);
@@ -275,7 +275,7 @@ TEST_CASE("minimizing the blend regularizer alone drives the weights to zero", "
         if (s.name.rfind("weight/", 0) == 0) REQUIRE(s.value < 0.02);
       // Nothing survives an absolute hard threshold ...
       blend->set_hard(true);
-      REQUIRE(blend->density(64, 16).element == 0.0);
+      REQUIRE(attnlab::density_of(*blend, 64).element == 0.0);
     }
   }
 }
@@ -342,7 +342,7 @@ TEST_CASE("blend hard mode runs exactly the masks backend on the surviving union
       REQUIRE(torch::allclose(out.select(1, h), expected, 1e-5, 1e-6));
       element += attnlab::masks::density(unions[h], shape.T, 16).element / shape.H;
     }
-    REQUIRE(blend->density(shape.T, 16).element == Approx(element));
+    REQUIRE(attnlab::density_of(*blend, shape.T).element == Approx(element));
   }
 }
 
@@ -370,10 +370,10 @@ TEST_CASE("topk anneals its temperature and reports its selected density", "[bac
   for (std::int64_t t = 0; t < shape.T; ++t) kept += std::min<std::int64_t>(4, t + 1);
   CHECK(stat("density/selected_element") == Approx(kept / double(shape.T * shape.T)));
   // Soft mode still computes every causal score; hard mode computes only the selection.
-  CHECK(topk->density(shape.T, 16).element == Approx(attnlab::causal_density(shape.T, 16).element));
+  CHECK(attnlab::density_of(*topk, shape.T).element == Approx(attnlab::causal_density(shape.T, 16).element));
   topk->set_hard(true);
   topk->forward(qkv[0], qkv[1], qkv[2]);
-  CHECK(topk->density(shape.T, 16).element == Approx(kept / double(shape.T * shape.T)));
+  CHECK(attnlab::density_of(*topk, shape.T).element == Approx(kept / double(shape.T * shape.T)));
 }
 
 TEST_CASE("gating reports gate usage per candidate summing to one for softmax gates", "[backends][gating]") {

@@ -72,7 +72,6 @@ TEST_CASE("bench FLOPs: useful counts the mask's allowed elements, tiles the who
     INFO("pass = " << pass);
     BenchOptions o = small(pass);
     o.seq_len = T;
-    o.tile = tile;
     o.sgemm_gflops = 100.0;
     MemorySink sink;
     run_bench(*make("masks", {{"pattern", "window:7"}, {"execution", "block_sparse"}, {"tile", tile}}, o.heads,

@@ -1,6 +1,7 @@
 // Sweep files: good ones expand into the right trials; each kind of mistake is refused with
 // file:line and the key, before anything runs.
 #include "runtime/config.hpp"
+#include "trials/schemas.hpp"
 
 #include <attnlab/registry.hpp>
 
@@ -22,7 +23,7 @@ std::string sweep_file(const std::string& name) { return std::string(ATTNLAB_TES
 
 std::string error_of(const std::string& name, const std::vector<std::string>& overrides = {}) {
   try {
-    load_sweep(sweep_file(name), registry(), overrides);
+    load_sweep(sweep_file(name), registry(), trials::all_schemas(), overrides);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -32,7 +33,7 @@ std::string error_of(const std::string& name, const std::vector<std::string>& ov
 }  // namespace
 
 TEST_CASE("a good sweep expands into the cartesian product, backend axes included", "[config]") {
-  const auto sweep = load_sweep(sweep_file("good.toml"), registry());
+  const auto sweep = load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas());
   REQUIRE(sweep.name == "test-good");
   REQUIRE(sweep.repeats == 2);
   const auto trials = expand_trials(sweep, registry());
@@ -54,20 +55,20 @@ TEST_CASE("a good sweep expands into the cartesian product, backend axes include
 }
 
 TEST_CASE("trial keys are stable across loads and change with any setting", "[config]") {
-  const auto a = expand_trials(load_sweep(sweep_file("good.toml"), registry()), registry());
-  const auto b = expand_trials(load_sweep(sweep_file("good.toml"), registry()), registry());
+  const auto a = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas()), registry());
+  const auto b = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas()), registry());
   for (size_t i = 0; i < a.size(); ++i) REQUIRE(a[i].key == b[i].key);
-  const auto c = expand_trials(load_sweep(sweep_file("good.toml"), registry(), {"sweep.repeats=3"}), registry());
+  const auto c = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"sweep.repeats=3"}), registry());
   REQUIRE(c[0].key != a[0].key);
 }
 
 TEST_CASE("min_time_s enters a trial's key only when set", "[config]") {
-  const auto plain = expand_trials(load_sweep(sweep_file("good.toml"), registry()), registry());
-  const auto zero = expand_trials(load_sweep(sweep_file("good.toml"), registry(), {"sweep.min_time_s=0"}), registry());
-  const auto timed = expand_trials(load_sweep(sweep_file("good.toml"), registry(), {"sweep.min_time_s=0.5"}), registry());
+  const auto plain = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas()), registry());
+  const auto zero = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"sweep.min_time_s=0"}), registry());
+  const auto timed = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"sweep.min_time_s=0.5"}), registry());
   REQUIRE(zero[0].key == plain[0].key);  // databases of sweeps written before it stay valid
   REQUIRE(timed[0].key != plain[0].key);
-  REQUIRE(load_sweep(sweep_file("min_time.toml"), registry()).min_time_s == Approx(0.1));
+  REQUIRE(load_sweep(sweep_file("min_time.toml"), registry(), trials::all_schemas()).min_time_s == Approx(0.1));
   REQUIRE_THAT(error_of("good.toml", {"sweep.min_time_s=-1"}), Catch::Contains("min_time_s") && Catch::Contains("3600"));
 }
 
@@ -111,6 +112,6 @@ TEST_CASE("backend parameters are checked against the plugin's schema", "[config
 
 TEST_CASE("command-line overrides are validated like the file", "[config]") {
   REQUIRE_THAT(error_of("good.toml", {"grid.seq_len=0"}), Catch::Contains("seq_len"));
-  const auto sweep = load_sweep(sweep_file("good.toml"), registry(), {"grid.seq_len=[8]"});
+  const auto sweep = load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"grid.seq_len=[8]"});
   REQUIRE(expand_trials(sweep, registry()).size() == 4);
 }

@@ -4,7 +4,7 @@
 #include "model/distill.hpp"
 #include "model/gpt2.hpp"
 #include "model/sha256.hpp"
-#include "runtime/sink.hpp"
+#include "base/sink.hpp"
 
 #include <attnlab/registry.hpp>
 
@@ -62,9 +62,9 @@ DistillSpec tiny_distill(const std::string& backend) {
   DistillSpec d;
   d.backend = backend;
   d.seq_len = 32, d.batch = 4, d.steps = 12, d.log_every = 1;
-  d.eval_seq_lens = {32, 128};  // 128 > block_size: skipped with a note
-  d.eval_batches = 2;
-  d.sample_tokens = 12;
+  d.eval.seq_lens = {32, 128};  // 128 > block_size: skipped with a note
+  d.eval.batches = 2;
+  d.eval.sample_tokens = 12;
   return d;
 }
 
@@ -238,8 +238,8 @@ TEST_CASE("distill trial: every learnable backend trains a few steps with its re
     auto spec = tiny_distill(backend);
     spec.steps = 3;
     spec.lambda = 0.1;
-    spec.eval_seq_lens = {32};
-    spec.prompts = {};
+    spec.eval.seq_lens = {32};
+    spec.eval.prompts = {};
     MemorySink sink;
     run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
     REQUIRE(sink.curve("train/loss").size() == 3);

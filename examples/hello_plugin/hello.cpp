@@ -36,4 +36,4 @@ class HelloAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(HelloAttention, "hello", "out-of-tree example: causal softmax attention with a temperature")
+ATTNLAB_PLUGIN(HelloAttention, "hello", "1.0.0", "out-of-tree example: causal softmax attention with a temperature")

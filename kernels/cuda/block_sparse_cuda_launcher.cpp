@@ -90,7 +90,9 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward_cuda(const at::Tensor& q
                                                              const LayoutSet& layouts,
                                                              double scale) {
   const char* who = "block_sparse_forward (CUDA)";
-  const auto views = cpu::check_inputs(who, q, k, v, layouts, false);
+  // The device code indexes layouts by (b, h): a per-head set is repeated for each batch entry.
+  const LayoutSet slices = cpu::per_slice(layouts, q.size(0), q.size(1));
+  const auto views = cpu::check_inputs(who, q, k, v, slices, false).each();
   check_cuda_inputs(who, q, k, v);
   const c10::cuda::CUDAGuard guard(q.device());
   const at::ScalarType compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -98,7 +100,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward_cuda(const at::Tensor& q
              vc = v.to(compute).contiguous();
   at::Tensor out = at::empty(qc.sizes(), qc.options());
   at::Tensor lse = at::empty({q.size(0), q.size(1), q.size(2)}, qc.options());
-  const UploadedLayouts rows = upload(layouts, views, false, q.device());
+  const UploadedLayouts rows = upload(slices, views, false, q.device());
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
   if (compute == at::kDouble)
@@ -118,7 +120,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward_cuda(
     const at::Tensor& out, const at::Tensor& lse, const LayoutSet& layouts, double scale,
     const at::Tensor& dlse) {
   const char* who = "block_sparse_backward (CUDA)";
-  const auto views = cpu::check_inputs(who, q, k, v, layouts, true);
+  const LayoutSet slices = cpu::per_slice(layouts, q.size(0), q.size(1));
+  const auto views = cpu::check_inputs(who, q, k, v, slices, true).each();
   check_cuda_inputs(who, q, k, v);
   TORCH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), who,
               ": dout and out must have q's shape ", q.sizes());
@@ -134,8 +137,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward_cuda(
   delta = delta.contiguous();
   at::Tensor dq = at::empty(qc.sizes(), qc.options()), dk = at::empty(kc.sizes(), kc.options()),
              dv = at::empty(vc.sizes(), vc.options());
-  const UploadedLayouts rows = upload(layouts, views, false, q.device());
-  const UploadedLayouts cols = upload(layouts, views, true, q.device());
+  const UploadedLayouts rows = upload(slices, views, false, q.device());
+  const UploadedLayouts cols = upload(slices, views, true, q.device());
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
   auto run = [&](auto tag) {

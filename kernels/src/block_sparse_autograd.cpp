@@ -1,6 +1,6 @@
 // block_sparse_attention: the autograd function backends call for execution = "block_sparse".
 //
-//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D], layouts (1 or B*H)  ->  out [B, H, T, D]
+//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D], layouts (1, H or B*H)  ->  out [B, H, T, D]
 //   forward  = block_sparse_forward   (saves q, k, v, out, lse — O(B·H·T·D), never T x S)
 //   backward = block_sparse_backward  (dq, dk, dv; no gradient for layouts or scale)
 // One autograd function serves both entry points: it returns (out, lse), lse differentiable

@@ -211,7 +211,7 @@ void row_dots(const scalar_t* dout, const scalar_t* out, scalar_t* delta, std::i
 template <typename scalar_t>
 at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                         const at::Tensor& v, const at::Tensor& lse, const at::Tensor& delta,
-                        const std::vector<cpu::LayoutView>& views, double scale, at::Tensor& dk,
+                        const cpu::LayoutViews& views, double scale, at::Tensor& dk,
                         at::Tensor& dv) {
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
   const auto work = cpu::WorkList::of(views, BH, /*by_key_tile=*/true);
@@ -277,7 +277,7 @@ at::Tensor backward_cpu(const at::Tensor& dout, const at::Tensor& q, const at::T
       xb.v += bh * S * D;
       xb.dk += bh * S * D;
       xb.dv += bh * S * D;
-      backward_key_tile<scalar_t>(cpu::view_for(views, bh), work.tile[item], xb, dq_slot(chunk, bh), scratch);
+      backward_key_tile<scalar_t>(views.of(bh), work.tile[item], xb, dq_slot(chunk, bh), scratch);
     }
   });
   for (std::size_t i = 0; i < slots.size(); ++i) dq[slots[i].bh].add_(dq_private[i]);

@@ -202,7 +202,7 @@ void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_
 
 template <typename scalar_t>
 void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                 const std::vector<cpu::LayoutView>& views, double scale, at::Tensor& out,
+                 const cpu::LayoutViews& views, double scale, at::Tensor& out,
                  at::Tensor& lse) {
   const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = v.size(2), D = q.size(3);
   const scalar_t* q_ptr = q.data_ptr<scalar_t>();
@@ -216,7 +216,7 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     ForwardScratch<scalar_t> scratch(work.max_tile, D);
     for (std::int64_t item = work.bounds[chunk]; item < work.bounds[chunk + 1]; ++item) {
       const std::int64_t bh = work.bh[item];
-      forward_query_tile<scalar_t>(cpu::view_for(views, bh), work.tile[item], q_ptr + bh * T * D,
+      forward_query_tile<scalar_t>(views.of(bh), work.tile[item], q_ptr + bh * T * D,
                                    k_ptr + bh * S * D, v_ptr + bh * S * D, out_ptr + bh * T * D,
                                    lse_ptr + bh * T, D, static_cast<scalar_t>(scale), scratch);
     }

@@ -97,9 +97,8 @@ void check_layout(const char* who, const BlockLayout& layout, std::int64_t T, st
 }
 }  // namespace
 
-std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k,
-                                     const at::Tensor& v, const LayoutSet& layouts,
-                                     bool with_transpose) {
+LayoutViews check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const LayoutSet& layouts, bool with_transpose) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, who,
               ": q, k, v must be [B, H, T|S, D], got dims ", q.dim(), ", ", k.dim(), ", ",
               v.dim());
@@ -109,17 +108,40 @@ std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const
               ": q ", q.sizes(), " and k ", k.sizes(), " must agree on B, H and D");
   TORCH_CHECK(q.scalar_type() == k.scalar_type() && q.scalar_type() == v.scalar_type(), who,
               ": q, k, v must have one dtype");
-  const std::int64_t BH = q.size(0) * q.size(1);
-  TORCH_CHECK(layouts.size() == 1 || static_cast<std::int64_t>(layouts.size()) == BH, who,
-              ": layouts must hold 1 layout (shared) or B*H = ", BH, ", got ", layouts.size());
-  std::vector<LayoutView> views;
-  views.reserve(layouts.size());
-  for (const auto& layout : layouts) {
+  const std::int64_t H = q.size(1), BH = q.size(0) * H, n = static_cast<std::int64_t>(layouts.size());
+  TORCH_CHECK(n == 1 || n == H || n == BH, who, ": layouts must hold 1 layout (shared), H = ", H,
+              " (one per head) or B*H = ", BH, " (one per (b, h)), got ", n);
+  LayoutViews views;
+  views.index.resize(BH);
+  std::vector<const BlockLayout*> seen;
+  for (std::int64_t bh = 0; bh < BH; ++bh) {
+    const auto& layout = layouts[n == 1 ? 0 : n == BH ? bh : bh % H];
     TORCH_CHECK(layout != nullptr, who, ": layouts must not contain null pointers");
+    const auto it = std::find(seen.begin(), seen.end(), layout.get());
+    if (it != seen.end()) {
+      views.index[bh] = it - seen.begin();
+      continue;
+    }
     check_layout(who, *layout, q.size(2), k.size(2));
-    views.push_back(LayoutView::of(*layout, with_transpose));
+    views.index[bh] = static_cast<std::int64_t>(seen.size());
+    seen.push_back(layout.get());
+    views.distinct.push_back(LayoutView::of(*layout, with_transpose));
   }
   return views;
+}
+
+std::vector<LayoutView> LayoutViews::each() const {
+  if (distinct.size() == 1) return {distinct[0]};
+  std::vector<LayoutView> out;
+  for (std::int64_t i : index) out.push_back(distinct[i]);
+  return out;
+}
+
+LayoutSet per_slice(const LayoutSet& layouts, std::int64_t B, std::int64_t H) {
+  if (layouts.size() == 1 || static_cast<std::int64_t>(layouts.size()) == B * H) return layouts;
+  LayoutSet out;
+  for (std::int64_t b = 0; b < B; ++b) out.insert(out.end(), layouts.begin(), layouts.end());
+  return out;
 }
 
 namespace {
@@ -179,11 +201,11 @@ template void pack_panels<float>(const float*, std::int64_t, std::int64_t, float
 template void pack_panels<double>(const double*, std::int64_t, std::int64_t, double*);
 
 
-WorkList WorkList::of(const std::vector<LayoutView>& views, std::int64_t BH, bool by_key_tile) {
+WorkList WorkList::of(const LayoutViews& views, std::int64_t BH, bool by_key_tile) {
   WorkList work;
   std::vector<std::int64_t> costs;
   for (std::int64_t bh = 0; bh < BH; ++bh) {
-    const LayoutView& L = view_for(views, bh);
+    const LayoutView& L = views.of(bh);
     const std::int64_t n_tiles = by_key_tile ? L.n_k_tiles : L.n_q_tiles;
     for (std::int64_t t = 0; t < n_tiles; ++t) {
       work.bh.push_back(bh);
@@ -193,7 +215,7 @@ WorkList WorkList::of(const std::vector<LayoutView>& views, std::int64_t BH, boo
   }
   work.n_chunks = std::max<std::int64_t>(1, at::get_num_threads());
   work.bounds = split_by_cost(costs, work.n_chunks);
-  for (const LayoutView& L : views) work.max_tile = std::max(work.max_tile, L.tile);
+  for (const LayoutView& L : views.distinct) work.max_tile = std::max(work.max_tile, L.tile);
   return work;
 }
 

@@ -68,10 +68,23 @@ struct LayoutView {
   }
 };
 
-// Validates q/k/v [B,H,T|S,D] and the layout set; returns one view per layout.
-std::vector<LayoutView> check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k,
-                                     const at::Tensor& v, const LayoutSet& layouts,
-                                     bool with_transpose);
+// The views of a layout set, one per distinct layout (a layout shared by several (b, h), as a
+// per-head set is across the batch, is viewed once), and which one each (b, h) uses.
+struct LayoutViews {
+  std::vector<LayoutView> distinct;
+  std::vector<std::int64_t> index;  // [B * H]
+  const LayoutView& of(std::int64_t bh) const { return distinct[index[bh]]; }
+  std::vector<LayoutView> each() const;  // one per (b, h), or one if all share it
+};
+
+// Validates q/k/v [B,H,T|S,D] and the layout set: 1 layout (shared), H (one per head, the
+// same for every batch entry) or B*H (one per (b, h), row-major).
+LayoutViews check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k,
+                         const at::Tensor& v, const LayoutSet& layouts, bool with_transpose);
+
+// The set as one layout per (b, h) (a single shared layout stays single): for code that
+// indexes layouts by slice.
+LayoutSet per_slice(const LayoutSet& layouts, std::int64_t B, std::int64_t H);
 
 // x [rows, D] (row-major) into 16-column panels of x^T, [ceil(rows/16)][D][16] zero padded:
 // the B operand layout of gemm_nn_panels (the backward packs one K and one V tile at a time).
@@ -83,10 +96,6 @@ void pack_panels(const scalar_t* x, std::int64_t rows, std::int64_t D, scalar_t*
 std::vector<std::int64_t> split_by_cost(const std::vector<std::int64_t>& costs,
                                         std::int64_t n_chunks);
 
-// The layout of slice bh: one shared by all, or one per (b, h).
-inline const LayoutView& view_for(const std::vector<LayoutView>& views, std::int64_t bh) {
-  return views.size() == 1 ? views[0] : views[bh];
-}
 
 // Work items (bh, tile) in (b, h)-major order — query tiles for the forward, key tiles
 // (by_key_tile, needs the views' transpose) for the backward — costed by the tiles each one
@@ -95,7 +104,7 @@ struct WorkList {
   std::vector<std::int64_t> bh, tile;  // per item
   std::vector<std::int64_t> bounds;    // chunk c runs items [bounds[c], bounds[c + 1])
   std::int64_t n_chunks = 1, max_tile = 0;
-  static WorkList of(const std::vector<LayoutView>& views, std::int64_t BH, bool by_key_tile);
+  static WorkList of(const LayoutViews& views, std::int64_t BH, bool by_key_tile);
 };
 
 // Runs fn(chunk) for every chunk in [0, n_chunks), in parallel. ATen 1.13's at::parallel_for

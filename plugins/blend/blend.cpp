@@ -79,11 +79,15 @@ class BlendAttention : public attnlab::AttentionBackend {
             ParamSpec::choice("threshold_mode", "relative", {"relative", "absolute"},
                               "hard-mode cut relative to the head's largest weight, or absolute"),
             ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(M + eps) floor of the soft mask"),
-            ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
-                              "how hard mode runs the surviving union"),
+            attnlab::param::execution({"reference", "block_sparse"}, "how hard mode runs the surviving union"),
             ParamSpec::choice("soft", "masked", {"masked", "mixture"},
                               "soft mode: log-mask bias on masked T x T math, or the normalizer-weighted mixture of per-candidate block-sparse passes"),
-            ParamSpec::integer("tile", 64, 16, 256, "tile size for block_sparse and block density")};
+            attnlab::param::tile()};
+  }
+
+  // A malformed candidate list is refused while the sweep loads, not when its trial runs.
+  static void validate(const attnlab::Params& params) {
+    attnlab::masks::parse_list_param("candidates", params.get_string("candidates"));
   }
 
   torch::Tensor weights() const {
@@ -116,15 +120,35 @@ class BlendAttention : public attnlab::AttentionBackend {
     for (std::int64_t h = 0; h < n_heads_; ++h)
       for (std::size_t c = 0; c < candidates_.size(); ++c)
         out.push_back({"weight/h" + std::to_string(h) + "/" + candidates_[c], w[h][c].item<double>()});
-    const auto d = hard_density(max_seq_len_, tile_);
+    const auto d = attnlab::density_of(head_layouts(max_seq_len_));
     out.push_back({"density/hard_element", d.element});
     out.push_back({"density/hard_block", d.block});
     return out;
   }
 
-  // Hard mode: the surviving union; soft mode: the support every soft row may attend to.
-  attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
-    return hard() ? hard_density(T, tile) : attnlab::masks::density(join(candidates_, "|"), T, tile);
+  // Hard mode: each head's surviving union (one layout for all heads when they agree);
+  // soft mode: the support every soft row may attend to, the union of all candidates.
+  attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
+    if (!hard()) return {attnlab::masks::block_layout(join(candidates_, "|"), T, tile_)};
+    auto per_head = head_layouts(T);
+    const bool shared = std::all_of(per_head.begin(), per_head.end(), [&](const auto& l) { return l == per_head[0]; });
+    return shared ? attnlab::kernels::LayoutSet{per_head[0]} : per_head;
+  }
+
+  // Soft masked math and hard reference compute every element of T x T; the mixture runs one
+  // kernel pass per candidate over that candidate's tiles; hard block_sparse the union's.
+  attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
+    if (!hard() && mixture_) {
+      attnlab::Cost total;
+      for (const auto& c : candidates_) {
+        const auto one = attnlab::mask_cost({attnlab::masks::block_layout(c, shape.seq_len, tile_)}, shape);
+        total.forward_flops += one.forward_flops;
+        total.backward_flops += one.backward_flops;
+      }
+      return total;
+    }
+    if (!hard() || execution_ == "reference") return attnlab::full_cost(shape);
+    return attnlab::mask_cost(layouts(shape.seq_len), shape);
   }
 
  private:
@@ -164,35 +188,20 @@ class BlendAttention : public attnlab::AttentionBackend {
     return unions;
   }
 
-  attnlab::Density hard_density(std::int64_t T, std::int64_t tile) const {
-    attnlab::Density mean;
-    const auto unions = surviving_unions();
-    for (const auto& u : unions) {
-      if (u.empty()) continue;
-      const auto d = attnlab::masks::density(u, T, tile);
-      mean.element += d.element / static_cast<double>(unions.size());
-      mean.block += d.block / static_cast<double>(unions.size());
-    }
-    return mean;
+  // One layout per head: its surviving union, or an empty layout where none survived.
+  attnlab::kernels::LayoutSet head_layouts(std::int64_t T) const {
+    attnlab::kernels::LayoutSet per_head;
+    for (const auto& u : surviving_unions())
+      per_head.push_back(u.empty() ? empty_layout(T) : attnlab::masks::block_layout(u, T, tile_));
+    return per_head;
   }
 
   torch::Tensor forward_hard(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, std::int64_t T,
                              double scale) {
-    const auto unions = surviving_unions();
-    const std::int64_t B = q.size(0), H = q.size(1);
-    TORCH_CHECK(H == n_heads_, "blend: built for ", n_heads_, " heads, got q with ", H);
-    if (execution_ == "block_sparse") {
-      attnlab::kernels::LayoutSet per_head;
-      for (const auto& u : unions) per_head.push_back(u.empty() ? empty_layout(T) : attnlab::masks::block_layout(u, T, tile_));
-      const bool shared = std::all_of(unions.begin(), unions.end(), [&](const std::string& u) { return u == unions[0]; });
-      attnlab::kernels::LayoutSet layouts;
-      if (shared) layouts = {per_head[0]};
-      else
-        for (std::int64_t b = 0; b < B; ++b) layouts.insert(layouts.end(), per_head.begin(), per_head.end());
-      return attnlab::kernels::block_sparse_attention(q, k, v, layouts, scale);
-    }
+    TORCH_CHECK(q.size(1) == n_heads_, "blend: built for ", n_heads_, " heads, got q with ", q.size(1));
+    if (execution_ == "block_sparse") return attnlab::kernels::block_sparse_attention(q, k, v, layouts(T), scale);
     std::vector<torch::Tensor> allowed;
-    for (const auto& u : unions)
+    for (const auto& u : surviving_unions())
       allowed.push_back(u.empty() ? torch::zeros({T, T}, torch::TensorOptions().dtype(torch::kBool))
                                   : attnlab::masks::dense(u, T));
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
@@ -200,7 +209,7 @@ class BlendAttention : public attnlab::AttentionBackend {
   }
 
   // A head whose every candidate dropped out attends to nothing (its output is 0).
-  std::shared_ptr<const attnlab::kernels::BlockLayout> empty_layout(std::int64_t T) {
+  std::shared_ptr<const attnlab::kernels::BlockLayout> empty_layout(std::int64_t T) const {
     auto& slot = empty_layouts_[T];
     if (!slot)
       slot = std::make_shared<const attnlab::kernels::BlockLayout>(attnlab::kernels::BlockLayout::from_dense(
@@ -224,10 +233,10 @@ class BlendAttention : public attnlab::AttentionBackend {
   std::int64_t tile_, n_heads_, max_seq_len_;
   std::vector<double> densities_;
   torch::Tensor logits_;
-  std::map<std::int64_t, std::shared_ptr<const attnlab::kernels::BlockLayout>> empty_layouts_;
+  mutable std::map<std::int64_t, std::shared_ptr<const attnlab::kernels::BlockLayout>> empty_layouts_;
 };
 
 }  // namespace
 
-ATTNLAB_PLUGIN(BlendAttention, "blend",
+ATTNLAB_PLUGIN(BlendAttention, "blend", "2.0.0",
                "learned non-negative unnormalized blend of candidate masks (L1-sparsified), hard mode runs the kept union")

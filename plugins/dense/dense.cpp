@@ -29,9 +29,21 @@ class DenseAttention : public attnlab::AttentionBackend {
         tile_(init.params.get_int("tile")) {}
 
   static std::vector<attnlab::ParamSpec> schema() {
-    return {attnlab::ParamSpec::choice("execution", "sdpa", {"sdpa", "math", "block_sparse"},
-                                       "sdpa: LibTorch's attention (2.x CPU: flash; 1.13: math), math: notebook matmul+softmax, block_sparse: attnlab's kernel"),
-            attnlab::ParamSpec::integer("tile", 64, 16, 256, "tile size for execution = block_sparse")};
+    return {attnlab::param::execution({"sdpa", "math", "block_sparse"},
+                                      "sdpa: LibTorch's attention (2.x CPU: flash; 1.13: math), math: notebook "
+                                      "matmul+softmax, block_sparse: attnlab's kernel"),
+            attnlab::param::tile()};
+  }
+
+  attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
+    return {attnlab::masks::block_layout("causal", T, tile_)};
+  }
+
+  // The notebook math, and 1.13's composite sdpa, compute every element of T x T; flash sdpa
+  // and the kernel compute the causal half.
+  attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
+    const bool full = execution_ == "math" || (execution_ == "sdpa" && TORCH_VERSION_MAJOR < 2);
+    return full ? attnlab::full_cost(shape) : attnlab::mask_cost(layouts(shape.seq_len), shape);
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
@@ -59,4 +71,4 @@ class DenseAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(DenseAttention, "dense", "causal softmax attention (baseline): LibTorch sdpa (flash on 2.x CPU, math on 1.13), notebook math, or attnlab's block-sparse kernel")
+ATTNLAB_PLUGIN(DenseAttention, "dense", "2.0.0", "causal softmax attention (baseline): LibTorch sdpa (flash on 2.x CPU, math on 1.13), notebook math, or attnlab's block-sparse kernel")

@@ -23,7 +23,7 @@
 #include <attnlab/masks.hpp>
 #include <attnlab/plugin.hpp>
 
-#include <ATen/CPUGeneratorImpl.h>
+#include <attnlab/random.hpp>
 
 #include <cmath>
 
@@ -40,7 +40,7 @@ class GatedAttention : public attnlab::AttentionBackend {
         regularizer_kind_(init.params.get_string("regularizer")),
         max_seq_len_(init.max_seq_len) {
     const std::int64_t K = static_cast<std::int64_t>(candidates_.size());
-    auto generator = at::detail::createCPUGenerator(init.seed + 7919u * static_cast<std::uint64_t>(init.layer_index));
+    auto generator = attnlab::seeded_generator(init.seed + 7919u * static_cast<std::uint64_t>(init.layer_index));
     W_ = register_parameter("W", at::randn({init.n_heads, K, init.head_dim}, generator, torch::TensorOptions()) *
                                      init.params.get_float("init_scale"));
     b_ = register_parameter("b", torch::zeros({init.n_heads, K}));
@@ -58,6 +58,39 @@ class GatedAttention : public attnlab::AttentionBackend {
             ParamSpec::choice("regularizer", "compute", {"compute", "entropy"},
                               "gate mass weighted by mask density, or mean gate entropy"),
             ParamSpec::real("init_scale", 0.02, 0.0, 1.0, "std of the initial gate weights W (b starts at 0)")};
+  }
+
+  // A malformed candidate list is refused while the sweep loads, not when its trial runs.
+  static void validate(const attnlab::Params& params) {
+    attnlab::masks::parse_list_param("candidates", params.get_string("candidates"));
+  }
+
+  // Soft mode computes every causal score; hard mode attends, per query, to the chosen
+  // candidate's keys: one layout per (b, h) from the last forward's gates.
+  attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
+    if (!hard() || !last_gates_.defined() || last_gates_.size(2) != T) return {attnlab::masks::block_layout("causal", T, 64)};
+    const auto masks = attnlab::masks::stack(candidates_, T, last_gates_.options());
+    const auto allowed = torch::einsum("bhtk,kts->bhts", {last_gates_, masks}).gt(0).cpu();
+    attnlab::kernels::LayoutSet out;
+    for (std::int64_t b = 0; b < allowed.size(0); ++b)
+      for (std::int64_t h = 0; h < allowed.size(1); ++h)
+        out.push_back(std::make_shared<const attnlab::kernels::BlockLayout>(
+            attnlab::kernels::BlockLayout::from_dense(allowed[b][h].contiguous(), 64)));
+    return out;
+  }
+
+  // One-hot (softmax) hard gates pick one candidate per query: a plain masked softmax. Sigmoid
+  // gates may keep several, and the output mixes their softmaxes.
+  bool exact_in_hard_mode() const override { return gate_ == "softmax"; }
+
+  // The full T x T scores and P V, plus the two contractions over the K candidates.
+  attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
+    auto cost = attnlab::full_cost(shape);
+    const double T = static_cast<double>(shape.seq_len), K = static_cast<double>(candidates_.size());
+    const double mix = 4.0 * K * T * T * static_cast<double>(shape.batch * shape.heads);
+    cost.forward_flops += mix;
+    cost.backward_flops += 2.0 * mix;
+    return cost;
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
@@ -139,5 +172,5 @@ class GatedAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(GatedAttention, "gating",
+ATTNLAB_PLUGIN(GatedAttention, "gating", "2.0.0",
                "input-dependent gate over candidate masks, mixed from shared scores (per query or query block)")

@@ -21,7 +21,7 @@ class MaskedAttention : public attnlab::AttentionBackend {
  public:
   explicit MaskedAttention(const attnlab::BackendInit& init)
       : AttentionBackend("MaskedAttention"),
-        pattern_(canonical_or_param_error(init.params.get_string("pattern"))),
+        pattern_(attnlab::masks::canonical(init.params.get_string("pattern"))),
         execution_(init.params.get_string("execution")),
         tile_(init.params.get_int("tile")) {}
 
@@ -29,9 +29,24 @@ class MaskedAttention : public attnlab::AttentionBackend {
     return {attnlab::ParamSpec::text("pattern", "sink:4|window:256",
                                      "mask expression, e.g. sink:4|window:256 (atoms causal, window:W, "
                                      "stride:S[:W], sink:N, block:B, random:P[:B[:SEED]]; '&' and, '|' or)"),
-            attnlab::ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
-                                       "masked T x T math, or the block-sparse kernel over the mask's layout"),
-            attnlab::ParamSpec::integer("tile", 64, 16, 256, "tile size for execution = block_sparse and block density")};
+            attnlab::param::execution({"reference", "block_sparse"},
+                                      "masked T x T math, or the block-sparse kernel over the mask's layout"),
+            attnlab::param::tile()};
+  }
+
+  // A malformed pattern is refused while the sweep loads, not when its trial runs.
+  static void validate(const attnlab::Params& params) {
+    attnlab::masks::canonical_param("pattern", params.get_string("pattern"));
+  }
+
+  attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
+    return {attnlab::masks::block_layout(pattern_, T, tile_)};
+  }
+
+  // reference: masked T x T math computes every element; block_sparse: the mask's tiles.
+  attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
+    if (execution_ == "reference") return attnlab::full_cost(shape);
+    return attnlab::mask_cost(layouts(shape.seq_len), shape);
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
@@ -44,19 +59,7 @@ class MaskedAttention : public attnlab::AttentionBackend {
     return torch::matmul(attnlab::kernels::masked_softmax(scores, allowed), v);
   }
 
-  attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
-    return attnlab::masks::density(pattern_, T, tile);
-  }
-
  private:
-  static std::string canonical_or_param_error(const std::string& pattern) {
-    try {
-      return attnlab::masks::canonical(pattern);
-    } catch (const std::invalid_argument& e) {
-      throw attnlab::ParamError("pattern", "parameter 'pattern' = '" + pattern + "': " + e.what());
-    }
-  }
-
   std::string pattern_;
   std::string execution_;
   std::int64_t tile_;
@@ -64,5 +67,5 @@ class MaskedAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(MaskedAttention, "masks",
+ATTNLAB_PLUGIN(MaskedAttention, "masks", "2.0.0",
                "causal attention restricted to one fixed mask expression (windows, strides, sinks, blocks, random)")

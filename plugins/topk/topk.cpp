@@ -53,9 +53,9 @@ class TopkAttention : public attnlab::AttentionBackend {
             ParamSpec::real("temperature_final", 0.1, 1e-4, 100.0, "temperature reached at the last step"),
             ParamSpec::boolean("straight_through", false, "hard 0/1 selection forward, soft gradient backward"),
             ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(sel + eps) floor"),
-            ParamSpec::choice("execution", "reference", {"reference", "block_sparse"},
-                              "how hard mode runs the selection (soft mode always masked math)"),
-            ParamSpec::integer("tile", 64, 16, 256, "tile size for block_sparse and block density")};
+            attnlab::param::execution({"reference", "block_sparse"},
+                                      "how hard mode runs the selection (soft mode always masked math)"),
+            attnlab::param::tile()};
   }
 
   void on_step(std::int64_t step, std::int64_t total_steps) override {
@@ -93,24 +93,33 @@ class TopkAttention : public attnlab::AttentionBackend {
     return out;
   }
 
-  // Soft mode computes every causal score (the selection only biases them): causal density.
-  // Hard mode: measured on the last forward when it had this T; before that, the budget's
-  // worst case. The soft selection's own density is the statistic density/selected_element.
-  attnlab::Density density(std::int64_t T, std::int64_t tile) const override {
-    if (!hard()) return attnlab::causal_density(T, tile);
-    if (last_selected_.defined() && last_selected_.size(-1) == T) {
-      const auto sel = last_selected_.cpu();
-      const std::int64_t n = (T + tile - 1) / tile, pad = n * tile - T;
-      const auto padded = at::constant_pad_nd(sel.to(torch::kByte), {0, pad, 0, pad});
-      const auto tiles = padded.view({sel.size(0), sel.size(1), n, tile, n, tile}).amax({3, 5});
-      return {sel.to(torch::kDouble).mean().item<double>(), tiles.to(torch::kDouble).mean().item<double>()};
-    }
-    const std::int64_t keep = budget(T);
-    double elements = 0;
-    for (std::int64_t t = 0; t < T; ++t)
-      elements += granularity_ == "token" ? std::min(keep, t + 1)
-                                          : (t % block_) + 1 + std::min(keep - 1, t / block_) * block_;
-    return {elements / static_cast<double>(T * T), attnlab::causal_density(T, tile).block};
+  // Soft mode computes every causal score (the selection only biases them): the causal
+  // layout. Hard mode: the last forward's selection at this T, one layout per (b, h) (before
+  // any forward: causal). The soft selection's own density is the statistic
+  // density/selected_element.
+  attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
+    if (!hard() || !last_selected_.defined() || last_selected_.size(-1) != T)
+      return {attnlab::masks::block_layout("causal", T, tile_)};
+    const auto selected = last_selected_.cpu();
+    attnlab::kernels::LayoutSet out;
+    for (std::int64_t b = 0; b < selected.size(0); ++b)
+      for (std::int64_t h = 0; h < selected.size(1); ++h)
+        out.push_back(std::make_shared<const attnlab::kernels::BlockLayout>(
+            attnlab::kernels::BlockLayout::from_dense(selected[b][h].contiguous(), tile_)));
+    return out;
+  }
+
+  // Scoring the units (q against every key or key-block mean), then: masked T x T math
+  // (soft, and hard reference) or the kernel over the selection (hard block_sparse).
+  attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
+    auto cost = hard() && execution_ == "block_sparse" ? attnlab::mask_cost(layouts(shape.seq_len), shape)
+                                                       : attnlab::full_cost(shape);
+    const double T = static_cast<double>(shape.seq_len);
+    const double units = granularity_ == "token" ? T : std::ceil(T / static_cast<double>(block_));
+    const double selection = 2.0 * T * units * static_cast<double>(shape.head_dim * shape.batch * shape.heads);
+    cost.forward_flops += selection;
+    cost.backward_flops += 2.0 * selection;
+    return cost;
   }
 
  private:
@@ -188,5 +197,5 @@ class TopkAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(TopkAttention, "topk",
+ATTNLAB_PLUGIN(TopkAttention, "topk", "2.0.0",
                "differentiable top-k key selection per query (token or key-block/MoBA granularity), causal")

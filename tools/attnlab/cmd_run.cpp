@@ -5,7 +5,8 @@
 #include "table.hpp"
 
 #include "runtime/config.hpp"
-#include "runtime/runner.hpp"
+#include "engine/runner.hpp"
+#include "trials/schemas.hpp"
 
 #include <attnlab/registry.hpp>
 
@@ -42,18 +43,18 @@ void setup(CLI::App& root, int& exit_code) {
     registry.discover();
     for (const auto& problem : registry.problems()) spdlog::warn("{}", problem);
     SweepSpec sweep;
-    std::vector<TrialSpec> trials;
+    std::vector<TrialSpec> specs;
     try {
-      sweep = load_sweep(args->sweep_path, registry, args->overrides);
-      trials = expand_trials(sweep, registry);
+      sweep = load_sweep(args->sweep_path, registry, trials::all_schemas(), args->overrides);
+      specs = expand_trials(sweep, registry);
     } catch (const std::exception& e) {
       std::cerr << "attnlab: " << e.what() << "\n";
       exit_code = 2;
       return;
     }
     if (args->dry_run) {
-      for (const auto& t : trials) std::cout << t.key << "  " << t.name << "\n";
-      std::cout << trials.size() << " trials\n";
+      for (const auto& t : specs) std::cout << t.key << "  " << t.name << "\n";
+      std::cout << specs.size() << " trials\n";
       return;
     }
     RunOptions options;
@@ -63,7 +64,7 @@ void setup(CLI::App& root, int& exit_code) {
     options.progress = !args->no_progress;
     options.command = "attnlab run " + args->sweep_path;
     for (const auto& o : args->overrides) options.command += " --set " + o;
-    const RunSummary summary = run_sweep(sweep, trials, registry, options);
+    const RunSummary summary = run_sweep(sweep, specs, registry, options);
     spdlog::info("{} trials: {} ran, {} already done, {} failed", summary.total, summary.ran, summary.skipped,
                  summary.failed);
     ResultStore store(args->db, /*read_only=*/true);

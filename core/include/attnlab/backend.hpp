@@ -1,12 +1,15 @@
 #pragma once
-// The attention backend interface: what a plugin implements and what the host calls.
+// The attention backend interface (plugin API 2): what a plugin implements and what the host
+// calls.
 //
 //   forward:  q [B, H, T, D], k [B, H, S, D], v [B, H, S, D]  ->  out [B, H, T, D]
 //             causal: query t may only see keys s <= t (self-attention, S == T).
 //
 // Everything but forward is optional; the defaults below are what the host assumes when a
 // backend does not override them.
+#include <attnlab/density.hpp>
 #include <attnlab/export.hpp>
+#include <attnlab/kernels/block_layout.hpp>
 #include <attnlab/params.hpp>
 
 #include <torch/nn/module.h>
@@ -21,7 +24,7 @@ namespace attnlab {
 // What a backend is built with. Model trials fill the shape fields from the model config;
 // bench trials from the sweep grid.
 struct BackendInit {
-  Params params;              // resolved against the plugin's schema
+  Params params;              // resolved against the plugin's schema (and its validate hook)
   std::int64_t n_heads = 1;   // H
   std::int64_t head_dim = 64; // D
   std::int64_t max_seq_len = 1024;
@@ -37,11 +40,15 @@ struct Statistic {
   double value = 0.0;
 };
 
-// Fraction of the T x S score matrix a backend computes: per element, and per tile of
-// `tile` x `tile` (a tile counts when any element in it is computed). Speed follows blocks.
-struct Density {
-  double element = 0.0;
-  double block = 0.0;
+// The shape of one attention call, for cost().
+struct AttentionShape {
+  std::int64_t batch = 1, heads = 1, seq_len = 1, head_dim = 64;  // B, H, T (= S), D
+};
+
+// FLOPs one call computes (a multiply-add counts 2).
+struct Cost {
+  double forward_flops = 0.0;
+  double backward_flops = 0.0;  // the backward alone
 };
 
 class ATTNLAB_API AttentionBackend : public torch::nn::Module {
@@ -69,15 +76,39 @@ class ATTNLAB_API AttentionBackend : public torch::nn::Module {
   virtual void set_hard(bool hard);
   bool hard() const { return hard_; }
 
-  // Fraction of the causal T x T work this backend does in its current state, at `tile`.
-  // Default: the causal mask (about half of all elements).
-  virtual Density density(std::int64_t T, std::int64_t tile) const;
+  // The block layout(s) the current mode computes at T, at the backend's own tile size: one
+  // shared by every (b, h), one per head (H) or one per (b, h) (B*H), as the kernels take
+  // them. A backend whose selection depends on its input reports its last forward's (at
+  // this T; before any, its best guess). In hard mode the output must be the softmax
+  // attention restricted to these layouts' element masks: `attnlab check` holds it to that.
+  // Default: the causal layout at tile 64.
+  virtual kernels::LayoutSet layouts(std::int64_t T) const;
+
+  // Whether hard mode's output is exactly the softmax attention over layouts()'s element masks
+  // (what `attnlab check` compares with the float64 reference). Default: true. A backend that
+  // mixes several masked softmaxes even in hard mode (sigmoid gates that keep two candidates)
+  // says false, and the check reports that comparison as not applicable.
+  virtual bool exact_in_hard_mode() const;
+
+  // What one call computes. Default: mask_cost(layouts(T), shape), i.e. Q K^T and P V over
+  // the allowed elements. Override when the cost is not mask-shaped: masked T x T math
+  // (full_cost), a mixture of several kernel passes, linear attention.
+  virtual Cost cost(const AttentionShape& shape) const;
 
  private:
   bool hard_ = false;
 };
 
-// The causal mask's density at T (element and tile level), the default above.
-ATTNLAB_API Density causal_density(std::int64_t T, std::int64_t tile);
+// 4·D FLOPs per allowed element of `layouts` (Q K^T and P V, 2·D each), B·H times; the
+// backward 2.5x the forward (dV, dP, dQ, dK and the recomputed scores, as FlashAttention
+// counts it). A shared layout counts for every (b, h), one per head for every batch.
+ATTNLAB_API Cost mask_cost(const kernels::LayoutSet& layouts, const AttentionShape& shape);
+// The same for every element of the T x T matrix: what masked T x T math computes.
+ATTNLAB_API Cost full_cost(const AttentionShape& shape);
+
+// Element and block density of a layout set (the mean over its layouts), and of a backend's
+// layouts(T).
+ATTNLAB_API Density density_of(const kernels::LayoutSet& layouts);
+ATTNLAB_API Density density_of(const AttentionBackend& backend, std::int64_t T);
 
 }  // namespace attnlab

@@ -15,11 +15,13 @@
 //                                      seeded (default 0); the diagonal tile always kept
 // e.g. "sink:4|window:256", "stride:64:1024|window:64", "block:128".
 //
-// Every result is cached per (canonical expression, T, tile); tensors returned are shared
-// and must not be modified.
-#include <attnlab/backend.hpp>
+// Parsing and canonical spelling: attnlab/mask_expr.hpp (no tensors). Every result here is
+// cached per (canonical expression, T, tile); tensors returned are shared and must not be
+// modified.
+#include <attnlab/density.hpp>
 #include <attnlab/export.hpp>
 #include <attnlab/kernels/block_layout.hpp>
+#include <attnlab/mask_expr.hpp>
 
 #include <ATen/ATen.h>
 
@@ -29,17 +31,6 @@
 #include <vector>
 
 namespace attnlab::masks {
-
-// Throws std::invalid_argument naming the offending part ("window:0: W must be >= 1").
-// Returns the canonical spelling (used as cache key and in the database).
-ATTNLAB_API std::string canonical(const std::string& expression);
-
-// Splits a comma-separated candidate list ("causal, window:64, sink:4|window:16") and
-// canonicalizes each entry; throws like canonical().
-ATTNLAB_API std::vector<std::string> parse_list(const std::string& comma_separated);
-
-// parse_list for a backend parameter: a bad entry throws ParamError naming `key`.
-ATTNLAB_API std::vector<std::string> parse_list_param(const std::string& key, const std::string& comma_separated);
 
 // The masks of `expressions` stacked as 0/1 numbers: [K, T, T] in `like`'s dtype and device.
 ATTNLAB_API at::Tensor stack(const std::vector<std::string>& expressions, std::int64_t T,

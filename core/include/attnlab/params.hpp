@@ -42,10 +42,12 @@ struct ATTNLAB_API ParamSpec {
   std::string allowed() const;
 };
 
-// Thrown for a value the schema refuses; `key` is the parameter's name.
+// Thrown for a value the schema (or a plugin's validate hook) refuses; `key` is the
+// parameter's name, `hint` an optional suggestion shown with the message.
 struct ATTNLAB_API ParamError : std::invalid_argument {
-  ParamError(std::string key, const std::string& message);
+  ParamError(std::string key, const std::string& message, std::string hint = "");
   std::string key;
+  std::string hint;
 };
 
 // Resolved parameter values: every schema entry is present (given or default) and valid.
@@ -65,6 +67,14 @@ class ATTNLAB_API Params {
   const ParamValue& at(const std::string& name) const;
   std::map<std::string, ParamValue> values_;
 };
+
+// Parameters many backends share, so they read the same everywhere:
+namespace param {
+// "execution": how the backend computes; `choices` lists its options, the first is the default.
+ATTNLAB_API ParamSpec execution(std::vector<std::string> choices, std::string help);
+// "tile": tile size of attnlab's block-sparse kernel, 64 by default, in [16, 256].
+ATTNLAB_API ParamSpec tile();
+}  // namespace param
 
 // Fills defaults and checks types and ranges. An int given for a Float widens; anything else
 // of the wrong type, out of range, or unknown to the schema throws ParamError naming the key

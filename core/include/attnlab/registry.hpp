@@ -6,9 +6,11 @@
 // share that layout). Loaded libraries are never unloaded while the registry lives, and every
 // backend it creates holds its library too, so a backend may outlive the registry.
 #include <attnlab/backend.hpp>
+#include <attnlab/catalog.hpp>
 #include <attnlab/export.hpp>
 #include <attnlab/plugin.hpp>
 
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -26,10 +28,12 @@ struct LoadedPlugin {
   std::string path;
   const PluginDescriptor* descriptor = nullptr;
   std::vector<ParamSpec> schema;
+  std::string version;            // the plugin's own (descriptor), "" when it gives none
+  std::string build_id;           // FNV-1a 64 of the .so's bytes, hex: which build made a result
   std::shared_ptr<void> library;  // the boost::dll::shared_library, kept alive
 };
 
-class ATTNLAB_API PluginRegistry {
+class ATTNLAB_API PluginRegistry : public BackendCatalog {
  public:
   // Directories searched by discover(): $ATTNLAB_PLUGIN_PATH entries, then <exe>/../plugins.
   static std::vector<std::string> default_search_path();
@@ -38,7 +42,8 @@ class ATTNLAB_API PluginRegistry {
   // skipped, so one broken plugin does not hide the others. A later duplicate name is skipped.
   void discover(const std::vector<std::string>& directories = default_search_path());
 
-  // Loads one file or throws PluginError. Returns the registered plugin.
+  // Loads one file or throws PluginError. Returns the registered plugin; the reference stays
+  // valid as long as the registry (later loads do not move it).
   const LoadedPlugin& load(const std::string& path);
 
   std::vector<std::string> names() const;  // sorted
@@ -46,12 +51,23 @@ class ATTNLAB_API PluginRegistry {
   const LoadedPlugin& get(const std::string& name) const;  // throws, listing available names
   const std::vector<std::string>& problems() const { return problems_; }
 
-  // Resolves `given` against the schema (throws ParamError) and builds the backend.
+  // Resolves `given` against the schema and runs the plugin's validate hook, if any; throws
+  // ParamError naming the key. What the sweep loader calls for every trial.
+  Params validate(const std::string& name, const std::map<std::string, ParamValue>& given) const;
+
+  // BackendCatalog, for the sweep loader: names(), the schema, validate().
+  std::vector<std::string> backend_names() const override { return names(); }
+  const std::vector<ParamSpec>* backend_schema(const std::string& name) const override;
+  Params check_params(const std::string& name, const std::map<std::string, ParamValue>& given) const override {
+    return validate(name, given);
+  }
+
+  // validate(), then builds the backend.
   std::shared_ptr<AttentionBackend> create(const std::string& name, BackendInit init,
                                            const std::map<std::string, ParamValue>& given) const;
 
  private:
-  std::vector<LoadedPlugin> plugins_;
+  std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<std::string> problems_;
 };
 

@@ -6,8 +6,8 @@
 #include "model/gpt2.hpp"
 #include "model/schedule.hpp"
 #include "model/teacher.hpp"
-#include "runtime/memory.hpp"
-#include "runtime/sink.hpp"
+#include "base/memory.hpp"
+#include "base/sink.hpp"
 #include "text/corpus.hpp"
 #include "text/token_data.hpp"
 #include "text/tokenizer.hpp"
@@ -47,7 +47,7 @@ Density mean_density(const GPT2& model, std::int64_t T) {
   Density mean;
   const auto backends = model.backends();
   for (const auto& b : backends) {
-    const auto d = b->density(T, 64);
+    const auto d = density_of(*b, T);
     mean.element += d.element / double(backends.size());
     mean.block += d.block / double(backends.size());
   }
@@ -105,7 +105,7 @@ void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, con
   student.eval();
   memory::install_cpu_tracker();
   const auto n_positions = teacher.config().n_positions;
-  for (const auto T : spec.eval_seq_lens) {
+  for (const auto T : spec.eval.seq_lens) {
     const std::string key = "eval.T" + std::to_string(T);
     if (T > n_positions) {
       sink.info(key, "skipped: T = " + std::to_string(T) + " exceeds the model's n_positions = " + std::to_string(n_positions));
@@ -116,7 +116,7 @@ void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, con
       sink.info(key, "skipped: the valid and test splits are shorter than T + 1 = " + std::to_string(T + 1) + " tokens");
       continue;
     }
-    const auto windows = std::min(data->num_eval_windows(T), spec.eval_batches * spec.batch);
+    const auto windows = std::min(data->num_eval_windows(T), spec.eval.batches * spec.batch);
     sink.info(key, std::to_string(windows) + " windows of " + std::to_string(T) + " tokens from the " +
                        (data == &valid ? "valid" : "test") + " split");
 
@@ -171,9 +171,9 @@ void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, con
 
 void write_samples(GPT2& teacher, GPT2& student, const text::Tokenizer& tokenizer, const DistillSpec& spec,
                    TrialSink& sink) {
-  if (spec.sample_tokens == 0) return;
-  for (size_t i = 0; i < spec.prompts.size(); ++i) {
-    const auto& prompt = spec.prompts[i];
+  if (spec.eval.sample_tokens == 0) return;
+  for (size_t i = 0; i < spec.eval.prompts.size(); ++i) {
+    const auto& prompt = spec.eval.prompts[i];
     const auto ids = tokenizer.encode(prompt);
     if (ids.empty()) {
       sink.info("sample.skipped", "prompt \"" + prompt + "\" encodes to no tokens");
@@ -181,7 +181,7 @@ void write_samples(GPT2& teacher, GPT2& student, const text::Tokenizer& tokenize
     }
     for (const bool greedy : {true, false}) {
       // Same seed for teacher and student: with equal distributions they draw the same text.
-      GenerateOptions options{spec.sample_tokens, greedy, spec.sample_temperature, spec.seed * 1000003 + i};
+      GenerateOptions options{spec.eval.sample_tokens, greedy, spec.eval.sample_temperature, spec.seed * 1000003 + i};
       const char* mode = greedy ? "greedy" : "sampled";
       sink.sample(prompt, "teacher", mode, to_valid_utf8(tokenizer.decode(generate(teacher, ids, options))));
       sink.sample(prompt, "student", mode, to_valid_utf8(tokenizer.decode(generate(student, ids, options))));
@@ -192,24 +192,11 @@ void write_samples(GPT2& teacher, GPT2& student, const text::Tokenizer& tokenize
 }  // namespace
 
 void check_distill_spec(const DistillSpec& s) {
-  auto require = [](bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument("[distill] " + what);
-  };
-  require(!s.backend.empty(), "backend must name a plugin (see `attnlab backends`)");
-  require(s.seq_len >= 1, "seq_len = " + std::to_string(s.seq_len) + " must be >= 1");
-  require(s.batch >= 1, "batch = " + std::to_string(s.batch) + " must be >= 1");
-  require(s.steps >= 0, "steps = " + std::to_string(s.steps) + " must be >= 0");
-  require(s.log_every >= 1, "log_every = " + std::to_string(s.log_every) + " must be >= 1");
-  require(s.lr > 0, "lr must be > 0");
-  require(s.weight_decay >= 0, "weight_decay must be >= 0");
-  require(s.warmup_frac >= 0 && s.warmup_frac <= 1, "warmup_frac must be in [0, 1]");
-  require(s.alpha_ce >= 0 && s.alpha_kl >= 0 && s.lambda >= 0, "alpha_ce, alpha_kl and lambda must be >= 0");
-  require(s.temperature > 0, "temperature must be > 0");
-  require(s.train == "backend" || s.train == "all", "train = \"" + s.train + "\" must be one of backend|all");
-  require(s.eval_batches >= 1, "eval_batches must be >= 1");
-  for (auto T : s.eval_seq_lens) require(T >= 1, "eval_seq_lens entries must be >= 1");
-  require(s.sample_tokens >= 0, "sample_tokens must be >= 0");
-  require(s.sample_temperature > 0, "sample_temperature must be > 0");
+  // Ranges and choices are the keys' own declarations (specs.hpp); only what they cannot say
+  // is checked here.
+  distill_keys().check(s, "grid");
+  eval_keys().check(s.eval, "eval");
+  if (s.backend.empty()) throw std::invalid_argument("[grid] backend must name a plugin (see `attnlab backends`)");
 }
 
 LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,

@@ -36,7 +36,8 @@ namespace attnlab::model {
 using BackendFactory = std::function<std::shared_ptr<AttentionBackend>(
     const std::string& name, const BackendInit&, const std::map<std::string, ParamValue>& params)>;
 
-// Throws std::invalid_argument naming the [distill] key and its allowed range.
+// Checks every field against its key's declaration (specs.hpp); throws std::invalid_argument
+// naming the key, the value and what is allowed.
 void check_distill_spec(const DistillSpec& spec);
 
 struct LossParts {

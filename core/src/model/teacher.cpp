@@ -4,7 +4,7 @@
 #include "model/schedule.hpp"
 #include "model/safetensors.hpp"
 #include "model/sha256.hpp"
-#include "runtime/sink.hpp"
+#include "base/sink.hpp"
 
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -44,15 +44,12 @@ nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
           {"seed", spec.seed}};
 }
 
+// The keys' declared ranges (specs.hpp), and what they cannot say: the window fits the model.
 void check_spec(const TeacherSpec& s) {
-  auto require = [](bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument("[teacher] " + what);
-  };
-  require(s.steps >= 1, "steps = " + std::to_string(s.steps) + " must be >= 1");
-  require(s.batch >= 1, "batch = " + std::to_string(s.batch) + " must be >= 1");
-  require(s.seq_len >= 1 && s.seq_len <= s.block_size,
-          "seq_len = " + std::to_string(s.seq_len) + " must be in [1, block_size = " + std::to_string(s.block_size) + "]");
-  require(s.lr > 0, "lr must be > 0");
+  teacher_keys().check(s, "teacher");
+  if (s.seq_len > s.block_size)
+    throw std::invalid_argument("[teacher] seq_len = " + std::to_string(s.seq_len) + " must be <= block_size = " +
+                                std::to_string(s.block_size));
 }
 
 // Next-token training of a dense model; AdamW with decay on matrices only, warmup + cosine.

@@ -1,6 +1,6 @@
 #include "runtime/bench.hpp"
 
-#include "runtime/memory.hpp"
+#include "base/memory.hpp"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
@@ -29,12 +29,6 @@ void synchronize(const at::Tensor& t) {
 }
 
 }  // namespace
-
-double attention_flops(double elements, std::int64_t batch, std::int64_t heads, std::int64_t head_dim,
-                       const std::string& pass) {
-  const double forward = 4.0 * static_cast<double>(batch * heads * head_dim) * elements;
-  return pass == "fwd+bwd" ? 3.5 * forward : forward;
-}
 
 void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink) {
   memory::install_cpu_tracker();
@@ -115,24 +109,37 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
   const double input_bytes = 3.0 * static_cast<double>(q.numel()) * static_cast<double>(q.element_size());
   sink.metric("memory/inputs_mib", input_bytes / (1024.0 * 1024.0));
 
-  const Density density = backend.density(o.seq_len, o.tile);
-  const double T = static_cast<double>(o.seq_len);
-  const double tiles_side = std::ceil(T / static_cast<double>(o.tile));
-  const double useful = attention_flops(density.element * T * T, o.batch, o.heads, o.head_dim, o.pass);
-  const double tile_work = attention_flops(density.block * tiles_side * tiles_side * static_cast<double>(o.tile * o.tile),
-                                           o.batch, o.heads, o.head_dim, o.pass);
+  // The work counted: useful = the allowed elements of the layouts the backend executed
+  // (what any implementation of its mask must compute), tiles = every element of their
+  // non-empty tiles (an upper bound: partial tiles counted whole), computed = the backend's
+  // own cost() (masked T x T math computes all T^2, whatever its mask).
+  const auto layouts = backend.layouts(o.seq_len);
+  const AttentionShape call{o.batch, o.heads, o.seq_len, o.head_dim};
+  const Density density = density_of(layouts);
+  auto total = [&](const Cost& c) { return backward ? c.forward_flops + c.backward_flops : c.forward_flops; };
+  const double useful = total(mask_cost(layouts, call));
+  const double computed = total(backend.cost(call));
+  const std::int64_t tile = layouts.empty() ? 0 : layouts.front()->tile;
+  double tile_elements = 0.0;
+  for (const auto& l : layouts) tile_elements += static_cast<double>(l->nnz() * l->tile * l->tile);
+  tile_elements *= static_cast<double>(o.batch * o.heads) / static_cast<double>(std::max<std::size_t>(1, layouts.size()));
+  const double tile_work = total(Cost{4.0 * static_cast<double>(o.head_dim) * tile_elements,
+                                      10.0 * static_cast<double>(o.head_dim) * tile_elements});
+  const double seconds = median / 1e3;
   sink.metric("density/element", density.element);
   sink.metric("density/block", density.block);
-  sink.metric("density/tile", static_cast<double>(o.tile));
+  sink.metric("density/tile", static_cast<double>(tile));
   sink.metric("flops/useful", useful);
   sink.metric("flops/tiles", tile_work);
-  sink.metric("flops/gflops", useful / (median / 1e3) / 1e9);
-  sink.metric("flops/tile_gflops", tile_work / (median / 1e3) / 1e9);
+  sink.metric("flops/computed", computed);
+  sink.metric("flops/gflops", useful / seconds / 1e9);
+  sink.metric("flops/tile_gflops", tile_work / seconds / 1e9);
+  sink.metric("flops/computed_gflops", computed / seconds / 1e9);
   if (o.sgemm_gflops > 0) {
     sink.metric("ceiling/sgemm_gflops", o.sgemm_gflops);
     // Against the ceiling only the allowed elements count: a partial (diagonal) tile is not
     // credited with the work its masked elements would have been.
-    sink.metric("flops/fraction_of_sgemm", useful / (median / 1e3) / 1e9 / o.sgemm_gflops);
+    sink.metric("flops/fraction_of_sgemm", useful / seconds / 1e9 / o.sgemm_gflops);
   }
 }
 

@@ -1,102 +1,30 @@
-// Sweep parsing and validation. The rules below are the whole sweep schema: one row per key,
-// with its type and allowed range, per section and kind. Nothing runs until every key of the
-// file has been checked against them.
+// Sweep parsing and validation (config.hpp). The keys are their declarations: SweepHead's
+// here, the grid and section keys of each trial kind (KindSchema), the backends' schemas and
+// validate hooks (BackendCatalog). Nothing runs until every key of the file has been checked.
 #include "runtime/config.hpp"
 
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <cmath>
 #include <fstream>
 #include <functional>
-#include <limits>
 #include <sstream>
 
 namespace attnlab {
+
+const keys::Table<SweepHead>& sweep_keys() {
+  static const auto keys = [] {
+    using SpecType = SweepHead;
+    keys::Table<SpecType> table;
+    ATTNLAB_SWEEP_KEYS(ATTNLAB_KEY_ROW)
+    return table;
+  }();
+  return keys;
+}
+
 namespace {
 
 using json = nlohmann::json;
-
-enum class Kind { Int, Float, String, Bool, IntList, StringList };
-
-struct Rule {
-  const char* key;
-  Kind kind;
-  double min = -std::numeric_limits<double>::infinity();
-  double max = std::numeric_limits<double>::infinity();
-  std::vector<std::string> choices = {};
-  bool axis = false;  // may be an array (a grid axis)
-};
-
-const double kBig = 1e12;
-
-const std::vector<Rule>& sweep_rules() {
-  static const std::vector<Rule> rules = {
-      {"name", Kind::String},
-      {"kind", Kind::String, 0, 0, {"bench", "distill"}},
-      {"description", Kind::String},
-      {"seed", Kind::Int, 0, kBig},
-      {"warmup", Kind::Int, 0, 1000},
-      {"repeats", Kind::Int, 1, 100000},
-      {"min_time_s", Kind::Float, 0, 3600},
-      {"threads", Kind::Int, 0, 1024},
-      {"device", Kind::String, 0, 0, {"cpu", "cuda"}},
-  };
-  return rules;
-}
-
-const std::vector<Rule>& grid_rules(const std::string& kind) {
-  static const std::vector<Rule> bench = {
-      {"backend", Kind::String, 0, 0, {}, true},
-      {"seq_len", Kind::Int, 1, 1 << 20, {}, true},
-      {"batch", Kind::Int, 1, 4096, {}, true},
-      {"heads", Kind::Int, 1, 1024, {}, true},
-      {"head_dim", Kind::Int, 1, 1024, {}, true},
-      {"pass", Kind::String, 0, 0, {"fwd", "fwd+bwd"}, true},
-      {"dtype", Kind::String, 0, 0, {"float32", "float64"}, true},
-  };
-  static const std::vector<Rule> distill = {
-      {"backend", Kind::String, 0, 0, {}, true},
-      {"seq_len", Kind::Int, 2, 1 << 16, {}, true},
-      {"batch", Kind::Int, 1, 4096, {}, true},
-      {"steps", Kind::Int, 0, 1000000, {}, true},
-      {"log_every", Kind::Int, 1, 1000000, {}, true},
-      {"lr", Kind::Float, 0, 10, {}, true},
-      {"weight_decay", Kind::Float, 0, 10, {}, true},
-      {"warmup_frac", Kind::Float, 0, 1, {}, true},
-      {"grad_clip", Kind::Float, 0, kBig, {}, true},
-      {"alpha_ce", Kind::Float, 0, 1000, {}, true},
-      {"alpha_kl", Kind::Float, 0, 1000, {}, true},
-      {"temperature", Kind::Float, 1e-3, 1000, {}, true},
-      {"lambda", Kind::Float, 0, 1000, {}, true},
-      {"train", Kind::String, 0, 0, {"backend", "all"}, true},
-  };
-  return kind == "distill" ? distill : bench;
-}
-
-const std::map<std::string, std::vector<Rule>>& distill_section_rules() {
-  static const std::map<std::string, std::vector<Rule>> rules = {
-      {"data", {{"corpus", Kind::String}, {"tokenizer", Kind::String, 0, 0, {"bytes", "gpt2"}}}},
-      {"teacher",
-       {{"checkpoint", Kind::String},
-        {"n_layer", Kind::Int, 1, 96},
-        {"n_head", Kind::Int, 1, 128},
-        {"n_embd", Kind::Int, 8, 16384},
-        {"block_size", Kind::Int, 8, 1 << 16},
-        {"steps", Kind::Int, 0, 1000000},
-        {"batch", Kind::Int, 1, 4096},
-        {"seq_len", Kind::Int, 2, 1 << 16},
-        {"lr", Kind::Float, 0, 10},
-        {"seed", Kind::Int, 0, kBig}}},
-      {"eval",
-       {{"seq_lens", Kind::IntList, 2, 1 << 16},
-        {"batches", Kind::Int, 1, 100000},
-        {"prompts", Kind::StringList},
-        {"sample_tokens", Kind::Int, 0, 100000},
-        {"sample_temperature", Kind::Float, 1e-3, 100}}},
-  };
-  return rules;
-}
 
 std::string where(const toml::source_region& source, const std::string& fallback_path) {
   std::ostringstream out;
@@ -104,127 +32,86 @@ std::string where(const toml::source_region& source, const std::string& fallback
   return out.str();
 }
 
+std::string where(const toml::node& node, const std::string& path) { return where(node.source(), path); }
+
 [[noreturn]] void fail(const toml::node& node, const std::string& path, const std::string& message) {
-  throw ConfigError(where(node.source(), path) + ": " + message);
+  throw ConfigError(where(node, path) + ": " + message);
 }
 
-std::string describe(const Rule& rule) {
-  auto num = [](double x) {
-    std::ostringstream out;
-    if (std::abs(x) < 1e15 && x == std::floor(x)) out << static_cast<long long>(x);
-    else out << x;
-    return out.str();
-  };
-  switch (rule.kind) {
-    case Kind::Int:
-    case Kind::IntList:
-      return std::string(rule.kind == Kind::IntList ? "array of int" : "int") + " in [" + num(rule.min) + ", " +
-             num(rule.max) + "]";
-    case Kind::Float: return "number in [" + num(rule.min) + ", " + num(rule.max) + "]";
-    case Kind::Bool: return "bool";
-    case Kind::String:
-    case Kind::StringList: {
-      std::string out = rule.kind == Kind::StringList ? "array of string" : "string";
-      if (!rule.choices.empty()) {
-        out = "one of ";
-        for (size_t i = 0; i < rule.choices.size(); ++i) out += (i ? "|" : "") + rule.choices[i];
-      }
-      return out;
-    }
-  }
-  return "?";
+std::string known_keys(const std::vector<keys::Key>& keys, const std::string& first = "") {
+  std::string out = first;
+  for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k.name;
+  return out;
 }
 
-// One scalar against a rule; returns it as JSON.
-json check_scalar(const toml::node& node, const Rule& rule, const std::string& full_key, const std::string& path) {
-  auto refuse = [&](const std::string& why) {
-    fail(node, path, full_key + ": " + why + " (allowed: " + describe(rule) + ")");
-  };
-  const bool want_int = rule.kind == Kind::Int || rule.kind == Kind::IntList;
-  const bool want_string = rule.kind == Kind::String || rule.kind == Kind::StringList;
-  if (want_int) {
-    auto v = node.value<std::int64_t>();
-    if (!node.is_integer() || !v) refuse("expected an integer");
-    if (*v < rule.min || *v > rule.max) refuse(std::to_string(*v) + " is out of range");
-    return *v;
-  }
-  if (rule.kind == Kind::Float) {
-    if (!node.is_number()) refuse("expected a number");
-    double v = *node.value<double>();
-    if (!(v >= rule.min && v <= rule.max)) refuse(std::to_string(v) + " is out of range");
-    return v;
-  }
-  if (rule.kind == Kind::Bool) {
-    if (!node.is_boolean()) refuse("expected true or false");
-    return *node.value<bool>();
-  }
-  if (want_string) {
-    if (!node.is_string()) refuse("expected a string");
-    std::string v = *node.value<std::string>();
-    if (!rule.choices.empty() && std::find(rule.choices.begin(), rule.choices.end(), v) == rule.choices.end())
-      refuse("'" + v + "' is not allowed");
-    return v;
-  }
-  refuse("unsupported");
-  return {};
-}
-
-const Rule* find_rule(const std::vector<Rule>& rules, const std::string& key) {
-  for (const auto& r : rules)
-    if (key == r.key) return &r;
+const keys::Key* find_key(const std::vector<keys::Key>& keys, const std::string& name) {
+  for (const auto& k : keys)
+    if (k.name == name) return &k;
   return nullptr;
 }
 
-std::string known_keys(const std::vector<Rule>& rules) {
-  std::string out;
-  for (const auto& r : rules) out += (out.empty() ? "" : ", ") + std::string(r.key);
-  return out;
-}
-
-// A section of plain (non-axis) keys -> JSON object.
-json check_section(const toml::table& table, const std::string& section, const std::vector<Rule>& rules,
-                   const std::string& path) {
-  json out = json::object();
-  for (const auto& [k, node] : table) {
-    const std::string key(k.str());
-    const Rule* rule = find_rule(rules, key);
-    if (!rule) fail(node, path, "unknown key [" + section + "] " + key + " (known: " + known_keys(rules) + ")");
-    const std::string full = "[" + section + "] " + key;
-    if (rule->kind == Kind::IntList || rule->kind == Kind::StringList) {
-      const auto* array = node.as_array();
-      if (!array) fail(node, path, full + ": expected an array (allowed: " + describe(*rule) + ")");
-      json list = json::array();
-      for (const auto& item : *array) list.push_back(check_scalar(item, *rule, full, path));
-      out[key] = list;
-    } else {
-      if (node.is_array()) fail(node, path, full + ": expected a single value, not an array (arrays are axes only in [grid] and [backend.*])");
-      out[key] = check_scalar(node, *rule, full, path);
-    }
-  }
-  return out;
-}
-
-// An axis table ([grid] or [backend.X]): each key a scalar or an array of scalars.
-Axis read_axis(const toml::node& node, const std::string& key, const std::string& full,
-               const std::function<json(const toml::node&)>& check_one, const std::string& path) {
-  Axis axis;
-  axis.name = key;
-  axis.line = static_cast<int>(node.source().begin.line);
-  if (const auto* array = node.as_array()) {
-    if (array->empty()) fail(node, path, full + ": an axis needs at least one value");
-    for (const auto& item : *array) axis.values.push_back(check_one(item));
-  } else {
-    axis.values.push_back(check_one(node));
-  }
-  return axis;
-}
-
-json node_to_param_json(const toml::node& node, const std::string& full, const std::string& path) {
+// One TOML scalar as JSON (anything else is refused).
+json scalar_json(const toml::node& node, const std::string& full, const std::string& path) {
   if (node.is_integer()) return *node.value<std::int64_t>();
   if (node.is_floating_point()) return *node.value<double>();
   if (node.is_boolean()) return *node.value<bool>();
   if (node.is_string()) return *node.value<std::string>();
   fail(node, path, full + ": expected a bool, integer, number or string");
+}
+
+// One scalar against its declaration; a number for a float key is stored as a double, so the
+// trial key does not depend on whether the file wrote 1 or 1.0.
+json check_scalar(const toml::node& node, const keys::Key& key, const std::string& full, const std::string& path) {
+  if (node.is_array() || node.is_table())
+    fail(node, path, full + ": expected a single value (allowed: " + key.describe() + ")");
+  json value = scalar_json(node, full, path);
+  if (const std::string why = key.refuse(value); !why.empty())
+    fail(node, path, full + ": " + why + " (allowed: " + key.describe() + ")");
+  if (key.type == keys::Type::Float) value = value.get<double>();
+  return value;
+}
+
+// A section of plain (non-axis) keys -> JSON object.
+json check_section(const toml::table& table, const std::string& section, const std::vector<keys::Key>& keys,
+                   const std::string& path) {
+  json out = json::object();
+  for (const auto& [k, node] : table) {
+    const std::string name(k.str());
+    const keys::Key* key = find_key(keys, name);
+    if (!key) fail(node, path, "unknown key [" + section + "] " + name + " (known: " + known_keys(keys) + ")");
+    const std::string full = "[" + section + "] " + name;
+    if (key->is_list()) {
+      const auto* array = node.as_array();
+      if (!array) fail(node, path, full + ": expected an array (allowed: " + key->describe() + ")");
+      json list = json::array();
+      for (const auto& item : *array) list.push_back(check_scalar(item, *key, full, path));
+      out[name] = list;
+    } else {
+      if (node.is_array())
+        fail(node, path, full + ": expected a single value, not an array (arrays are axes only in [grid] and [backend.*])");
+      out[name] = check_scalar(node, *key, full, path);
+    }
+  }
+  return out;
+}
+
+// An axis table entry ([grid] or [backend.X]): a scalar or an array of scalars.
+Axis read_axis(const toml::node& node, const std::string& name, const std::string& full,
+               const std::function<json(const toml::node&)>& check_one, const std::string& path) {
+  Axis axis;
+  axis.name = name;
+  axis.line = static_cast<int>(node.source().begin.line);
+  auto add = [&](const toml::node& item) {
+    axis.values.push_back(check_one(item));
+    axis.where.push_back(where(item, path));
+  };
+  if (const auto* array = node.as_array()) {
+    if (array->empty()) fail(node, path, full + ": an axis needs at least one value");
+    for (const auto& item : *array) add(item);
+  } else {
+    add(node);
+  }
+  return axis;
 }
 
 ParamValue json_to_param(const json& value) {
@@ -247,7 +134,8 @@ void apply_override(toml::table& root, const std::string& text) {
   dotted = trim(dotted);
   value = trim(value);
   const auto dot = dotted.rfind('.');
-  if (dot == std::string::npos) throw ConfigError("--set " + text + ": expected section.key=value");
+  if (dot == std::string::npos || dot == 0 || dot + 1 == dotted.size())
+    throw ConfigError("--set " + text + ": expected section.key=value");
   const std::string section = dotted.substr(0, dot), key = dotted.substr(dot + 1);
   toml::table parsed;
   try {
@@ -256,15 +144,24 @@ void apply_override(toml::table& root, const std::string& text) {
     // A bare word is taken as a string: --set teacher.checkpoint=/path/to/gpt2
     parsed = toml::table{{"v", value}};
   }
+  const toml::node* parsed_value = parsed.get("v");
+  if (!parsed_value) throw ConfigError("--set " + text + ": expected section.key=value");
   toml::table* target = &root;
   std::stringstream parts(section);
   std::string part;
   while (std::getline(parts, part, '.')) {
+    if (part.empty()) throw ConfigError("--set " + text + ": empty section name");
     if (!target->contains(part)) target->insert(part, toml::table{});
     target = (*target)[part].as_table();
     if (!target) throw ConfigError("--set " + text + ": " + part + " is not a table");
   }
-  target->insert_or_assign(key, *parsed.get("v"));
+  target->insert_or_assign(key, *parsed_value);
+}
+
+std::string kind_names(const std::vector<KindSchema>& kinds) {
+  std::string out;
+  for (const auto& k : kinds) out += (out.empty() ? "" : "|") + k.name;
+  return out;
 }
 
 }  // namespace
@@ -274,18 +171,25 @@ json to_json(const ParamValue& value) {
 }
 ParamValue to_param(const json& value) { return json_to_param(value); }
 
+// FNV-1a 64's prime with an offset basis a digit short of FNV's (1469598103934665603, not
+// 14695981039346656037): how the first trial keys were made. Kept, so that every database
+// written since still resumes; any fixed 64-bit hash would do.
+constexpr std::uint64_t kTrialKeyBasis = 1469598103934665603ull;
+constexpr std::uint64_t kFnvPrime = 1099511628211ull;
+
 std::string stable_hash(const std::string& text) {
-  std::uint64_t h = 1469598103934665603ull;
+  std::uint64_t h = kTrialKeyBasis;
   for (unsigned char c : text) {
     h ^= c;
-    h *= 1099511628211ull;
+    h *= kFnvPrime;
   }
   char buffer[17];
   std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(h));
   return buffer;
 }
 
-SweepSpec load_sweep(const std::string& path, const PluginRegistry& registry, const std::vector<std::string>& overrides) {
+SweepSpec load_sweep(const std::string& path, const BackendCatalog& backends, const std::vector<KindSchema>& kinds,
+                     const std::vector<std::string>& overrides) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw ConfigError(path + ": cannot open sweep file");
   std::stringstream buffer;
@@ -307,97 +211,101 @@ SweepSpec load_sweep(const std::string& path, const PluginRegistry& registry, co
   // [sweep]
   const auto* sweep_table = root["sweep"].as_table();
   if (!sweep_table) throw ConfigError(path + ":1:1: missing [sweep] table (name, kind, ...)");
-  json head = check_section(*sweep_table, "sweep", sweep_rules(), path);
-  if (!head.contains("name")) fail(*sweep_table, path, "[sweep] name is required");
-  if (!head.contains("kind")) fail(*sweep_table, path, "[sweep] kind is required (allowed: bench|distill)");
-  sweep.name = head["name"];
-  sweep.kind = head["kind"];
-  sweep.description = head.value("description", "");
-  sweep.seed = head.value("seed", 0ull);
-  sweep.warmup = head.value("warmup", sweep.kind == "bench" ? 2 : 0);
-  sweep.repeats = head.value("repeats", sweep.kind == "bench" ? 5 : 1);
-  sweep.min_time_s = head.value("min_time_s", 0.0);
-  sweep.threads = head.value("threads", 0);
-  sweep.device = head.value("device", "cpu");
-  if (sweep.name.empty()) fail(*sweep_table, path, "[sweep] name must not be empty");
+  const json head = check_section(*sweep_table, "sweep", sweep_keys().keys(), path);
+  if (!head.contains("name") || head["name"].get<std::string>().empty())
+    fail(*sweep_table, path, "[sweep] name is required (a non-empty string)");
+  if (!head.contains("kind")) fail(*sweep_table, path, "[sweep] kind is required (allowed: " + kind_names(kinds) + ")");
+  const std::string kind_name = head["kind"];
+  const auto kind = std::find_if(kinds.begin(), kinds.end(), [&](const KindSchema& k) { return k.name == kind_name; });
+  if (kind == kinds.end())
+    fail(*sweep_table->get("kind"), path,
+         "[sweep] kind: '" + kind_name + "' is not a trial kind (allowed: " + kind_names(kinds) + ")");
+  json resolved_head = kind->sweep_defaults;
+  for (const auto& [k, v] : head.items()) resolved_head[k] = v;
+  static_cast<SweepHead&>(sweep) = sweep_keys().read(resolved_head);
 
-  const auto& section_rules = distill_section_rules();
+  // The kind's own sections; anything else at the top level is unknown.
   for (const auto& [k, node] : root) {
-    const std::string key(k.str());
-    if (key == "sweep" || key == "grid" || key == "backend") continue;
-    if (sweep.kind == "distill" && section_rules.count(key)) {
-      if (!node.is_table()) fail(node, path, "[" + key + "] must be a table");
-      sweep.sections[key] = check_section(*node.as_table(), key, section_rules.at(key), path);
+    const std::string name(k.str());
+    if (name == "sweep" || name == "grid" || name == "backend") continue;
+    const auto section = std::find_if(kind->sections.begin(), kind->sections.end(),
+                                      [&](const auto& s) { return s.first == name; });
+    if (section != kind->sections.end()) {
+      if (!node.is_table()) fail(node, path, "[" + name + "] must be a table");
+      sweep.sections[name] = check_section(*node.as_table(), name, section->second, path);
       continue;
     }
     std::string known = "sweep, grid, backend.<name>";
-    if (sweep.kind == "distill") known += ", data, teacher, eval";
-    fail(node, path, "unknown table or key '" + key + "' for kind = \"" + sweep.kind + "\" (known: " + known + ")");
+    for (const auto& s : kind->sections) known += ", " + s.first;
+    fail(node, path, "unknown table or key '" + name + "' for kind = \"" + sweep.kind + "\" (known: " + known + ")");
   }
 
-  // [grid]
+  // [grid]: backend, then the kind's keys.
   const auto* grid = root["grid"].as_table();
   if (!grid) fail(*sweep_table, path, "missing [grid] table (at least: backend = [...])");
-  const auto& rules = grid_rules(sweep.kind);
   for (const auto& [k, node] : *grid) {
-    const std::string key(k.str());
-    const Rule* rule = find_rule(rules, key);
-    if (!rule) fail(node, path, "unknown key [grid] " + key + " for kind = \"" + sweep.kind + "\" (known: " + known_keys(rules) + ")");
-    const std::string full = "[grid] " + key;
-    Axis axis = read_axis(node, key, full, [&](const toml::node& item) {
-      json v = check_scalar(item, *rule, full, path);
-      if (key == "backend") {
-        try {
-          registry.get(v.get<std::string>());
-        } catch (const PluginError& e) {
-          fail(item, path, full + ": " + e.what());
-        }
-      }
-      return v;
-    }, path);
-    sweep.grid.push_back(std::move(axis));
+    const std::string name(k.str());
+    const std::string full = "[grid] " + name;
+    if (name == "backend") {
+      sweep.grid.push_back(read_axis(node, name, full, [&](const toml::node& item) {
+        if (!item.is_string()) fail(item, path, full + ": expected a backend name (a string)");
+        const std::string backend = *item.value<std::string>();
+        if (!backends.backend_schema(backend)) fail(item, path, full + ": " + backends.unknown_backend(backend));
+        if (!sweep.backend_where.count(backend)) sweep.backend_where[backend] = where(item, path);
+        return json(backend);
+      }, path));
+      continue;
+    }
+    const keys::Key* key = find_key(kind->grid, name);
+    if (!key)
+      fail(node, path, "unknown key [grid] " + name + " for kind = \"" + sweep.kind + "\" (known: " +
+                           known_keys(kind->grid, "backend") + ")");
+    sweep.grid.push_back(read_axis(node, name, full, [&](const toml::node& item) {
+      return check_scalar(item, *key, full, path);
+    }, path));
   }
-  std::sort(sweep.grid.begin(), sweep.grid.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
-  const auto backend_axis = std::find_if(sweep.grid.begin(), sweep.grid.end(), [](const Axis& a) { return a.name == "backend"; });
-  if (backend_axis == sweep.grid.end()) fail(*grid, path, "[grid] backend is required (available: " + [&] {
-    std::string s; for (const auto& n : registry.names()) s += (s.empty() ? "" : ", ") + n; return s; }() + ")");
+  std::stable_sort(sweep.grid.begin(), sweep.grid.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
+  const auto backend_axis =
+      std::find_if(sweep.grid.begin(), sweep.grid.end(), [](const Axis& a) { return a.name == "backend"; });
+  if (backend_axis == sweep.grid.end()) {
+    std::string names;
+    for (const auto& n : backends.backend_names()) names += (names.empty() ? "" : ", ") + n;
+    fail(*grid, path, "[grid] backend is required (available: " + names + ")");
+  }
 
   // [backend.<name>]: parameters checked against the plugin's schema, value by value.
-  if (const auto* backends = root["backend"].as_table()) {
-    for (const auto& [k, node] : *backends) {
+  if (const auto* tables = root["backend"].as_table()) {
+    for (const auto& [k, node] : *tables) {
       const std::string name(k.str());
-      try {
-        registry.get(name);
-      } catch (const PluginError& e) {
-        fail(node, path, "[backend." + name + "]: " + e.what());
-      }
-      bool in_grid = false;
-      for (const auto& v : backend_axis->values) in_grid = in_grid || v == name;
-      if (!in_grid) fail(node, path, "[backend." + name + "]: backend '" + name + "' is not in [grid] backend");
+      const std::string section = "[backend." + name + "]";
+      const auto* schema = backends.backend_schema(name);
+      if (!schema) fail(node, path, section + ": " + backends.unknown_backend(name));
+      if (std::find(backend_axis->values.begin(), backend_axis->values.end(), json(name)) == backend_axis->values.end())
+        fail(node, path, section + ": backend '" + name + "' is not in [grid] backend");
       const auto* table = node.as_table();
-      if (!table) fail(node, path, "[backend." + name + "] must be a table");
-      const auto& schema = registry.get(name).schema;
+      if (!table) fail(node, path, section + " must be a table");
+      sweep.backend_where[name] = where(node, path);
       auto& axes = sweep.backend_axes[name];
       for (const auto& [pk, pnode] : *table) {
         const std::string key(pk.str());
-        const std::string full = "[backend." + name + "] " + key;
+        const std::string full = section + " " + key;
         axes.push_back(read_axis(pnode, key, full, [&](const toml::node& item) {
-          json v = node_to_param_json(item, full, path);
+          json v = scalar_json(item, full, path);
           try {
-            resolve_params(schema, {{key, json_to_param(v)}});
+            resolve_params(*schema, {{key, json_to_param(v)}});
           } catch (const ParamError& e) {
             fail(item, path, full + ": " + e.what());
           }
           return v;
         }, path));
       }
-      std::sort(axes.begin(), axes.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
+      std::stable_sort(axes.begin(), axes.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
     }
   }
   return sweep;
 }
 
-std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const PluginRegistry& registry) {
+std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends) {
   std::vector<TrialSpec> trials;
   // Odometer over the grid axes, then over the chosen backend's own axes.
   std::function<void(size_t, json&)> over_grid;
@@ -405,12 +313,22 @@ std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const PluginRegistr
     const std::string backend = grid_point["backend"];
     std::vector<Axis> axes;
     if (auto it = sweep.backend_axes.find(backend); it != sweep.backend_axes.end()) axes = it->second;
+    std::vector<std::size_t> chosen(axes.size());  // which value of each axis this trial has
     std::function<void(size_t, std::map<std::string, ParamValue>&, std::string&)> over_params =
         [&](size_t i, std::map<std::string, ParamValue>& given, std::string& label) {
           if (i == axes.size()) {
             TrialSpec trial;
             trial.backend = backend;
-            trial.backend_params = resolve_params(registry.get(backend).schema, given).values();
+            try {
+              trial.backend_params = backends.check_params(backend, given).values();
+            } catch (const ParamError& e) {
+              // At the value that made this trial fail, or where the backend is named.
+              std::string at = sweep.backend_where.count(backend) ? sweep.backend_where.at(backend) : sweep.path;
+              for (std::size_t a = 0; a < axes.size(); ++a)
+                if (axes[a].name == e.key) at = axes[a].where[chosen[a]];
+              throw ConfigError(at + ": [backend." + backend + "] " + e.what() +
+                                (e.hint.empty() ? "" : " (hint: " + e.hint + ")"));
+            }
             json params = json::object();
             for (const auto& [k, v] : trial.backend_params) params[k] = to_json(v);
             trial.config = {{"sweep", sweep.name}, {"kind", sweep.kind}, {"seed", sweep.seed},
@@ -430,7 +348,9 @@ std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const PluginRegistr
             trials.push_back(std::move(trial));
             return;
           }
-          for (const auto& v : axes[i].values) {
+          for (std::size_t j = 0; j < axes[i].values.size(); ++j) {
+            const auto& v = axes[i].values[j];
+            chosen[i] = j;
             given[axes[i].name] = json_to_param(v);
             std::string next = label;
             if (axes[i].values.size() > 1)

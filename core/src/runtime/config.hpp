@@ -1,15 +1,21 @@
 #pragma once
 // Sweep files: parse (toml++), validate everything before anything runs, expand the grid.
 //
-//   [sweep]   name, kind ("bench" | "distill"), seed, warmup, repeats, min_time_s, threads, device
-//   [grid]    every array is an axis; trials are the cartesian product (file order, first
-//             axis outermost); scalars are fixed values
+//   [sweep]   the keys below (SweepHead)
+//   [grid]    backend, and the trial kind's grid keys; every array is an axis, trials are
+//             the cartesian product (file order, first axis outermost); scalars are fixed
 //   [backend.<name>]  that backend's parameters; arrays are axes for its trials only
-//   distill only: [data], [teacher], [eval]
+//   the kind's own sections (distill: [data], [teacher], [eval])
 //
-// Every mistake is a ConfigError whose what() reads "file:line:column: message".
+// Keys and their allowed values come from their declarations (base/keys.hpp): the kinds'
+// KindSchema and SweepHead here. Expanding a sweep checks every trial's backend parameters
+// with the plugin's own validate hook too. Every mistake is a ConfigError whose what() reads
+// "file:line:column: message", and nothing has been written anywhere when it is thrown.
+// No LibTorch in this layer's header: the fuzzer (tests/fuzz) drives it as it is.
+#include "base/keys.hpp"
+
+#include <attnlab/catalog.hpp>
 #include <attnlab/params.hpp>
-#include <attnlab/registry.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +23,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace attnlab {
@@ -25,23 +32,46 @@ struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-struct Axis {
-  std::string name;                   // "seq_len", or "window" inside a backend table
-  std::vector<nlohmann::json> values; // one value = a fixed setting
-  int line = 0;                       // for ordering and messages
+// [sweep]
+#define ATTNLAB_SWEEP_KEYS(KEY)                                                                       \
+  KEY(std::string, name, "", keys::any(), "the sweep's name, under which its trials are stored (required)") \
+  KEY(std::string, kind, "", keys::any(), "trial kind: bench or distill (required)")                  \
+  KEY(std::string, description, "", keys::any(), "free text stored with the sweep")                   \
+  KEY(std::uint64_t, seed, 0, keys::range(0, 1e12), "seed of the inputs, initialisations and batches") \
+  KEY(std::int64_t, warmup, 2, keys::range(0, 1000), "bench: untimed calls before timing (distill: 0)") \
+  KEY(std::int64_t, repeats, 5, keys::range(1, 100000), "bench: timed calls per trial (distill: 1)")   \
+  KEY(double, min_time_s, 0.0, keys::range(0, 3600),                                                  \
+      "bench: keep repeating past `repeats` until the timed calls add up to this (0: off)")            \
+  KEY(std::int64_t, threads, 0, keys::range(0, 1024), "intra-op threads (0: all cores)")              \
+  KEY(std::string, device, "cpu", keys::one_of({"cpu", "cuda"}), "where the tensors live")
+struct SweepHead {
+  ATTNLAB_SWEEP_KEYS(ATTNLAB_KEY_FIELD)
+};
+const keys::Table<SweepHead>& sweep_keys();
+
+// What a trial kind declares of its sweeps (trials/ provides them).
+struct KindSchema {
+  std::string name;
+  std::vector<keys::Key> grid;                                          // beside `backend`
+  std::vector<std::pair<std::string, std::vector<keys::Key>>> sections;  // e.g. ("data", ...)
+  nlohmann::json sweep_defaults = nlohmann::json::object();             // [sweep] defaults it changes
+  std::string summary;                                                  // one line, for docs
 };
 
-struct SweepSpec {
-  std::string path;       // file it came from
-  std::string source;     // the file's text, stored with the sweep
-  std::string name, kind, description;
-  std::uint64_t seed = 0;
-  std::int64_t warmup = 2, repeats = 5, threads = 0;  // threads 0 = all cores
-  double min_time_s = 0.0;  // bench: keep repeating past `repeats` until this much is timed
-  std::string device = "cpu";
-  std::vector<Axis> grid;                               // ordered by line
+struct Axis {
+  std::string name;                    // "seq_len", or "window" inside a backend table
+  std::vector<nlohmann::json> values;  // one value = a fixed setting
+  std::vector<std::string> where;      // "file:line:column" of each value
+  int line = 0;                        // for ordering
+};
+
+struct SweepSpec : SweepHead {
+  std::string path;    // file it came from
+  std::string source;  // the file's text, stored with the sweep
+  std::vector<Axis> grid;                                 // ordered by line
   std::map<std::string, std::vector<Axis>> backend_axes;  // per backend name
-  nlohmann::json sections = nlohmann::json::object();  // distill: data, teacher, eval
+  std::map<std::string, std::string> backend_where;       // [backend.X] table, or X in [grid] backend
+  nlohmann::json sections = nlohmann::json::object();     // kind sections, checked
 };
 
 struct TrialSpec {
@@ -54,14 +84,15 @@ struct TrialSpec {
 
 // Parses and validates a sweep file. `overrides` are "section.key=value" strings (TOML
 // values) applied after parsing (from the command line). Backends and their parameters are
-// checked against the registry's plugins.
-SweepSpec load_sweep(const std::string& path, const PluginRegistry& registry,
+// checked against the catalog's schemas, the kind-specific keys against `kinds`.
+SweepSpec load_sweep(const std::string& path, const BackendCatalog& backends, const std::vector<KindSchema>& kinds,
                      const std::vector<std::string>& overrides = {});
 
-// Cartesian product of the grid (and each backend's own axes), resolved and keyed.
-std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const PluginRegistry& registry);
+// Cartesian product of the grid (and each backend's own axes), resolved, checked with the
+// plugins' validate hooks, and keyed.
+std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends);
 
-// Hex digest used for trial keys (FNV-1a 64 over the canonical JSON dump).
+// Hex digest of a trial's canonical JSON: the trial key (see config.cpp for its constants).
 std::string stable_hash(const std::string& text);
 
 // ParamValue <-> JSON.

@@ -84,8 +84,18 @@ std::string ParamSpec::allowed() const {
   return "?";
 }
 
-ParamError::ParamError(std::string key_, const std::string& message)
-    : std::invalid_argument(message), key(std::move(key_)) {}
+ParamError::ParamError(std::string key_, const std::string& message, std::string hint_)
+    : std::invalid_argument(message), key(std::move(key_)), hint(std::move(hint_)) {}
+
+namespace param {
+ParamSpec execution(std::vector<std::string> choices, std::string help) {
+  const std::string def = choices.empty() ? "" : choices.front();
+  return ParamSpec::choice("execution", def, std::move(choices), std::move(help));
+}
+ParamSpec tile() {
+  return ParamSpec::integer("tile", 64, 16, 256, "tile size of attnlab's block-sparse kernel (and of block density)");
+}
+}  // namespace param
 
 const ParamValue& Params::at(const std::string& name) const {
   auto it = values_.find(name);

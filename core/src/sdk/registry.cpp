@@ -1,15 +1,21 @@
 // Plugin loading with Boost.DLL. Order of checks for one file, each with its own message:
 // exists -> loads as a shared library -> exports attnlab_plugin_api -> API version
 // compatible -> exports attnlab_plugin_descriptor -> descriptor sane -> name not taken.
+// Each loaded plugin is identified by its version and a hash of the file's bytes.
 #include <attnlab/registry.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <boost/filesystem.hpp>
 
+#include "base/hash.hpp"
+
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <array>
+#include <fstream>
+#include <string_view>
 #include <cstdlib>
 #include <sstream>
 
@@ -47,6 +53,16 @@ void PluginRegistry::discover(const std::vector<std::string>& directories) {
       }
     }
   }
+}
+
+// The plugin file's identity: a rebuild that changes its code changes this.
+static std::string file_hash(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::uint64_t hash = base::kFnvOffset;
+  std::array<char, 1 << 16> buffer{};
+  while (in.read(buffer.data(), buffer.size()) || in.gcount() > 0)
+    hash = base::fnv1a64(std::string_view(buffer.data(), static_cast<std::size_t>(in.gcount())), hash);
+  return base::hex64(hash);
 }
 
 static std::string version_string(int major, int minor) {
@@ -87,25 +103,27 @@ const LoadedPlugin& PluginRegistry::load(const std::string& path) {
     throw PluginError("plugin " + path + ": backend name '" + descriptor->name + "' is already provided by " +
                       other->path);
 
-  LoadedPlugin plugin;
-  plugin.path = path;
-  plugin.descriptor = descriptor;
-  plugin.schema = descriptor->schema();
-  plugin.library = library;
+  auto plugin = std::make_unique<LoadedPlugin>();
+  plugin->path = path;
+  plugin->descriptor = descriptor;
+  plugin->schema = descriptor->schema();
+  plugin->version = descriptor->version ? descriptor->version : "";
+  plugin->build_id = file_hash(path);
+  plugin->library = library;
   plugins_.push_back(std::move(plugin));
-  return plugins_.back();
+  return *plugins_.back();
 }
 
 std::vector<std::string> PluginRegistry::names() const {
   std::vector<std::string> out;
-  for (const auto& p : plugins_) out.push_back(p.descriptor->name);
+  for (const auto& p : plugins_) out.push_back(p->descriptor->name);
   std::sort(out.begin(), out.end());
   return out;
 }
 
 const LoadedPlugin* PluginRegistry::find(const std::string& name) const {
   for (const auto& p : plugins_)
-    if (name == p.descriptor->name) return &p;
+    if (name == p->descriptor->name) return p.get();
   return nullptr;
 }
 
@@ -116,10 +134,22 @@ const LoadedPlugin& PluginRegistry::get(const std::string& name) const {
   throw PluginError("unknown backend '" + name + "' (available: " + (known.empty() ? "none found" : known) + ")");
 }
 
+const std::vector<ParamSpec>* PluginRegistry::backend_schema(const std::string& name) const {
+  const LoadedPlugin* plugin = find(name);
+  return plugin ? &plugin->schema : nullptr;
+}
+
+Params PluginRegistry::validate(const std::string& name, const std::map<std::string, ParamValue>& given) const {
+  const LoadedPlugin& plugin = get(name);
+  Params params = resolve_params(plugin.schema, given);
+  if (plugin.descriptor->validate) plugin.descriptor->validate(params);
+  return params;
+}
+
 std::shared_ptr<AttentionBackend> PluginRegistry::create(const std::string& name, BackendInit init,
                                                          const std::map<std::string, ParamValue>& given) const {
   const LoadedPlugin& plugin = get(name);
-  init.params = resolve_params(plugin.schema, given);
+  init.params = validate(name, given);
   std::shared_ptr<AttentionBackend> made = plugin.descriptor->create(init);
   // The returned handle owns the plugin's library as well as the object: the object is
   // released first, the library after, so its code outlives every object made from it.

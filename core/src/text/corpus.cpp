@@ -1,7 +1,7 @@
 // Corpus loading and splitting (see corpus.hpp for the sources and the split rule).
 #include "text/corpus.hpp"
 
-#include "text/hash.hpp"
+#include "base/hash.hpp"
 #include "text/tokenizer.hpp"
 
 #include <algorithm>
@@ -13,6 +13,9 @@
 #include <utility>
 
 namespace attnlab::text {
+
+using base::fnv1a64;
+using base::hex64;
 namespace fs = std::filesystem;
 namespace {
 

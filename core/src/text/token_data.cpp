@@ -1,7 +1,7 @@
 // Token cache and windowed datasets (see token_data.hpp).
 #include "text/token_data.hpp"
 
-#include "text/hash.hpp"
+#include "base/hash.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 namespace attnlab::text {
+
+using base::fnv1a64;
+using base::hex64;
 namespace fs = std::filesystem;
 namespace {
 

@@ -9,7 +9,7 @@
 // bytes_to_unicode()[b]; we undo that at load time and work on raw bytes throughout.
 #include "text/tokenizer.hpp"
 
-#include "text/hash.hpp"
+#include "base/hash.hpp"
 #include "text/unicode.hpp"
 
 #include <nlohmann/json.hpp>
@@ -26,6 +26,9 @@
 #endif
 
 namespace attnlab::text {
+
+using base::fnv1a64;
+using base::hex64;
 namespace {
 
 std::string read_file(const std::string& path) {

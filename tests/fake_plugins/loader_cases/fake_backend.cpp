@@ -56,5 +56,5 @@ extern "C" ATTNLAB_API std::uint32_t attnlab_plugin_api() {
   return attnlab::pack_api_version(ATTNLAB_API_MAJOR, ATTNLAB_API_MINOR);
 }
 #else
-ATTNLAB_PLUGIN(FakeBackend, FAKE_NAME, "loader test backend: uniform causal attention times gain")
+ATTNLAB_PLUGIN(FakeBackend, FAKE_NAME, "0.1.0", "loader test backend: uniform causal attention times gain")
 #endif

@@ -25,7 +25,8 @@ ATTNLAB_KERNELS_API at::Tensor reference_attention(const at::Tensor& q, const at
 ATTNLAB_KERNELS_API at::Tensor masked_softmax(const at::Tensor& scores, const at::Tensor& allowed);
 
 // Block-sparse flash-style attention: never materializes T x S; computes only the tiles in
-// `layout` (one layout for all heads, or one per (b, h) pair: layouts.size() == 1 or B*H).
+// `layout` (one layout for all (b, h), one per head, or one per (b, h): layouts.size() == 1,
+// H or B*H).
 // Forward returns (out [B,H,T,D], lse [B,H,T] in the compute dtype: float32, or float64).
 ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_sparse_forward(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const LayoutSet& layouts,

@@ -34,7 +34,8 @@ struct ATTNLAB_KERNELS_API BlockLayout {
   at::Tensor to_dense() const;
 };
 
-// One layout shared by all (b, h), or one per (b, h) in row-major order (size B*H).
+// One layout shared by all (b, h) (size 1), one per head shared across the batch (size H),
+// or one per (b, h) in row-major order (size B*H).
 using LayoutSet = std::vector<std::shared_ptr<const BlockLayout>>;
 
 }  // namespace attnlab::kernels

@@ -26,8 +26,4 @@ struct RunSummary {
 RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
                      const RunOptions& options);
 
-// One trial of kind "distill" (runtime/distill_trial.cpp).
-void run_distill_trial(const SweepSpec& sweep, const TrialSpec& trial, const PluginRegistry& registry,
-                       const RunOptions& options, struct TrialSink& sink);
-
 }  // namespace attnlab

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace attnlab::text {
+namespace attnlab::base {
 
 constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
 
@@ -24,4 +24,4 @@ inline std::string hex64(std::uint64_t value) {
   return buf;
 }
 
-}  // namespace attnlab::text
+}  // namespace attnlab::base

@@ -1,8 +1,8 @@
-#include "runtime/runner.hpp"
+#include "engine/runner.hpp"
 
-#include "runtime/bench.hpp"
+#include "base/sink.hpp"
 #include "runtime/context.hpp"
-#include "runtime/sink.hpp"
+#include "trials/kind.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -61,26 +61,6 @@ class RecordingSink : public TrialSink {
   int index_, total_, done_before_, to_run_;
 };
 
-BenchOptions bench_options(const SweepSpec& sweep, const TrialSpec& trial, double sgemm) {
-  const auto& g = trial.config["grid"];
-  BenchOptions o;
-  o.seq_len = g.value("seq_len", o.seq_len);
-  o.batch = g.value("batch", o.batch);
-  o.heads = g.value("heads", o.heads);
-  o.head_dim = g.value("head_dim", o.head_dim);
-  o.pass = g.value("pass", o.pass);
-  o.dtype = g.value("dtype", o.dtype);
-  o.device = sweep.device;
-  o.warmup = sweep.warmup;
-  o.repeats = sweep.repeats;
-  o.min_time_s = sweep.min_time_s;
-  o.seed = sweep.seed;
-  o.sgemm_gflops = sgemm;
-  if (auto it = trial.backend_params.find("tile"); it != trial.backend_params.end())
-    if (auto tile = std::get_if<std::int64_t>(&it->second)) o.tile = *tile;
-  return o;
-}
-
 }  // namespace
 
 RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
@@ -111,8 +91,9 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
     return summary;
   }
 
-  if (sweep.kind == "bench") spdlog::info("measuring the sgemm ceiling for this run");
-  const nlohmann::json context = collect_context(/*measure_sgemm=*/sweep.kind == "bench");
+  const trials::TrialKind& kind = trials::trial_kind(sweep.kind);
+  if (kind.measures_time()) spdlog::info("measuring the sgemm ceiling for this run");
+  const nlohmann::json context = collect_context(/*measure_sgemm=*/kind.measures_time());
   if (context.contains("sgemm_gflops")) spdlog::info("sgemm ceiling: {:.1f} GFLOP/s", context["sgemm_gflops"].get<double>());
   const std::int64_t run_id = store.begin_run(context, options.command);
   const double sgemm = context.value("sgemm_gflops", 0.0);
@@ -132,19 +113,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
     RecordingSink sink(trial.name, live, start, index, summary.total, summary.ran + summary.failed, to_run);
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      if (sweep.kind == "bench") {
-        const auto& g = trial.config["grid"];
-        BackendInit init;
-        init.n_heads = g.value("heads", 8);
-        init.head_dim = g.value("head_dim", 64);
-        init.max_seq_len = g.value("seq_len", 1024);
-        init.seed = sweep.seed;
-        at::manual_seed(sweep.seed);
-        auto backend = registry.create(trial.backend, init, trial.backend_params);
-        run_bench(*backend, bench_options(sweep, trial, sgemm), sink);
-      } else {
-        run_distill_trial(sweep, trial, registry, options, sink);
-      }
+      kind.run(trials::TrialEnv{sweep, trial, registry, options.results_dir, sgemm}, sink);
       sink.metric("trial/wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1);
       store.finish_trial(trial_id, sink.record);
       ++summary.ran;

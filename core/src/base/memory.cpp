@@ -1,7 +1,7 @@
 // Tracking CPU allocator: wraps whatever allocator LibTorch had and counts live bytes and
 // the peak. Each allocation carries a small context (the wrapped DataPtr and its size) so
 // the deleter can both free through the original allocator and subtract the bytes.
-#include "runtime/memory.hpp"
+#include "base/memory.hpp"
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>

@@ -1,0 +1,43 @@
+// The bench trial kind: one backend's attention op, timed and measured (runtime/bench.hpp).
+#include "runtime/bench.hpp"
+#include "trials/kind.hpp"
+#include "trials/schemas.hpp"
+
+#include <ATen/ATen.h>
+
+namespace attnlab::trials {
+namespace {
+
+class BenchKind final : public TrialKind {
+ public:
+  KindSchema schema() const override { return bench_schema(); }
+  bool measures_time() const override { return true; }
+
+  void run(const TrialEnv& env, TrialSink& sink) const override {
+    BenchOptions o;
+    static_cast<BenchGrid&>(o) = bench_keys().read(env.trial.config["grid"]);
+    o.device = env.sweep.device;
+    o.warmup = env.sweep.warmup;
+    o.repeats = env.sweep.repeats;
+    o.min_time_s = env.sweep.min_time_s;
+    o.seed = env.sweep.seed;
+    o.sgemm_gflops = env.sgemm_gflops;
+    BackendInit init;
+    init.n_heads = o.heads;
+    init.head_dim = o.head_dim;
+    init.max_seq_len = o.seq_len;
+    init.seed = env.sweep.seed;
+    at::manual_seed(env.sweep.seed);
+    auto backend = env.registry.create(env.trial.backend, init, env.trial.backend_params);
+    run_bench(*backend, o, sink);
+  }
+};
+
+}  // namespace
+
+const TrialKind& bench_kind() {
+  static const BenchKind kind;
+  return kind;
+}
+
+}  // namespace attnlab::trials
