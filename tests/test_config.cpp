@@ -115,3 +115,30 @@ TEST_CASE("command-line overrides are validated like the file", "[config]") {
   const auto sweep = load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"grid.seq_len=[8]"});
   REQUIRE(expand_trials(sweep, registry()).size() == 4);
 }
+
+TEST_CASE("a plugin's validate hook refuses bad mask expressions while the sweep loads", "[config][plugins]") {
+  // The schema only says "string"; the masks plugin's validate hook knows the grammar. The
+  // error points at the offending value of the axis (line 10, its second entry).
+  const auto sweep = load_sweep(sweep_file("bad_mask.toml"), registry(), trials::all_schemas());
+  try {
+    expand_trials(sweep, registry());
+    FAIL("windw:64 was not refused");
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    REQUIRE_THAT(what, Catch::Contains("bad_mask.toml:10:24:"));
+    REQUIRE_THAT(what, Catch::Contains("unknown mask 'windw'"));
+    REQUIRE_THAT(what, Catch::Contains("pattern"));
+  }
+  try {
+    expand_trials(load_sweep(sweep_file("bad_candidates.toml"), registry(), trials::all_schemas()), registry());
+    FAIL("an empty candidate was not refused");
+  } catch (const ConfigError& e) {
+    REQUIRE_THAT(std::string(e.what()), Catch::Contains("bad_candidates.toml:10:") && Catch::Contains("candidates") &&
+                                            Catch::Contains("empty entry"));
+  }
+}
+
+TEST_CASE("a declared range is the only check: lr = 0 is refused before anything runs", "[config][keys]") {
+  const auto e = error_of("distill_lr0.toml");
+  REQUIRE_THAT(e, Catch::Contains("distill_lr0.toml:7:") && Catch::Contains("[grid] lr") && Catch::Contains("(0, 10]"));
+}

@@ -127,7 +127,8 @@ TEST_CASE("a malformed sweep exits non-zero naming file and line and leaves the 
   REQUIRE(shell(cli() + " run --no-progress " + sweep("good.toml") + " --set grid.seq_len=8 --set grid.pass=fwd --db " + db).status == 0);
   shell("sqlite3 " + db + " 'PRAGMA wal_checkpoint(TRUNCATE)'");
   const std::string before = file_bytes(db);
-  for (const char* name : {"syntax.toml", "unknown_key.toml", "bad_kind.toml", "unknown_backend.toml", "bad_param.toml"}) {
+  for (const char* name : {"syntax.toml", "unknown_key.toml", "bad_kind.toml", "unknown_backend.toml", "bad_param.toml",
+                           "bad_mask.toml", "bad_candidates.toml", "distill_lr0.toml"}) {
     INFO(name);
     auto r = shell(cli() + " run " + sweep(name) + " --db " + db + " 2>&1");
     REQUIRE(r.status == 2);

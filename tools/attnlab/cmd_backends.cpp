@@ -1,4 +1,5 @@
-// attnlab backends: every plugin found, with API version, description and parameters.
+// attnlab backends: every plugin found, with its version, build, API version, description and
+// parameters.
 #include "commands.hpp"
 
 #include <attnlab/registry.hpp>
@@ -16,8 +17,9 @@ void setup(CLI::App& root, int& exit_code) {
     for (const auto& name : registry.names()) {
       const auto& plugin = registry.get(name);
       const auto* d = plugin.descriptor;
-      std::cout << name << "  (API " << d->api_major << "." << d->api_minor << ")  " << d->description << "\n";
-      std::cout << "    file: " << plugin.path << "\n";
+      std::cout << name << " " << (plugin.version.empty() ? "(no version)" : plugin.version) << "  (API "
+                << d->api_major << "." << d->api_minor << ")  " << d->description << "\n";
+      std::cout << "    file: " << plugin.path << "  build " << plugin.build_id << "\n";
       for (const auto& p : plugin.schema) {
         std::cout << "    " << p.name << " = " << to_string(p.default_value) << "    " << p.allowed();
         if (!p.help.empty()) std::cout << "    " << p.help;
