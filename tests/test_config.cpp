@@ -1,6 +1,7 @@
 // Sweep files: good ones expand into the right trials; each kind of mistake is refused with
 // file:line and the key, before anything runs.
 #include "runtime/config.hpp"
+#include "trials/kind.hpp"
 #include "trials/schemas.hpp"
 
 #include <attnlab/registry.hpp>
@@ -141,4 +142,16 @@ TEST_CASE("a plugin's validate hook refuses bad mask expressions while the sweep
 TEST_CASE("a declared range is the only check: lr = 0 is refused before anything runs", "[config][keys]") {
   const auto e = error_of("distill_lr0.toml");
   REQUIRE_THAT(e, Catch::Contains("distill_lr0.toml:7:") && Catch::Contains("[grid] lr") && Catch::Contains("(0, 10]"));
+}
+
+TEST_CASE("docs/CONFIG.md is the declarations' own listing, and every kind declares a schema", "[config][keys]") {
+  const auto listing = attnlab::test::shell(attnlab::test::cli() + " keys --markdown");
+  REQUIRE(listing.status == 0);
+  const std::string committed = attnlab::test::file_bytes(std::string(ATTNLAB_SOURCE_DIR) + "/docs/CONFIG.md");
+  INFO("regenerate with: build/bin/attnlab keys --markdown > docs/CONFIG.md");
+  REQUIRE(listing.out == committed);
+  std::vector<std::string> schema_names;
+  for (const auto& schema : trials::all_schemas()) schema_names.push_back(schema.name);
+  REQUIRE(schema_names == trials::trial_kind_names());
+  for (const auto& name : trials::trial_kind_names()) REQUIRE(trials::trial_kind(name).schema().name == name);
 }

@@ -1,0 +1,41 @@
+# layers:includes — no include runs from a lower layer up to a higher one. The layers of
+# core/src, lowest first (a file may include its own layer and those before it):
+#   base, sdk, text, model, runtime, trials, engine, report
+# and the public SDK headers (core/include/attnlab) include only each other, the kernels'
+# public headers, LibTorch and the standard library.
+# Run as: cmake -DSOURCE_DIR=<repo> -P check_layers.cmake
+set(layers base sdk text model runtime trials engine report)
+set(problems "")
+foreach(layer ${layers})
+  list(FIND layers ${layer} rank)
+  file(GLOB files ${SOURCE_DIR}/core/src/${layer}/*.hpp ${SOURCE_DIR}/core/src/${layer}/*.cpp)
+  foreach(file ${files})
+    file(STRINGS ${file} includes REGEX "^#include \"[a-z_]+/")
+    foreach(line ${includes})
+      string(REGEX REPLACE "^#include \"([a-z_]+)/.*" "\\1" target "${line}")
+      list(FIND layers ${target} target_rank)
+      if(target_rank EQUAL -1)
+        list(APPEND problems "${file}: includes '${target}/', which is no layer of core/src")
+      elseif(target_rank GREATER rank)
+        list(APPEND problems "${file}: layer '${layer}' includes the higher layer '${target}' (${line})")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+file(GLOB sdk_headers ${SOURCE_DIR}/core/include/attnlab/*.hpp)
+foreach(file ${sdk_headers})
+  file(STRINGS ${file} includes REGEX "^#include \"")
+  foreach(line ${includes})
+    list(APPEND problems "${file}: a public SDK header includes an internal header (${line})")
+  endforeach()
+endforeach()
+# Density has its own header so that masks.hpp need not pull in the backend interface.
+file(STRINGS ${SOURCE_DIR}/core/include/attnlab/masks.hpp masks_backend REGEX "^#include <attnlab/backend.hpp>")
+if(masks_backend)
+  list(APPEND problems "core/include/attnlab/masks.hpp includes attnlab/backend.hpp")
+endif()
+if(problems)
+  string(REPLACE ";" "\n" text "${problems}")
+  message(FATAL_ERROR "layer violations:\n${text}")
+endif()
+message(STATUS "layers: every include runs downward")
