@@ -21,8 +21,8 @@ Run (Debian 13 chroot with python3-torch 2.6, see tools/debian13.sh):
 
 Debian 13 pitfalls handled here, before torch is imported:
   * gcc links with --as-needed, so inductor's kernels lose libtorch_cpu/libsleef
-    ("undefined symbol: Sleef_expf8_u10", _expf16_ for AVX-512) and its AVX2/AVX-512 probe fails silently and
-    falls back to scalar code. The script writes a `g++` wrapper that adds
+    ("undefined symbol: Sleef_expf8_u10", Sleef_expf16_u10 for AVX-512) and its AVX2/AVX-512
+    probe fails silently and falls back to scalar code. The script writes a `g++` wrapper that adds
     -Wl,--no-as-needed and points inductor at it: 2.6 reads
     torch._inductor.config.cpp.cxx, whose default is (None, $CXX or "g++") taken when
     the config module is imported; the script sets both. --plain-cxx skips the wrapper.
@@ -32,6 +32,9 @@ fallback shows as INVALID_VEC_ISA), that compiled flex causal matches SDPA, and 
 the built kernel .so files contain AVX-512 (zmm) instructions (objdump -d). Measured on
 2.6.0+debian: with the wrapper the probe picks "avx512 amx_tile" and every flex kernel has
 zmm code; with --plain-cxx it reports INVALID_VEC_ISA and flex fails with CppCompileError.
+Seen there (busy 2-core Xeon): flex is 25-90x slower than SDPA and sink+window (block
+density 0.12 at T=4096) is no faster than causal (0.52): 2.6's CPU flex template visits
+every key tile and applies the mask per element. Compile ~5-7 s per shape and mask.
 """
 import argparse, atexit, os, platform, re, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -83,16 +86,14 @@ def sink_window(b, h, q, kv):
 
 
 def timed(fn, reps):
-    """First call (warm-up / compile) seconds, then median ms over reps calls."""
-    t0 = time.perf_counter()
+    """One warm-up call (the compile, for flex), then the median ms of reps calls."""
     fn()
-    first = time.perf_counter() - t0
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return first, statistics.median(times)
+    return statistics.median(times)
 
 
 def compile_seconds():
@@ -133,14 +134,14 @@ print(f"# torch {torch.__version__}  threads {torch.get_num_threads()}  cpu: {cp
 print(f"# B={B} H={H} D={D} fp32, forward under no_grad, median of {args.reps} after 1 warm-up")
 print(f"# inductor cxx: {inductor_config.cpp.cxx}  vec ISA picked: {pick_vec_isa()}")
 flex = torch.compile(flex_attention, dynamic=False)
-rows, sdpa_failed = [], False
+sdpa_failed = False
 print("\t".join(["T", "method", "mask", "block_density", "median_ms", "compile_s", "ratio_to_sdpa"]))
 for T in args.seq:
     torch.manual_seed(0)
     q, k, v = (torch.randn(B, H, T, D) for _ in range(3))
     with torch.no_grad():
         try:
-            _, sdpa_ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(
+            sdpa_ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(
                 q, k, v, is_causal=True), args.reps)
             ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         except Exception as e:
@@ -153,7 +154,7 @@ for T in args.seq:
             density = 1 - bm.sparsity() / 100
             try:
                 before = compile_seconds()
-                _, ms = timed(lambda: flex(q, k, v, block_mask=bm), args.reps)
+                ms = timed(lambda: flex(q, k, v, block_mask=bm), args.reps)
                 compile_s = compile_seconds() - before
                 note = ""
                 if name == "causal":  # same mask as SDPA: the outputs must agree
