@@ -59,7 +59,7 @@ TEST_CASE("store round trip: sweep, trial, metrics, samples, info", "[store]") {
   REQUIRE(*store.query("select seq_len from trial_summary").rows[0][0] == "64");
   REQUIRE(*store.query("select text from samples").rows[0][0] == "The end");
   REQUIRE(*store.query("select sgemm_gflops from runs").rows[0][0] == "150.5");
-  REQUIRE(*store.query("select version from schema_info").rows[0][0] == "1");
+  REQUIRE(*store.query("select version from schema_info").rows[0][0] == "2");
 }
 
 TEST_CASE("a failed trial keeps its error and a rerun clears old numbers", "[store]") {
@@ -151,4 +151,51 @@ TEST_CASE("query prints csv with a header row, json as objects, and refuses writ
   auto trials = shell(cli() + " trials --db " + db + " --sweep test-good");
   REQUIRE(trials.status == 0);
   REQUIRE_THAT(trials.out, Catch::Contains("median_ms") && Catch::Contains("gflops"));
+}
+
+TEST_CASE("a version-1 database is migrated in place and its trials resume, as stale", "[store][migration]") {
+  // tests/data/v1.sqlite was written by attnlab before schema 2 (git 35406d4+), from
+  // tests/data/sweeps/good.toml: its 8 trials are done, with no record of the plugin build.
+  const auto dir = fresh_dir("migrate");
+  const std::string db = (dir / "v1.sqlite").string();
+  fs::copy_file(std::string(ATTNLAB_TEST_DATA) + "/v1.sqlite", db);
+  {
+    ResultStore store(db);
+    REQUIRE(*store.query("select version from schema_info").rows[0][0] == "2");
+    REQUIRE(*store.query("select count(*) from trials where status = 'done' and attempt = 0").rows[0][0] == "8");
+    REQUIRE(*store.query("select count(*) from metrics").rows[0][0] == "176");  // nothing lost
+    REQUIRE(store.query("select claimed_by, lease_until, plugin_build from trials").rows[0][2] == std::nullopt);
+  }
+  // The same sweep finds every trial by its key (keys are stable across the change), and
+  // since no build is recorded, reports them stale instead of silently reusing or rerunning.
+  auto again = shell(cli() + " run --no-progress " + sweep("good.toml") + " --db " + db + " 2>&1");
+  REQUIRE(again.status == 0);
+  REQUIRE_THAT(again.out, Catch::Contains("8 trial(s) of 'dense' are done with another build"));
+  REQUIRE_THAT(again.out, Catch::Contains("0 ran, 8 already done"));
+  auto rerun = shell(cli() + " run --no-progress --rerun-stale " + sweep("good.toml") + " --db " + db + " 2>&1");
+  REQUIRE(rerun.status == 0);
+  REQUIRE_THAT(rerun.out, Catch::Contains("8 ran"));
+  ResultStore store(db, /*read_only=*/true);
+  REQUIRE(*store.query("select count(*) from trials where plugin_build is not null and plugin_version = '2.0.0'")
+               .rows[0][0] == "8");
+}
+
+TEST_CASE("a rebuilt plugin's results show up as stale and rerun only with --rerun-stale", "[store][cli]") {
+  const auto dir = fresh_dir("stale");
+  const std::string db = (dir / "r.sqlite").string();
+  const std::string args = " run --no-progress " + sweep("good.toml") + " --set grid.seq_len=8 --set grid.pass=fwd --db " + db;
+  REQUIRE(shell(cli() + args).status == 0);
+  // Another build of dense: the same code with one byte more, first on the search path.
+  fs::create_directories(dir / "plugins");
+  fs::copy_file(std::string(ATTNLAB_BINARY_DIR) + "/plugins/dense.so", dir / "plugins" / "dense.so");
+  std::ofstream(dir / "plugins" / "dense.so", std::ios::app | std::ios::binary) << '\0';
+  const std::string env = "ATTNLAB_PLUGIN_PATH=" + (dir / "plugins").string() + " ";
+  auto stale = shell(env + cli() + args + " 2>&1");
+  REQUIRE(stale.status == 0);
+  REQUIRE_THAT(stale.out, Catch::Contains("2 trial(s) of 'dense' are done with another build of the plugin"));
+  REQUIRE_THAT(stale.out, Catch::Contains("0 ran, 2 already done"));
+  auto rerun = shell(env + cli() + args + " --rerun-stale 2>&1");
+  REQUIRE_THAT(rerun.out, Catch::Contains("2 ran"));
+  auto fresh = shell(env + cli() + args + " 2>&1");
+  REQUIRE_THAT(fresh.out, !Catch::Contains("another build"));
 }

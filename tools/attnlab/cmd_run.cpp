@@ -1,11 +1,16 @@
-// attnlab run SWEEP.toml [--db PATH] [--force] [--set section.key=value ...]
-// Validates the whole sweep before touching the database, runs what is not done yet, and
+// attnlab run SWEEP.toml [--db PATH] [--force] [--rerun-stale] [--jobs N] [--set section.key=value ...]
+//                         [--shard I --shards N] [--lease-s S]
+// Validates the whole sweep before touching the database, runs what is not done yet (each
+// trial in its own process, claimed so that cooperating workers never run one twice), and
 // prints the sweep's results table.
+//
+// attnlab _trial JOB.json RESULT.json   (hidden) one trial, in the child process a worker starts
 #include "commands.hpp"
 #include "table.hpp"
 
 #include "runtime/config.hpp"
 #include "engine/runner.hpp"
+#include "engine/trial_job.hpp"
 #include "trials/schemas.hpp"
 
 #include <attnlab/registry.hpp>
@@ -24,7 +29,9 @@ namespace {
 
 struct RunArgs {
   std::string sweep_path, db = default_db_path(), results_dir = "results";
-  bool force = false, dry_run = false, no_progress = false;
+  bool force = false, rerun_stale = false, dry_run = false, no_progress = false;
+  int jobs = 1, shard = -1, shards = 0;
+  double lease_s = 60;
   std::vector<std::string> overrides;
 };
 
@@ -36,9 +43,22 @@ void setup(CLI::App& root, int& exit_code) {
   cmd->add_option("--results-dir", args->results_dir, "folder for teachers and caches")->capture_default_str();
   cmd->add_option("--set", args->overrides, "override a sweep value: section.key=value (TOML value)");
   cmd->add_flag("--force", args->force, "rerun trials that are already done");
+  cmd->add_flag("--rerun-stale", args->rerun_stale, "rerun trials done by another build of their plugin");
+  auto* jobs = cmd->add_option("--jobs,-j", args->jobs, "workers in this process (bench sweeps: 1 unless given)")
+                   ->check(CLI::Range(1, 256));
+  cmd->add_option("--shard", args->shard, "run only trials with ordinal % shards == shard (needs --shards)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--shards", args->shards, "how many shards the sweep is split into")->check(CLI::PositiveNumber);
+  cmd->add_option("--lease-s", args->lease_s, "a claim expires this long after its last heartbeat")
+      ->capture_default_str()->check(CLI::Range(0.5, 86400.0));
   cmd->add_flag("--dry-run", args->dry_run, "validate and list the trials, run nothing");
   cmd->add_flag("--no-progress", args->no_progress, "no live progress line");
-  cmd->callback([args, &exit_code] {
+  cmd->callback([args, jobs, &exit_code] {
+    if ((args->shard >= 0) != (args->shards > 0) || (args->shards > 0 && args->shard >= args->shards)) {
+      std::cerr << "attnlab run: --shard I and --shards N go together, with 0 <= I < N\n";
+      exit_code = 2;
+      return;
+    }
     PluginRegistry registry;
     registry.discover();
     for (const auto& problem : registry.problems()) spdlog::warn("{}", problem);
@@ -61,6 +81,14 @@ void setup(CLI::App& root, int& exit_code) {
     options.db_path = args->db;
     options.results_dir = args->results_dir;
     options.force = args->force;
+    options.rerun_stale = args->rerun_stale;
+    options.jobs = args->jobs;
+    options.jobs_explicit = jobs->count() > 0;
+    options.lease_s = args->lease_s;
+    if (args->shards > 0) {
+      options.shard = args->shard;
+      options.shards = args->shards;
+    }
     options.progress = !args->no_progress;
     options.command = "attnlab run " + args->sweep_path;
     for (const auto& o : args->overrides) options.command += " --set " + o;
@@ -76,8 +104,14 @@ void setup(CLI::App& root, int& exit_code) {
         std::cout << "  [" << row[1].value_or("") << ", " << row[0].value_or("") << "] " << row[2].value_or("")
                   << " -> " << row[3].value_or("") << "\n";
     }
-    if (summary.failed > 0) exit_code = 1;
+    if (summary.failed > 0 || summary.interrupted) exit_code = 1;
   });
+
+  auto trial_args = std::make_shared<std::pair<std::string, std::string>>();
+  auto* trial = root.add_subcommand("_trial", "");  // empty description: hidden from --help
+  trial->add_option("job", trial_args->first)->required();
+  trial->add_option("result", trial_args->second)->required();
+  trial->callback([trial_args, &exit_code] { exit_code = engine::run_trial_job(trial_args->first, trial_args->second); });
 }
 
 }  // namespace

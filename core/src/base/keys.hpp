@@ -1,9 +1,10 @@
 #pragma once
 // One declaration per configuration key: its name, type, default, allowed values and a
-// one-line doc. A spec struct lists its keys once, in an X-macro:
+// one-line doc. A spec struct lists its keys once, in an X-macro (one KEY(...) per line, each
+// line but the last ending in a backslash):
 //
-//   #define ATTNLAB_TEACHER_KEYS(KEY)                                          \
-//     KEY(std::int64_t, n_layer, 2, keys::range(1, 96), "transformer layers")  \
+//   #define ATTNLAB_TEACHER_KEYS(KEY)
+//     KEY(std::int64_t, n_layer, 2, keys::range(1, 96), "transformer layers")
 //     KEY(double, lr, 3e-3, keys::above(0, 10), "AdamW peak learning rate")
 //   struct TeacherSpec { ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD) };
 //

@@ -1,134 +1,248 @@
+// Cooperating workers over one results database (runner.hpp).
 #include "engine/runner.hpp"
 
-#include "base/sink.hpp"
+#include "engine/filesystem.hpp"
+#include "engine/process.hpp"
+#include "engine/trial_job.hpp"
 #include "runtime/context.hpp"
 #include "trials/kind.hpp"
 
 #include <spdlog/spdlog.h>
 
+#include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
 
 namespace attnlab {
 namespace {
 
-// Collects a trial's output in memory; the store writes it in one transaction at the end.
-class RecordingSink : public TrialSink {
- public:
-  // `done_before` of `to_run` trials ran before this one in this invocation: the ETA assumes
-  // the remaining trials cost what the finished ones did on average.
-  RecordingSink(std::string label, bool live, std::chrono::steady_clock::time_point sweep_start, int index, int total,
-                int done_before, int to_run)
-      : label_(std::move(label)), live_(live), sweep_start_(sweep_start), index_(index), total_(total),
-        done_before_(done_before), to_run_(to_run) {}
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
-  void metric(const std::string& name, double value, std::int64_t step) override {
-    record.metrics.push_back({name, step, value});
-  }
-  void sample(const std::string& prompt, const std::string& who, const std::string& mode,
-              const std::string& text) override {
-    record.samples.push_back({prompt, who, mode, text});
-  }
-  void info(const std::string& key, const std::string& value) override { record.info.emplace_back(key, value); }
-  void progress(std::int64_t step, std::int64_t total, const std::string& what) override {
-    const auto now = std::chrono::steady_clock::now();
-    if (live_) {
-      if (now - last_draw_ < std::chrono::milliseconds(200) && step != total) return;
-      last_draw_ = now;
-      const double elapsed = std::chrono::duration<double>(now - sweep_start_).count();
-      const double done = (done_before_ + (total > 0 ? double(step) / double(total) : 0.0)) / std::max(1, to_run_);
-      std::fprintf(stderr, "\r\033[K[%d/%d] %s  %s %lld/%lld  %.0fs elapsed, ETA %.0fs", index_, total_,
-                   label_.c_str(), what.c_str(), static_cast<long long>(step), static_cast<long long>(total), elapsed,
-                   done > 0 ? elapsed * (1 - done) / done : 0.0);
-      std::fflush(stderr);
-    } else if (what != "repeat" && (now - last_draw_ > std::chrono::seconds(15) || step == total)) {
-      last_draw_ = now;
-      spdlog::info("[{}/{}] {}: {} {}/{}", index_, total_, label_, what, step, total);
-    }
-  }
+// SIGINT / SIGTERM (Slurm's scancel and time limit send SIGTERM, then SIGKILL after
+// KillWait): stop claiming, stop the running children and give their claims back.
+std::atomic<bool> stop_requested{false};
+extern "C" void request_stop(int) { stop_requested = true; }
 
-  TrialRecord record;
-
- private:
-  std::string label_;
-  bool live_;
-  std::chrono::steady_clock::time_point sweep_start_, last_draw_{};
-  int index_, total_, done_before_, to_run_;
+struct StopOnSignals {
+  struct sigaction old_int {}, old_term {};
+  StopOnSignals() {
+    struct sigaction action {};
+    action.sa_handler = request_stop;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int);
+    sigaction(SIGTERM, &action, &old_term);
+  }
+  ~StopOnSignals() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
 };
+
+std::string tail_lines(const std::string& text, std::size_t max_lines) {
+  std::size_t at = text.size();
+  for (std::size_t n = 0; at > 0 && n <= max_lines; --at)
+    if (text[at - 1] == '\n' && ++n > max_lines) break;
+  std::string out = text.substr(at);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+struct Shared {
+  const SweepSpec& sweep;
+  const RunOptions& options;
+  const std::vector<std::int64_t>& wanted;
+  const std::map<std::int64_t, int>& position;  // trial id -> its 1-based place in the sweep
+  const ClaimPolicy policy;
+  const std::int64_t run_id;
+  const double sgemm;
+  const bool live;
+  const int total;
+  std::atomic<int> ran{0}, failed{0};
+  std::mutex log{};
+};
+
+// One worker: claim, run in a child, record; until nothing is left that anyone could claim.
+void work(Shared& shared, int worker_index) {
+  const std::string me = engine::worker_id() + (worker_index ? "/" + std::to_string(worker_index) : "");
+  ResultStore store(shared.options.db_path, false, !engine::network_filesystem_of(shared.options.db_path));
+  store.want(shared.wanted);
+  const fs::path scratch = fs::temp_directory_path() /
+                           ("attnlab-" + std::to_string(::getpid()) + "-" + std::to_string(worker_index));
+  fs::create_directories(scratch);
+  const std::string self = engine::self_executable();
+
+  while (!stop_requested) {
+    auto claim = store.claim(shared.run_id, me, shared.policy, engine::owner_alive);
+    if (!claim) {
+      store.reap(shared.policy, engine::owner_alive);
+      const auto left = store.wanted_status();
+      if (left.at("pending") + left.at("running") == 0) break;
+      // Others hold the rest: wait for them, and take over whatever they abandon.
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    const int place = shared.position.count(claim->trial_id) ? shared.position.at(claim->trial_id) : 0;
+    const std::string label = "[" + std::to_string(place) + "/" + std::to_string(shared.total) + "] " + claim->name;
+    engine::TrialJob job;
+    job.sweep_path = shared.sweep.path;
+    job.sweep_source = shared.sweep.source;
+    job.overrides = shared.sweep.overrides;
+    job.trial_key = claim->key;
+    job.results_dir = shared.options.results_dir;
+    job.sgemm_gflops = shared.sgemm;
+    job.label = label + (claim->attempt > 1 ? " (attempt " + std::to_string(claim->attempt) + ")" : "");
+    job.live = shared.live;
+    const std::string job_path = (scratch / "job.json").string(), result_path = (scratch / "result.json").string();
+    fs::remove(result_path);
+    {
+      std::ofstream out(job_path);
+      out << job.to_json().dump();
+    }
+    engine::ChildOptions child;
+    child.timeout_s = shared.sweep.trial_timeout_s;
+    child.heartbeat_s = std::max(0.2, shared.policy.lease_s / 3);
+    child.forward_stderr = shared.live;
+    child.stop = &stop_requested;
+    const auto result = engine::run_child({self, "_trial", job_path, result_path}, child, [&] {
+      return store.heartbeat(*claim, me, shared.policy.lease_s);
+    });
+    if (result.stopped) {
+      store.release(*claim, me);
+      break;
+    }
+    const auto outcome = result.exited && result.exit_code == 0 ? engine::read_trial_result(result_path)
+                         : result.exited && result.exit_code == engine::kExitTrialError
+                             ? engine::read_trial_result(result_path)
+                             : engine::TrialOutcome{};
+    std::lock_guard<std::mutex> lock(shared.log);
+    if (outcome.ok) {
+      if (store.finish_claimed(*claim, me, outcome.record, outcome.provenance)) {
+        ++shared.ran;
+        spdlog::info("{} done ({:.1f} s)", label, result.seconds);
+      } else {
+        spdlog::warn("{}: finished, but its claim had been taken over; the result is not recorded", label);
+      }
+      continue;
+    }
+    // Why it failed: its own message when it threw, else how the process ended and the end
+    // of what it printed.
+    std::string why = outcome.error.empty() || result.timed_out || result.claim_lost ? result.describe()
+                                                                                      : outcome.error;
+    if (!(result.exited && result.exit_code == engine::kExitTrialError) || result.timed_out) {
+      const std::string tail = tail_lines(result.stderr_tail, 8);
+      if (!tail.empty()) why += "; last output:\n" + tail;
+    }
+    if (result.claim_lost) {
+      spdlog::warn("{}: {}", label, why);
+      continue;
+    }
+    store.fail_claimed(*claim, me, why, {}, shared.policy.max_attempts);
+    const bool retrying = claim->attempt < shared.policy.max_attempts;
+    if (!retrying) ++shared.failed;
+    spdlog::error("{} {}: {}", label, retrying ? "failed, will retry" : "failed", why);
+  }
+  fs::remove_all(scratch);
+}
 
 }  // namespace
 
 RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
                      const RunOptions& options) {
   RunSummary summary;
-  summary.total = static_cast<int>(trials.size());
-  const int threads = configure_threads(static_cast<int>(sweep.threads));
-  spdlog::info("sweep '{}' ({}): {} trials, {} threads, database {}", sweep.name, sweep.kind, trials.size(), threads,
-               options.db_path);
+  const auto network = engine::network_filesystem_of(options.db_path);
+  if (network && options.shards <= 1)
+    throw std::runtime_error("database " + options.db_path + " is on a network filesystem (" + *network +
+                             "): SQLite's WAL journal works only when every process is on one host, so a shared "
+                             "database there would be corrupted. Put it on a local disk, or run shards (attnlab run "
+                             "--shard I --shards N, one database each; attnlab submit does this) and attnlab merge");
+  const auto parent = fs::path(options.db_path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  ResultStore store(options.db_path, false, !network);
 
-  const auto parent = std::filesystem::path(options.db_path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-  ResultStore store(options.db_path);
-
-  // Which trials need running is known before any measurement: skip the ceiling when none do.
+  // This worker's trials: the shard's, all of them when unsharded.
   const std::int64_t sweep_id = store.upsert_sweep(sweep.name, sweep.kind, sweep.path, sweep.source);
-  std::vector<std::pair<std::int64_t, bool>> plan;
+  std::vector<std::int64_t> wanted;
+  std::map<std::int64_t, int> position;
+  std::map<std::string, int> stale_by_backend;
   for (size_t i = 0; i < trials.size(); ++i) {
+    if (static_cast<int>(i % static_cast<size_t>(std::max(1, options.shards))) != options.shard) continue;
     const auto& t = trials[i];
     auto [id, status] = store.ensure_trial(sweep_id, t.key, t.name, t.backend, static_cast<int>(i), t.config);
-    plan.emplace_back(id, options.force || status != "done");
+    ++summary.total;
+    wanted.push_back(id);
+    position[id] = static_cast<int>(i) + 1;
+    bool rerun = options.force || status == "failed";
+    if (status == "done" && !options.force) {
+      const Provenance made_by = store.provenance(id);
+      const LoadedPlugin& plugin = registry.get(t.backend);
+      if (made_by.plugin_build != plugin.build_id) {
+        ++summary.stale;
+        if (options.rerun_stale) rerun = true;
+        else ++stale_by_backend[t.backend];
+      }
+    }
+    if (rerun && status != "running") store.reset_trial(id);
   }
-  int to_run = 0;
-  for (const auto& p : plan) to_run += p.second;
-  if (to_run == 0) {
-    spdlog::info("all {} trials already done (use --force to rerun)", trials.size());
-    summary.skipped = summary.total;
+  for (const auto& [backend, n] : stale_by_backend)
+    spdlog::warn("{} trial(s) of '{}' are done with another build of the plugin (now {} {}): kept, not rerun; "
+                 "--rerun-stale reruns them",
+                 n, backend, registry.get(backend).version, registry.get(backend).build_id);
+  store.want(wanted);
+  const auto left = store.wanted_status();
+  summary.skipped = left.at("done");
+  if (left.at("pending") + left.at("running") == 0) {
+    spdlog::info("all {} trials already done (use --force to rerun)", summary.total);
     return summary;
   }
 
   const trials::TrialKind& kind = trials::trial_kind(sweep.kind);
+  int jobs = std::max(1, options.jobs);
+  if (kind.measures_time() && jobs > 1 && !options.jobs_explicit) jobs = 1;
+  if (kind.measures_time())
+    spdlog::info(jobs == 1 ? "bench trials run one at a time: timings must not share cores (--jobs N overrides)"
+                           : "--jobs {}: bench trials share the cores, and their timings show it",
+                 jobs);
+  const int threads = configure_threads(static_cast<int>(sweep.threads));
+  spdlog::info("sweep '{}' ({}): {} trials, {} to run, {} worker(s), {} threads each, database {}", sweep.name,
+               sweep.kind, summary.total, left.at("pending") + left.at("running"), jobs, threads, options.db_path);
   if (kind.measures_time()) spdlog::info("measuring the sgemm ceiling for this run");
   const nlohmann::json context = collect_context(/*measure_sgemm=*/kind.measures_time());
   if (context.contains("sgemm_gflops")) spdlog::info("sgemm ceiling: {:.1f} GFLOP/s", context["sgemm_gflops"].get<double>());
   const std::int64_t run_id = store.begin_run(context, options.command);
-  const double sgemm = context.value("sgemm_gflops", 0.0);
 
-  const bool live = options.progress && isatty(STDERR_FILENO);
-  const auto start = std::chrono::steady_clock::now();
-  int index = 0;
-  for (size_t i = 0; i < trials.size(); ++i) {
-    const auto& trial = trials[i];
-    const auto [trial_id, needs_run] = plan[i];
-    ++index;
-    if (!needs_run) {
-      ++summary.skipped;
-      continue;
-    }
-    store.start_trial(trial_id, run_id);
-    RecordingSink sink(trial.name, live, start, index, summary.total, summary.ran + summary.failed, to_run);
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-      kind.run(trials::TrialEnv{sweep, trial, registry, options.results_dir, sgemm}, sink);
-      sink.metric("trial/wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1);
-      store.finish_trial(trial_id, sink.record);
-      ++summary.ran;
-      if (live) std::fprintf(stderr, "\r\033[K");
-      spdlog::info("[{}/{}] {} done ({:.1f} s)", index, summary.total, trial.name,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    } catch (const std::exception& e) {
-      std::string what = e.what();
-      if (auto cut = what.find("\nException raised from"); cut != std::string::npos) what.resize(cut);
-      store.fail_trial(trial_id, what, sink.record);
-      ++summary.failed;
-      if (live) std::fprintf(stderr, "\r\033[K");
-      spdlog::error("[{}/{}] {} failed: {}", index, summary.total, trial.name, what);
-    }
+  Shared shared{sweep,
+                options,
+                wanted,
+                position,
+                ClaimPolicy{options.lease_s, static_cast<int>(sweep.max_attempts)},
+                run_id,
+                context.value("sgemm_gflops", 0.0),
+                options.progress && jobs == 1 && isatty(STDERR_FILENO),
+                static_cast<int>(trials.size()),
+                {},
+                {},
+                {}};
+  stop_requested = false;
+  {
+    StopOnSignals signals;
+    std::vector<std::thread> workers;
+    for (int w = 1; w < jobs; ++w) workers.emplace_back(work, std::ref(shared), w);
+    work(shared, 0);
+    for (auto& w : workers) w.join();
   }
+  summary.ran = shared.ran;
+  summary.failed = shared.failed;
+  summary.interrupted = stop_requested;
+  if (summary.interrupted) spdlog::warn("stopped by a signal: running trials were given back, rerun to resume");
   store.finish_run(run_id);
   return summary;
 }

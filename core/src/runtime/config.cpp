@@ -194,10 +194,15 @@ SweepSpec load_sweep(const std::string& path, const BackendCatalog& backends, co
   if (!file) throw ConfigError(path + ": cannot open sweep file");
   std::stringstream buffer;
   buffer << file.rdbuf();
+  return load_sweep_source(path, buffer.str(), backends, kinds, overrides);
+}
 
+SweepSpec load_sweep_source(const std::string& path, const std::string& source, const BackendCatalog& backends,
+                            const std::vector<KindSchema>& kinds, const std::vector<std::string>& overrides) {
   SweepSpec sweep;
   sweep.path = path;
-  sweep.source = buffer.str();
+  sweep.source = source;
+  sweep.overrides = overrides;
   toml::table root;
   try {
     root = toml::parse(sweep.source, path);

@@ -43,7 +43,13 @@ struct ConfigError : std::runtime_error {
   KEY(double, min_time_s, 0.0, keys::range(0, 3600),                                                  \
       "bench: keep repeating past `repeats` until the timed calls add up to this (0: off)")            \
   KEY(std::int64_t, threads, 0, keys::range(0, 1024), "intra-op threads (0: all cores)")              \
-  KEY(std::string, device, "cpu", keys::one_of({"cpu", "cuda"}), "where the tensors live")
+  KEY(std::string, device, "cpu", keys::one_of({"cpu", "cuda"}), "where the tensors live")           \
+  KEY(double, trial_timeout_s, 0.0, keys::range(0, 1e7),                                              \
+      "kill a trial's process after this long and record it as timed out (0: no limit)")            \
+  KEY(std::int64_t, max_attempts, 1, keys::range(1, 100),                                             \
+      "attempts per trial: a crash, a timeout or a lost worker is retried until this many")
+// How trials run (trial_timeout_s, max_attempts) is not part of a trial's key: changing it
+// never invalidates a result.
 struct SweepHead {
   ATTNLAB_SWEEP_KEYS(ATTNLAB_KEY_FIELD)
 };
@@ -68,6 +74,7 @@ struct Axis {
 struct SweepSpec : SweepHead {
   std::string path;    // file it came from
   std::string source;  // the file's text, stored with the sweep
+  std::vector<std::string> overrides;  // --set values applied on top of it
   std::vector<Axis> grid;                                 // ordered by line
   std::map<std::string, std::vector<Axis>> backend_axes;  // per backend name
   std::map<std::string, std::string> backend_where;       // [backend.X] table, or X in [grid] backend
@@ -87,6 +94,10 @@ struct TrialSpec {
 // checked against the catalog's schemas, the kind-specific keys against `kinds`.
 SweepSpec load_sweep(const std::string& path, const BackendCatalog& backends, const std::vector<KindSchema>& kinds,
                      const std::vector<std::string>& overrides = {});
+// The same from the file's text (as stored with a sweep, or handed to a trial's child
+// process); `path` names it in messages.
+SweepSpec load_sweep_source(const std::string& path, const std::string& source, const BackendCatalog& backends,
+                            const std::vector<KindSchema>& kinds, const std::vector<std::string>& overrides = {});
 
 // Cartesian product of the grid (and each backend's own axes), resolved, checked with the
 // plugins' validate hooks, and keyed.

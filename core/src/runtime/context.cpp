@@ -24,6 +24,9 @@
 #endif
 
 namespace attnlab {
+
+const char* compiled_build_sha();  // generated: cmake/write_build_info.cmake
+
 namespace {
 
 std::string run_command(const std::string& command) {
@@ -74,6 +77,8 @@ std::string sdpa_backend() {
 
 }  // namespace
 
+std::string build_sha() { return compiled_build_sha(); }
+
 int configure_threads(int requested) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = requested > 0 ? requested : cores;
@@ -100,6 +105,7 @@ nlohmann::json collect_context(bool measure_sgemm) {
   const std::string src = ATTNLAB_SOURCE_DIR;
   c["git_sha"] = run_command("git -C '" + src + "' rev-parse HEAD 2>/dev/null");
   c["git_dirty"] = !run_command("git -C '" + src + "' status --porcelain --untracked-files=no 2>/dev/null").empty();
+  c["build_sha"] = build_sha();
   c["attnlab_version"] = ATTNLAB_VERSION;
   c["torch_version"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                        std::to_string(TORCH_VERSION_PATCH);

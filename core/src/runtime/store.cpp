@@ -16,7 +16,8 @@ std::string now_utc() {
   return buffer;
 }
 
-// Version 1. Views are the query presets (docs/RESULTS.md). Writers take the lock up front
+// Version 2 (a version-1 file is migrated: migrate_from_1). Views are the query presets
+// (docs/RESULTS.md). Writers take the lock up front
 // (BEGIN IMMEDIATE): a deferred read-then-write transaction cannot wait for a second writer.
 const char* kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
@@ -25,7 +26,7 @@ CREATE TABLE IF NOT EXISTS runs (
   started_at TEXT NOT NULL, finished_at TEXT,
   command TEXT, git_sha TEXT, git_dirty INTEGER, attnlab_version TEXT, torch_version TEXT,
   blas TEXT, threads INTEGER, cpu TEXT, gpu TEXT, hostname TEXT, sgemm_gflops REAL,
-  context_json TEXT NOT NULL);
+  context_json TEXT NOT NULL, build_sha TEXT, sdpa_backend TEXT);
 CREATE TABLE IF NOT EXISTS sweeps (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, path TEXT,
   source TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -36,7 +37,9 @@ CREATE TABLE IF NOT EXISTS trials (
   key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, backend TEXT NOT NULL, ordinal INTEGER,
   config_json TEXT NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('pending','running','done','failed')),
-  error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
+  error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+  claimed_by TEXT, attempt INTEGER NOT NULL DEFAULT 0, lease_until REAL, heartbeat_at REAL,
+  plugin_version TEXT, plugin_build TEXT, attnlab_build TEXT);
 CREATE INDEX IF NOT EXISTS trials_sweep ON trials(sweep_id, status);
 CREATE TABLE IF NOT EXISTS params (
   trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
@@ -106,11 +109,12 @@ GROUP BY t.id, ev.eval_len;
 
 }  // namespace
 
-ResultStore::ResultStore(const std::string& path, bool read_only) {
+ResultStore::ResultStore(const std::string& path, bool read_only, bool wal) {
   const int flags = read_only ? SQLite::OPEN_READONLY : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-  db_ = std::make_unique<SQLite::Database>(path, flags, /*busy_timeout_ms=*/10000);
+  // 30 s: workers of one host wait their turn for the write lock rather than fail.
+  db_ = std::make_unique<SQLite::Database>(path, flags, /*busy_timeout_ms=*/30000);
   if (read_only) return;
-  db_->exec("PRAGMA journal_mode=WAL");
+  db_->exec(wal ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode=DELETE");
   db_->exec("PRAGMA foreign_keys=ON");
   create_schema();
 }
@@ -125,21 +129,35 @@ void ResultStore::create_schema() {
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();
-    if (found != kSchemaVersion)
+    version.reset();
+    if (found == 1) migrate_from_1();
+    else if (found != kSchemaVersion)
       throw std::runtime_error("database " + db_->getFilename() + " has schema version " + std::to_string(found) +
                                ", this attnlab uses " + std::to_string(kSchemaVersion) +
-                               " (use another --db, or rerun the sweeps into a new file)");
+                               " (a newer attnlab wrote it: use that one, or another --db)");
   } else {
     db_->exec("INSERT INTO schema_info(version) VALUES (" + std::to_string(kSchemaVersion) + ")");
   }
   tx.commit();
 }
 
+// In place, inside create_schema's transaction: the new columns, empty for old rows (their
+// results have no recorded provenance, so they read as stale until rerun).
+void ResultStore::migrate_from_1() {
+  for (const char* column : {"claimed_by TEXT", "attempt INTEGER NOT NULL DEFAULT 0", "lease_until REAL",
+                             "heartbeat_at REAL", "plugin_version TEXT", "plugin_build TEXT", "attnlab_build TEXT"})
+    db_->exec(std::string("ALTER TABLE trials ADD COLUMN ") + column);
+  for (const char* column : {"build_sha TEXT", "sdpa_backend TEXT"})
+    db_->exec(std::string("ALTER TABLE runs ADD COLUMN ") + column);
+  db_->exec("UPDATE schema_info SET version = 2");
+}
+
 std::int64_t ResultStore::begin_run(const nlohmann::json& given, const std::string& command) {
   const nlohmann::json c = given.is_object() ? given : nlohmann::json::object();
   SQLite::Statement insert(*db_, R"SQL(INSERT INTO runs (started_at, command, git_sha, git_dirty, attnlab_version,
-    torch_version, blas, threads, cpu, gpu, hostname, sgemm_gflops, context_json)
-    VALUES (:t, :cmd, :sha, :dirty, :ver, :torch, :blas, :threads, :cpu, :gpu, :host, :sgemm, :json))SQL");
+    torch_version, blas, threads, cpu, gpu, hostname, sgemm_gflops, context_json, build_sha, sdpa_backend)
+    VALUES (:t, :cmd, :sha, :dirty, :ver, :torch, :blas, :threads, :cpu, :gpu, :host, :sgemm, :json, :build,
+            :sdpa))SQL");
   insert.bind(":t", now_utc());
   insert.bind(":cmd", command);
   insert.bind(":sha", c.value("git_sha", ""));
@@ -153,6 +171,8 @@ std::int64_t ResultStore::begin_run(const nlohmann::json& given, const std::stri
   insert.bind(":host", c.value("hostname", ""));
   if (c.contains("sgemm_gflops")) insert.bind(":sgemm", c["sgemm_gflops"].get<double>());
   insert.bind(":json", c.dump());
+  insert.bind(":build", c.value("build_sha", ""));
+  insert.bind(":sdpa", c.value("sdpa_backend", ""));
   insert.exec();
   return db_->getLastInsertRowid();
 }
@@ -282,15 +302,191 @@ static void write_record(SQLite::Database& db, std::int64_t trial_id, const Tria
   }
 }
 
-void ResultStore::finish_trial(std::int64_t trial_id, const TrialRecord& record) {
+static void mark_done(SQLite::Database& db, std::int64_t trial_id, const Provenance& provenance) {
+  SQLite::Statement update(db, R"SQL(UPDATE trials SET status = 'done', error = NULL, finished_at = ?,
+    plugin_version = ?, plugin_build = ?, attnlab_build = ?, lease_until = NULL WHERE id = ?)SQL");
+  update.bind(1, now_utc());
+  update.bind(2, provenance.plugin_version);
+  update.bind(3, provenance.plugin_build);
+  update.bind(4, provenance.attnlab_build);
+  update.bind(5, static_cast<int64_t>(trial_id));
+  update.exec();
+}
+
+void ResultStore::finish_trial(std::int64_t trial_id, const TrialRecord& record, const Provenance& provenance) {
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   clear_results(*db_, trial_id);
   write_record(*db_, trial_id, record);
-  SQLite::Statement update(*db_, "UPDATE trials SET status = 'done', error = NULL, finished_at = ? WHERE id = ?");
-  update.bind(1, now_utc());
-  update.bind(2, static_cast<int64_t>(trial_id));
+  mark_done(*db_, trial_id, provenance);
+  tx.commit();
+}
+
+namespace {
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+// Still held by this worker under this attempt?
+bool holds(SQLite::Database& db, const Claim& claim, const std::string& worker) {
+  SQLite::Statement q(db, "SELECT 1 FROM trials WHERE id = ? AND claimed_by = ? AND attempt = ? AND status = 'running'");
+  q.bind(1, static_cast<int64_t>(claim.trial_id));
+  q.bind(2, worker);
+  q.bind(3, claim.attempt);
+  return q.executeStep();
+}
+}  // namespace
+
+void ResultStore::want(const std::vector<std::int64_t>& trial_ids) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  db_->exec("CREATE TEMP TABLE IF NOT EXISTS wanted (id INTEGER PRIMARY KEY)");
+  db_->exec("DELETE FROM wanted");
+  SQLite::Statement insert(*db_, "INSERT OR IGNORE INTO wanted (id) VALUES (?)");
+  for (auto id : trial_ids) {
+    insert.bind(1, static_cast<int64_t>(id));
+    insert.exec();
+    insert.reset();
+  }
+  tx.commit();
+}
+
+// Running trials of dead local owners get an expired lease, so the claim below can take them.
+static void expire_dead_owners(SQLite::Database& db, const std::function<bool(const std::string&)>& owner_alive) {
+  SQLite::Statement running(db, R"SQL(SELECT t.id, t.claimed_by FROM trials t JOIN wanted w ON w.id = t.id
+    WHERE t.status = 'running' AND t.claimed_by IS NOT NULL)SQL");
+  std::vector<std::pair<std::int64_t, std::string>> dead;
+  while (running.executeStep())
+    if (!owner_alive(running.getColumn(1).getString()))
+      dead.emplace_back(running.getColumn(0).getInt64(), running.getColumn(1).getString());
+  SQLite::Statement expire(db, "UPDATE trials SET lease_until = 0 WHERE id = ? AND claimed_by = ?");
+  for (const auto& [id, owner] : dead) {
+    expire.bind(1, static_cast<int64_t>(id));
+    expire.bind(2, owner);
+    expire.exec();
+    expire.reset();
+  }
+}
+
+std::optional<Claim> ResultStore::claim(std::int64_t run_id, const std::string& worker, const ClaimPolicy& policy,
+                                        const std::function<bool(const std::string&)>& owner_alive) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  expire_dead_owners(*db_, owner_alive);
+  const double now = unix_now();
+  SQLite::Statement pick(*db_, R"SQL(SELECT t.id FROM trials t JOIN wanted w ON w.id = t.id
+    WHERE (t.status = 'pending' OR (t.status = 'running' AND (t.lease_until IS NULL OR t.lease_until < :now)))
+      AND t.attempt < :max
+    ORDER BY t.ordinal, t.id LIMIT 1)SQL");
+  pick.bind(":now", now);
+  pick.bind(":max", policy.max_attempts);
+  if (!pick.executeStep()) return std::nullopt;
+  const std::int64_t id = pick.getColumn(0).getInt64();
+  pick.reset();
+  clear_results(*db_, id);
+  SQLite::Statement take(*db_, R"SQL(UPDATE trials SET status = 'running', run_id = :run, claimed_by = :me,
+    attempt = attempt + 1, lease_until = :lease, heartbeat_at = :now, started_at = :t, finished_at = NULL
+    WHERE id = :id RETURNING key, name, attempt)SQL");
+  take.bind(":run", static_cast<int64_t>(run_id));
+  take.bind(":me", worker);
+  take.bind(":lease", now + policy.lease_s);
+  take.bind(":now", now);
+  take.bind(":t", now_utc());
+  take.bind(":id", static_cast<int64_t>(id));
+  if (!take.executeStep()) return std::nullopt;
+  Claim claim{id, take.getColumn(0).getString(), take.getColumn(1).getString(), take.getColumn(2).getInt()};
+  take.reset();
+  tx.commit();
+  return claim;
+}
+
+bool ResultStore::heartbeat(const Claim& claim, const std::string& worker, double lease_s) {
+  const double now = unix_now();
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET lease_until = ?, heartbeat_at = ?
+    WHERE id = ? AND claimed_by = ? AND attempt = ? AND status = 'running')SQL");
+  update.bind(1, now + lease_s);
+  update.bind(2, now);
+  update.bind(3, static_cast<int64_t>(claim.trial_id));
+  update.bind(4, worker);
+  update.bind(5, claim.attempt);
+  return update.exec() == 1;
+}
+
+bool ResultStore::finish_claimed(const Claim& claim, const std::string& worker, const TrialRecord& record,
+                                 const Provenance& provenance) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  if (!holds(*db_, claim, worker)) return false;  // rolled back: someone else holds it now
+  clear_results(*db_, claim.trial_id);
+  write_record(*db_, claim.trial_id, record);
+  mark_done(*db_, claim.trial_id, provenance);
+  tx.commit();
+  return true;
+}
+
+bool ResultStore::fail_claimed(const Claim& claim, const std::string& worker, const std::string& error,
+                               const TrialRecord& partial, int max_attempts) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  if (!holds(*db_, claim, worker)) return false;
+  clear_results(*db_, claim.trial_id);
+  write_record(*db_, claim.trial_id, partial);
+  const bool retry = claim.attempt < max_attempts;
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = ?, error = ?, finished_at = ?, lease_until = NULL
+    WHERE id = ?)SQL");
+  update.bind(1, retry ? "pending" : "failed");
+  update.bind(2, retry ? "attempt " + std::to_string(claim.attempt) + " of " + std::to_string(max_attempts) +
+                             " failed (retrying): " + error
+                       : error);
+  update.bind(3, now_utc());
+  update.bind(4, static_cast<int64_t>(claim.trial_id));
   update.exec();
   tx.commit();
+  return true;
+}
+
+bool ResultStore::release(const Claim& claim, const std::string& worker) {
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', attempt = attempt - 1, claimed_by = NULL,
+    lease_until = NULL WHERE id = ? AND claimed_by = ? AND attempt = ? AND status = 'running')SQL");
+  update.bind(1, static_cast<int64_t>(claim.trial_id));
+  update.bind(2, worker);
+  update.bind(3, claim.attempt);
+  return update.exec() == 1;
+}
+
+int ResultStore::reap(const ClaimPolicy& policy, const std::function<bool(const std::string&)>& owner_alive) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  expire_dead_owners(*db_, owner_alive);
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'failed', finished_at = :t,
+    error = 'lost: its worker (' || coalesce(claimed_by, '?') || ') stopped heartbeating, ' || attempt ||
+            ' of ' || :max || ' attempts spent'
+    WHERE id IN (SELECT id FROM wanted) AND status = 'running' AND attempt >= :max
+      AND (lease_until IS NULL OR lease_until < :now))SQL");
+  update.bind(":t", now_utc());
+  update.bind(":max", policy.max_attempts);
+  update.bind(":now", unix_now());
+  const int n = update.exec();
+  tx.commit();
+  return n;
+}
+
+std::map<std::string, int> ResultStore::wanted_status() {
+  std::map<std::string, int> counts{{"pending", 0}, {"running", 0}, {"done", 0}, {"failed", 0}};
+  SQLite::Statement q(*db_, "SELECT t.status, count(*) FROM trials t JOIN wanted w ON w.id = t.id GROUP BY t.status");
+  while (q.executeStep()) counts[q.getColumn(0).getString()] = q.getColumn(1).getInt();
+  return counts;
+}
+
+void ResultStore::reset_trial(std::int64_t trial_id) {
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', attempt = 0, claimed_by = NULL,
+    lease_until = NULL WHERE id = ? AND status != 'running')SQL");
+  update.bind(1, static_cast<int64_t>(trial_id));
+  update.exec();
+}
+
+Provenance ResultStore::provenance(std::int64_t trial_id) {
+  SQLite::Statement q(*db_, "SELECT plugin_version, plugin_build, attnlab_build FROM trials WHERE id = ?");
+  q.bind(1, static_cast<int64_t>(trial_id));
+  Provenance p;
+  if (q.executeStep()) {
+    auto text = [&](int i) { return q.getColumn(i).isNull() ? std::string() : q.getColumn(i).getString(); };
+    p = {text(0), text(1), text(2)};
+  }
+  return p;
 }
 
 void ResultStore::fail_trial(std::int64_t trial_id, const std::string& error, const TrialRecord& partial) {

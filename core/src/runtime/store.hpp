@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,7 +19,10 @@ class Database;
 
 namespace attnlab {
 
-inline constexpr int kSchemaVersion = 1;
+// 2: trials carry their claim (claimed_by, attempt, lease_until, heartbeat_at) and who made
+// their result (plugin_version, plugin_build, attnlab_build); runs their build_sha and
+// sdpa_backend. A version-1 file is migrated in place when opened for writing.
+inline constexpr int kSchemaVersion = 2;
 
 struct MetricRow {
   std::string name;
@@ -35,11 +40,31 @@ struct TrialRecord {
   std::vector<std::pair<std::string, std::string>> info;
 };
 
+// Which builds produced a result: the plugin's own version and the hash of its .so
+// (PluginRegistry), and the attnlab build (its git sha at compile time).
+struct Provenance {
+  std::string plugin_version, plugin_build, attnlab_build;
+};
+
+// A trial held by one worker: the fencing token is (trial, worker, attempt). Whatever the
+// worker writes later lands only while the trial is still running under this very claim.
+struct Claim {
+  std::int64_t trial_id = 0;
+  std::string key, name;
+  int attempt = 0;
+};
+
+struct ClaimPolicy {
+  double lease_s = 60;   // a claim not heartbeaten for this long may be taken over
+  int max_attempts = 1;  // attempts per trial (a crash, a timeout, a lost lease each count)
+};
+
 class ResultStore {
  public:
   // Opens (creating the file and schema if needed) read-write; read_only opens an existing
-  // file for queries and never creates or migrates it.
-  explicit ResultStore(const std::string& path, bool read_only = false);
+  // file for queries and never creates or migrates it. `wal` = false keeps a rollback journal
+  // (for a shard on a network filesystem, where WAL's shared memory does not work).
+  explicit ResultStore(const std::string& path, bool read_only = false, bool wal = true);
   ~ResultStore();
 
   std::int64_t begin_run(const nlohmann::json& context, const std::string& command);
@@ -55,10 +80,38 @@ class ResultStore {
                                                     int ordinal, const nlohmann::json& config);
   std::optional<std::string> trial_status(const std::string& key);
 
-  // Marks running (clearing anything an earlier attempt left), in its own transaction.
+  // Claims (one transaction): the trials of this invocation are those passed to want(); a
+  // pending one, or a running one whose lease has expired, with attempts left, first by
+  // ordinal. Running trials whose owner is gone (owner_alive says so: a local pid that no
+  // longer exists) count as expired at once. Empty when there is nothing to claim.
+  void want(const std::vector<std::int64_t>& trial_ids);
+  std::optional<Claim> claim(std::int64_t run_id, const std::string& worker, const ClaimPolicy& policy,
+                             const std::function<bool(const std::string& owner)>& owner_alive);
+  // Extends the lease; false when the claim was lost (taken over after expiry).
+  bool heartbeat(const Claim& claim, const std::string& worker, double lease_s);
+  // Writes the record and marks done, in one transaction, only under the claim.
+  bool finish_claimed(const Claim& claim, const std::string& worker, const TrialRecord& record,
+                      const Provenance& provenance);
+  // This attempt failed: back to pending while attempts remain (keeping `error` as the last
+  // reason), else failed with it. Only under the claim.
+  bool fail_claimed(const Claim& claim, const std::string& worker, const std::string& error,
+                    const TrialRecord& partial, int max_attempts);
+  // Gives the claim back without spending the attempt (the worker was asked to stop).
+  bool release(const Claim& claim, const std::string& worker);
+  // Wanted trials that expired with no attempt left become failed; returns how many.
+  int reap(const ClaimPolicy& policy, const std::function<bool(const std::string& owner)>& owner_alive);
+  // Of the wanted trials: how many are pending, running, done, failed.
+  std::map<std::string, int> wanted_status();
+  // Back to pending with no attempts spent (--force, --rerun-stale, a new run of failed ones).
+  void reset_trial(std::int64_t trial_id);
+  // The provenance of a done trial (empty fields where a version-1 database had none).
+  Provenance provenance(std::int64_t trial_id);
+
+  // Marks running (clearing anything an earlier attempt left), in its own transaction: for
+  // single-process tools and tests; workers use claim().
   void start_trial(std::int64_t trial_id, std::int64_t run_id);
   // Writes everything and marks done, atomically.
-  void finish_trial(std::int64_t trial_id, const TrialRecord& record);
+  void finish_trial(std::int64_t trial_id, const TrialRecord& record, const Provenance& provenance = {});
   // Marks failed with the error text, keeping whatever metrics are passed (may be empty).
   void fail_trial(std::int64_t trial_id, const std::string& error, const TrialRecord& partial = {});
 
@@ -73,6 +126,7 @@ class ResultStore {
 
  private:
   void create_schema();
+  void migrate_from_1();
   std::unique_ptr<SQLite::Database> db_;
 };
 

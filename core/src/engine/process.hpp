@@ -1,0 +1,54 @@
+#pragma once
+// Child processes for trials, and who holds a claim.
+//
+// A worker runs each trial in a child (fork + exec of this very binary): a segfault, an
+// abort, an out-of-memory kill or a hang then fails that trial alone. The parent watches the
+// child's stderr (keeping its tail for the error message), heartbeats the claim while it
+// runs, and kills the child's whole process group on a timeout or a lost claim. The child is
+// killed too when the parent dies (PR_SET_PDEATHSIG), so a kill -9 of `attnlab run` leaves no
+// orphan computing a trial that someone else will claim again.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace attnlab::engine {
+
+// "host:pid:start" of this process; start is the process start time in clock ticks since
+// boot (/proc/self/stat), so a recycled pid is not mistaken for the old owner.
+std::string worker_id();
+// False only when `owner` is a process of this host that no longer exists (or whose pid now
+// belongs to another process); an owner on another host is presumed alive until its lease
+// expires.
+bool owner_alive(const std::string& owner);
+
+struct ChildOptions {
+  double timeout_s = 0;         // 0: none
+  double heartbeat_s = 10;      // how often `heartbeat` is called while the child runs
+  bool forward_stderr = false;  // also copy the child's stderr to ours as it comes
+  std::size_t tail_bytes = 4000;
+  const std::atomic<bool>* stop = nullptr;  // set: stop the child (the worker is stopping)
+};
+
+struct ChildResult {
+  bool exited = false;   // exited normally (then exit_code), else killed by `signal`
+  int exit_code = -1;
+  int signal = 0;
+  bool timed_out = false;
+  bool claim_lost = false;  // heartbeat() said the claim was gone: the child was killed
+  bool stopped = false;     // options.stop was set: the child was killed
+  double seconds = 0;
+  std::string stderr_tail;  // last tail_bytes of its stderr
+  // "exit code 3", "killed by signal 11 (Segmentation fault)", "timed out after 5 s", ...
+  std::string describe() const;
+};
+
+// Runs argv[0] with argv, waits for it. `heartbeat` returns false when the claim is lost.
+ChildResult run_child(const std::vector<std::string>& argv, const ChildOptions& options,
+                      const std::function<bool()>& heartbeat);
+
+// Path of the running executable (/proc/self/exe).
+std::string self_executable();
+
+}  // namespace attnlab::engine
