@@ -29,7 +29,7 @@ namespace {
 
 struct RunArgs {
   std::string sweep_path, db = default_db_path(), results_dir = "results";
-  bool force = false, rerun_stale = false, dry_run = false, no_progress = false;
+  bool force = false, rerun_stale = false, dry_run = false, no_progress = false, no_ceiling = false;
   int jobs = 1, shard = -1, shards = 0;
   double lease_s = 60;
   std::vector<std::string> overrides;
@@ -53,6 +53,7 @@ void setup(CLI::App& root, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(0.5, 86400.0));
   cmd->add_flag("--dry-run", args->dry_run, "validate and list the trials, run nothing");
   cmd->add_flag("--no-progress", args->no_progress, "no live progress line");
+  cmd->add_flag("--no-ceiling", args->no_ceiling, "bench: skip the sgemm ceiling (no fraction_of_sgemm recorded)");
   cmd->callback([args, jobs, &exit_code] {
     if ((args->shard >= 0) != (args->shards > 0) || (args->shards > 0 && args->shard >= args->shards)) {
       std::cerr << "attnlab run: --shard I and --shards N go together, with 0 <= I < N\n";
@@ -82,6 +83,7 @@ void setup(CLI::App& root, int& exit_code) {
     options.results_dir = args->results_dir;
     options.force = args->force;
     options.rerun_stale = args->rerun_stale;
+    options.measure_ceiling = !args->no_ceiling;
     options.jobs = args->jobs;
     options.jobs_explicit = jobs->count() > 0;
     options.lease_s = args->lease_s;

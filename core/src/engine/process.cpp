@@ -49,7 +49,9 @@ std::string worker_id() {
   return hostname() + ":" + pid + ":" + start_time(pid);
 }
 
-bool owner_alive(const std::string& owner) {
+bool owner_alive(const std::string& claimed_by) {
+  // A worker thread's id is its process's with "/<worker index>" after it.
+  const std::string owner = claimed_by.substr(0, claimed_by.find('/'));
   const auto last = owner.rfind(':');
   const auto middle = last == std::string::npos ? std::string::npos : owner.rfind(':', last - 1);
   if (middle == std::string::npos) return true;  // not one of ours: let the lease decide

@@ -146,7 +146,7 @@ void work(Shared& shared, int worker_index) {
       continue;
     }
     store.fail_claimed(*claim, me, why, {}, shared.policy.max_attempts);
-    const bool retrying = claim->attempt < shared.policy.max_attempts;
+    const bool retrying = store.trial_status(claim->key) == std::optional<std::string>("pending");
     if (!retrying) ++shared.failed;
     spdlog::error("{} {}: {}", label, retrying ? "failed, will retry" : "failed", why);
   }
@@ -214,8 +214,9 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
   const int threads = configure_threads(static_cast<int>(sweep.threads));
   spdlog::info("sweep '{}' ({}): {} trials, {} to run, {} worker(s), {} threads each, database {}", sweep.name,
                sweep.kind, summary.total, left.at("pending") + left.at("running"), jobs, threads, options.db_path);
-  if (kind.measures_time()) spdlog::info("measuring the sgemm ceiling for this run");
-  const nlohmann::json context = collect_context(/*measure_sgemm=*/kind.measures_time());
+  const bool ceiling = kind.measures_time() && options.measure_ceiling;
+  if (ceiling) spdlog::info("measuring the sgemm ceiling for this run");
+  const nlohmann::json context = collect_context(ceiling);
   if (context.contains("sgemm_gflops")) spdlog::info("sgemm ceiling: {:.1f} GFLOP/s", context["sgemm_gflops"].get<double>());
   const std::int64_t run_id = store.begin_run(context, options.command);
 

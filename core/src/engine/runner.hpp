@@ -32,6 +32,7 @@ struct RunOptions {
   bool jobs_explicit = false;           // given on the command line: overrides one-at-a-time timing
   double lease_s = 60;                  // claims expire this long after their last heartbeat
   int shard = 0, shards = 1;            // run only trials with ordinal % shards == shard
+  bool measure_ceiling = true;          // timing kinds: measure the sgemm ceiling first
   std::string command;                  // the command line, stored with the run
 };
 

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS trials (
   config_json TEXT NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('pending','running','done','failed')),
   error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
-  claimed_by TEXT, attempt INTEGER NOT NULL DEFAULT 0, lease_until REAL, heartbeat_at REAL,
+  claimed_by TEXT, attempt INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+  takeovers INTEGER NOT NULL DEFAULT 0, lease_until REAL, heartbeat_at REAL,
   plugin_version TEXT, plugin_build TEXT, attnlab_build TEXT);
 CREATE INDEX IF NOT EXISTS trials_sweep ON trials(sweep_id, status);
 CREATE TABLE IF NOT EXISTS params (
@@ -144,7 +145,8 @@ void ResultStore::create_schema() {
 // In place, inside create_schema's transaction: the new columns, empty for old rows (their
 // results have no recorded provenance, so they read as stale until rerun).
 void ResultStore::migrate_from_1() {
-  for (const char* column : {"claimed_by TEXT", "attempt INTEGER NOT NULL DEFAULT 0", "lease_until REAL",
+  for (const char* column : {"claimed_by TEXT", "attempt INTEGER NOT NULL DEFAULT 0",
+                             "failures INTEGER NOT NULL DEFAULT 0", "takeovers INTEGER NOT NULL DEFAULT 0", "lease_until REAL",
                              "heartbeat_at REAL", "plugin_version TEXT", "plugin_build TEXT", "attnlab_build TEXT"})
     db_->exec(std::string("ALTER TABLE trials ADD COLUMN ") + column);
   for (const char* column : {"build_sha TEXT", "sdpa_backend TEXT"})
@@ -370,21 +372,27 @@ std::optional<Claim> ResultStore::claim(std::int64_t run_id, const std::string& 
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   expire_dead_owners(*db_, owner_alive);
   const double now = unix_now();
-  SQLite::Statement pick(*db_, R"SQL(SELECT t.id FROM trials t JOIN wanted w ON w.id = t.id
-    WHERE (t.status = 'pending' OR (t.status = 'running' AND (t.lease_until IS NULL OR t.lease_until < :now)))
-      AND t.attempt < :max
+  // A pending trial, or a running one whose worker stopped heartbeating (a takeover).
+  SQLite::Statement pick(*db_, R"SQL(SELECT t.id, t.status = 'running' FROM trials t JOIN wanted w ON w.id = t.id
+    WHERE t.failures < :max AND
+      (t.status = 'pending' OR
+       (t.status = 'running' AND (t.lease_until IS NULL OR t.lease_until < :now) AND t.takeovers < :takeovers))
     ORDER BY t.ordinal, t.id LIMIT 1)SQL");
   pick.bind(":now", now);
   pick.bind(":max", policy.max_attempts);
+  pick.bind(":takeovers", policy.max_takeovers);
   if (!pick.executeStep()) return std::nullopt;
   const std::int64_t id = pick.getColumn(0).getInt64();
+  const int takeover = pick.getColumn(1).getInt();
   pick.reset();
   clear_results(*db_, id);
   SQLite::Statement take(*db_, R"SQL(UPDATE trials SET status = 'running', run_id = :run, claimed_by = :me,
-    attempt = attempt + 1, lease_until = :lease, heartbeat_at = :now, started_at = :t, finished_at = NULL
+    attempt = attempt + 1, takeovers = takeovers + :takeover, lease_until = :lease, heartbeat_at = :now,
+    started_at = :t, finished_at = NULL
     WHERE id = :id RETURNING key, name, attempt)SQL");
   take.bind(":run", static_cast<int64_t>(run_id));
   take.bind(":me", worker);
+  take.bind(":takeover", takeover);
   take.bind(":lease", now + policy.lease_s);
   take.bind(":now", now);
   take.bind(":t", now_utc());
@@ -425,12 +433,17 @@ bool ResultStore::fail_claimed(const Claim& claim, const std::string& worker, co
   if (!holds(*db_, claim, worker)) return false;
   clear_results(*db_, claim.trial_id);
   write_record(*db_, claim.trial_id, partial);
-  const bool retry = claim.attempt < max_attempts;
+  SQLite::Statement count(*db_, "UPDATE trials SET failures = failures + 1 WHERE id = ? RETURNING failures");
+  count.bind(1, static_cast<int64_t>(claim.trial_id));
+  count.executeStep();
+  const int failures = count.getColumn(0).getInt();
+  count.reset();
+  const bool retry = failures < max_attempts;
   SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = ?, error = ?, finished_at = ?, lease_until = NULL
     WHERE id = ?)SQL");
   update.bind(1, retry ? "pending" : "failed");
-  update.bind(2, retry ? "attempt " + std::to_string(claim.attempt) + " of " + std::to_string(max_attempts) +
-                             " failed (retrying): " + error
+  update.bind(2, retry ? "failure " + std::to_string(failures) + " of " + std::to_string(max_attempts) +
+                             " allowed (retrying): " + error
                        : error);
   update.bind(3, now_utc());
   update.bind(4, static_cast<int64_t>(claim.trial_id));
@@ -440,8 +453,8 @@ bool ResultStore::fail_claimed(const Claim& claim, const std::string& worker, co
 }
 
 bool ResultStore::release(const Claim& claim, const std::string& worker) {
-  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', attempt = attempt - 1, claimed_by = NULL,
-    lease_until = NULL WHERE id = ? AND claimed_by = ? AND attempt = ? AND status = 'running')SQL");
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', claimed_by = NULL, lease_until = NULL
+    WHERE id = ? AND claimed_by = ? AND attempt = ? AND status = 'running')SQL");
   update.bind(1, static_cast<int64_t>(claim.trial_id));
   update.bind(2, worker);
   update.bind(3, claim.attempt);
@@ -452,12 +465,12 @@ int ResultStore::reap(const ClaimPolicy& policy, const std::function<bool(const 
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   expire_dead_owners(*db_, owner_alive);
   SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'failed', finished_at = :t,
-    error = 'lost: its worker (' || coalesce(claimed_by, '?') || ') stopped heartbeating, ' || attempt ||
-            ' of ' || :max || ' attempts spent'
-    WHERE id IN (SELECT id FROM wanted) AND status = 'running' AND attempt >= :max
+    error = 'lost: its worker (' || coalesce(claimed_by, '?') || ') stopped heartbeating, and ' || takeovers ||
+            ' workers before it'
+    WHERE id IN (SELECT id FROM wanted) AND status = 'running' AND takeovers >= :takeovers
       AND (lease_until IS NULL OR lease_until < :now))SQL");
   update.bind(":t", now_utc());
-  update.bind(":max", policy.max_attempts);
+  update.bind(":takeovers", policy.max_takeovers);
   update.bind(":now", unix_now());
   const int n = update.exec();
   tx.commit();
@@ -472,8 +485,8 @@ std::map<std::string, int> ResultStore::wanted_status() {
 }
 
 void ResultStore::reset_trial(std::int64_t trial_id) {
-  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', attempt = 0, claimed_by = NULL,
-    lease_until = NULL WHERE id = ? AND status != 'running')SQL");
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', failures = 0, takeovers = 0,
+    claimed_by = NULL, lease_until = NULL WHERE id = ? AND status != 'running')SQL");
   update.bind(1, static_cast<int64_t>(trial_id));
   update.exec();
 }

@@ -19,7 +19,8 @@ class Database;
 
 namespace attnlab {
 
-// 2: trials carry their claim (claimed_by, attempt, lease_until, heartbeat_at) and who made
+// 2: trials carry their claim (claimed_by, attempt = claims so far, the fencing token;
+// failures, takeovers; lease_until, heartbeat_at) and who made
 // their result (plugin_version, plugin_build, attnlab_build); runs their build_sha and
 // sdpa_backend. A version-1 file is migrated in place when opened for writing.
 inline constexpr int kSchemaVersion = 2;
@@ -54,9 +55,13 @@ struct Claim {
   int attempt = 0;
 };
 
+// A trial's attempts that fail (its process crashed, timed out or threw) count against
+// max_attempts. A worker that vanishes (kill -9, a lost node, a preempted job) is no fault of
+// the trial: its claim is taken over after the lease, up to max_takeovers times.
 struct ClaimPolicy {
-  double lease_s = 60;   // a claim not heartbeaten for this long may be taken over
-  int max_attempts = 1;  // attempts per trial (a crash, a timeout, a lost lease each count)
+  double lease_s = 60;    // a claim not heartbeaten for this long may be taken over
+  int max_attempts = 1;   // failed attempts allowed per trial
+  int max_takeovers = 10; // claims taken over from vanished workers, per trial
 };
 
 class ResultStore {
@@ -81,8 +86,8 @@ class ResultStore {
   std::optional<std::string> trial_status(const std::string& key);
 
   // Claims (one transaction): the trials of this invocation are those passed to want(); a
-  // pending one, or a running one whose lease has expired, with attempts left, first by
-  // ordinal. Running trials whose owner is gone (owner_alive says so: a local pid that no
+  // pending one, or a running one whose lease has expired (a takeover), within the policy's
+  // limits, first by ordinal. Running trials whose owner is gone (owner_alive says so: a local pid that no
   // longer exists) count as expired at once. Empty when there is nothing to claim.
   void want(const std::vector<std::int64_t>& trial_ids);
   std::optional<Claim> claim(std::int64_t run_id, const std::string& worker, const ClaimPolicy& policy,
@@ -92,17 +97,17 @@ class ResultStore {
   // Writes the record and marks done, in one transaction, only under the claim.
   bool finish_claimed(const Claim& claim, const std::string& worker, const TrialRecord& record,
                       const Provenance& provenance);
-  // This attempt failed: back to pending while attempts remain (keeping `error` as the last
-  // reason), else failed with it. Only under the claim.
+  // This attempt failed: back to pending while fewer than max_attempts have failed (keeping
+  // `error` as the last reason), else failed with it. Only under the claim.
   bool fail_claimed(const Claim& claim, const std::string& worker, const std::string& error,
                     const TrialRecord& partial, int max_attempts);
-  // Gives the claim back without spending the attempt (the worker was asked to stop).
+  // Gives the claim back, counting no failure (the worker was asked to stop).
   bool release(const Claim& claim, const std::string& worker);
-  // Wanted trials that expired with no attempt left become failed; returns how many.
+  // Wanted trials whose workers vanished max_takeovers times become failed; returns how many.
   int reap(const ClaimPolicy& policy, const std::function<bool(const std::string& owner)>& owner_alive);
   // Of the wanted trials: how many are pending, running, done, failed.
   std::map<std::string, int> wanted_status();
-  // Back to pending with no attempts spent (--force, --rerun-stale, a new run of failed ones).
+  // Back to pending with no failures counted (--force, --rerun-stale, a new run of failed ones).
   void reset_trial(std::int64_t trial_id);
   // The provenance of a done trial (empty fields where a version-1 database had none).
   Provenance provenance(std::int64_t trial_id);
