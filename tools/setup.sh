@@ -13,6 +13,7 @@ packages=(
   libtomlplusplus-dev libsqlitecpp-dev libsqlite3-dev sqlite3
   libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev
   gnuplot-nox git
+  slurm-wlm munge
 )
 # node/npm only fetch data; a machine that already has them (any source) keeps its own.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

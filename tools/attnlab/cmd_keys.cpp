@@ -54,6 +54,8 @@ std::string keys_document(bool markdown) {
            "Backend parameters: `attnlab backends`, and `docs/PLUGINS.md`.\n\n";
   heading("[sweep]");
   key_table(out, sweep_keys().keys(), markdown);
+  heading("[slurm] (attnlab submit)");
+  key_table(out, slurm_keys().keys(), markdown);
   for (const auto& kind : trials::all_schemas()) {
     heading("kind = \"" + kind.name + "\": [grid]");
     if (markdown) {

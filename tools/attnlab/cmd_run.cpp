@@ -31,6 +31,7 @@ struct RunArgs {
   std::string sweep_path, db = default_db_path(), results_dir = "results";
   bool force = false, rerun_stale = false, dry_run = false, no_progress = false, no_ceiling = false;
   int jobs = 1, shard = -1, shards = 0;
+  std::string skip_done_in;
   double lease_s = 60;
   std::vector<std::string> overrides;
 };
@@ -49,6 +50,7 @@ void setup(CLI::App& root, int& exit_code) {
   cmd->add_option("--shard", args->shard, "run only trials with ordinal % shards == shard (needs --shards)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--shards", args->shards, "how many shards the sweep is split into")->check(CLI::PositiveNumber);
+  cmd->add_option("--skip-done-in", args->skip_done_in, "leave out trials done in this database (a shard's merge target)");
   cmd->add_option("--lease-s", args->lease_s, "a claim expires this long after its last heartbeat")
       ->capture_default_str()->check(CLI::Range(0.5, 86400.0));
   cmd->add_flag("--dry-run", args->dry_run, "validate and list the trials, run nothing");
@@ -84,6 +86,7 @@ void setup(CLI::App& root, int& exit_code) {
     options.force = args->force;
     options.rerun_stale = args->rerun_stale;
     options.measure_ceiling = !args->no_ceiling;
+    options.skip_done_in = args->skip_done_in;
     options.jobs = args->jobs;
     options.jobs_explicit = jobs->count() > 0;
     options.lease_s = args->lease_s;
@@ -110,7 +113,8 @@ void setup(CLI::App& root, int& exit_code) {
   });
 
   auto trial_args = std::make_shared<std::pair<std::string, std::string>>();
-  auto* trial = root.add_subcommand("_trial", "");  // empty description: hidden from --help
+  auto* trial = root.add_subcommand("_trial", "one trial in a worker's child process");
+  trial->group("");  // hidden from --help
   trial->add_option("job", trial_args->first)->required();
   trial->add_option("result", trial_args->second)->required();
   trial->callback([trial_args, &exit_code] { exit_code = engine::run_trial_job(trial_args->first, trial_args->second); });

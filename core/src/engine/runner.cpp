@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -62,6 +63,7 @@ struct Shared {
   const std::vector<std::int64_t>& wanted;
   const std::map<std::int64_t, int>& position;  // trial id -> its 1-based place in the sweep
   const ClaimPolicy policy;
+  const std::function<bool(const std::string&)> owner_alive;
   const std::int64_t run_id;
   const double sgemm;
   const bool live;
@@ -81,9 +83,9 @@ void work(Shared& shared, int worker_index) {
   const std::string self = engine::self_executable();
 
   while (!stop_requested) {
-    auto claim = store.claim(shared.run_id, me, shared.policy, engine::owner_alive);
+    auto claim = store.claim(shared.run_id, me, shared.policy, shared.owner_alive);
     if (!claim) {
-      store.reap(shared.policy, engine::owner_alive);
+      store.reap(shared.policy, shared.owner_alive);
       const auto left = store.wanted_status();
       if (left.at("pending") + left.at("running") == 0) break;
       // Others hold the rest: wait for them, and take over whatever they abandon.
@@ -153,6 +155,10 @@ void work(Shared& shared, int worker_index) {
   fs::remove_all(scratch);
 }
 
+// A shard has one writing process: a claim of any other is a leftover (a requeued task's
+// predecessor), not a live worker.
+bool own_process(const std::string& owner) { return owner.rfind(engine::worker_id(), 0) == 0; }
+
 }  // namespace
 
 RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
@@ -173,9 +179,20 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
   std::vector<std::int64_t> wanted;
   std::map<std::int64_t, int> position;
   std::map<std::string, int> stale_by_backend;
+  std::set<std::string> done_elsewhere;
+  if (!options.skip_done_in.empty() && fs::exists(options.skip_done_in)) {
+    ResultStore merged(options.skip_done_in, /*read_only=*/true);
+    for (const auto& row : merged.query("SELECT key FROM trials WHERE status = 'done'").rows)
+      if (row[0]) done_elsewhere.insert(*row[0]);
+  }
   for (size_t i = 0; i < trials.size(); ++i) {
     if (static_cast<int>(i % static_cast<size_t>(std::max(1, options.shards))) != options.shard) continue;
     const auto& t = trials[i];
+    if (done_elsewhere.count(t.key)) {
+      ++summary.total;
+      ++summary.skipped_elsewhere;
+      continue;
+    }
     auto [id, status] = store.ensure_trial(sweep_id, t.key, t.name, t.backend, static_cast<int>(i), t.config);
     ++summary.total;
     wanted.push_back(id);
@@ -198,7 +215,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
                  n, backend, registry.get(backend).version, registry.get(backend).build_id);
   store.want(wanted);
   const auto left = store.wanted_status();
-  summary.skipped = left.at("done");
+  summary.skipped = left.at("done") + summary.skipped_elsewhere;
   if (left.at("pending") + left.at("running") == 0) {
     spdlog::info("all {} trials already done (use --force to rerun)", summary.total);
     return summary;
@@ -225,6 +242,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
                 wanted,
                 position,
                 ClaimPolicy{options.lease_s, static_cast<int>(sweep.max_attempts)},
+                options.shards > 1 ? std::function<bool(const std::string&)>(own_process) : engine::owner_alive,
                 run_id,
                 context.value("sgemm_gflops", 0.0),
                 options.progress && jobs == 1 && isatty(STDERR_FILENO),

@@ -11,7 +11,9 @@
 // Trials already done are skipped; done by another build of their plugin, they are *stale*:
 // reported, and rerun only with rerun_stale. `force` reruns everything. A sweep can also be
 // split into shards (shard / shards: trials whose ordinal % shards == shard), each written to
-// its own database by one worker, e.g. a Slurm array task (attnlab submit, attnlab merge).
+// its own database by one process, e.g. a Slurm array task (attnlab submit, attnlab merge):
+// there, running trials of any other process are taken over at once (a requeued task finds
+// its predecessor's claims, whatever host that ran on).
 #include "runtime/config.hpp"
 #include "runtime/store.hpp"
 
@@ -33,11 +35,13 @@ struct RunOptions {
   double lease_s = 60;                  // claims expire this long after their last heartbeat
   int shard = 0, shards = 1;            // run only trials with ordinal % shards == shard
   bool measure_ceiling = true;          // timing kinds: measure the sgemm ceiling first
+  std::string skip_done_in;             // a database whose done trials this run leaves out (a shard's merge target)
   std::string command;                  // the command line, stored with the run
 };
 
 struct RunSummary {
   int total = 0, ran = 0, skipped = 0, failed = 0, stale = 0;
+  int skipped_elsewhere = 0;  // done in skip_done_in
   bool interrupted = false;  // SIGINT / SIGTERM: running trials were released for others
 };
 

@@ -22,6 +22,16 @@ const keys::Table<SweepHead>& sweep_keys() {
   return keys;
 }
 
+const keys::Table<SlurmSpec>& slurm_keys() {
+  static const auto keys = [] {
+    using SpecType = SlurmSpec;
+    keys::Table<SpecType> table;
+    ATTNLAB_SLURM_KEYS(ATTNLAB_KEY_ROW)
+    return table;
+  }();
+  return keys;
+}
+
 namespace {
 
 using json = nlohmann::json;
@@ -233,6 +243,11 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
   for (const auto& [k, node] : root) {
     const std::string name(k.str());
     if (name == "sweep" || name == "grid" || name == "backend") continue;
+    if (name == "slurm") {
+      if (!node.is_table()) fail(node, path, "[slurm] must be a table");
+      sweep.slurm = slurm_keys().read(check_section(*node.as_table(), "slurm", slurm_keys().keys(), path));
+      continue;
+    }
     const auto section = std::find_if(kind->sections.begin(), kind->sections.end(),
                                       [&](const auto& s) { return s.first == name; });
     if (section != kind->sections.end()) {
@@ -240,7 +255,7 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
       sweep.sections[name] = check_section(*node.as_table(), name, section->second, path);
       continue;
     }
-    std::string known = "sweep, grid, backend.<name>";
+    std::string known = "sweep, grid, backend.<name>, slurm";
     for (const auto& s : kind->sections) known += ", " + s.first;
     fail(node, path, "unknown table or key '" + name + "' for kind = \"" + sweep.kind + "\" (known: " + known + ")");
   }

@@ -6,6 +6,7 @@
 //             the cartesian product (file order, first axis outermost); scalars are fixed
 //   [backend.<name>]  that backend's parameters; arrays are axes for its trials only
 //   the kind's own sections (distill: [data], [teacher], [eval])
+//   [slurm]   how `attnlab submit` asks a Slurm cluster for resources (SlurmSpec)
 //
 // Keys and their allowed values come from their declarations (base/keys.hpp): the kinds'
 // KindSchema and SweepHead here. Expanding a sweep checks every trial's backend parameters
@@ -55,6 +56,22 @@ struct SweepHead {
 };
 const keys::Table<SweepHead>& sweep_keys();
 
+// [slurm]: how `attnlab submit` asks for the cluster's resources (the command line overrides
+// each). Like the execution keys above, none of it is part of a trial's key.
+#define ATTNLAB_SLURM_KEYS(KEY)                                                                          \
+  KEY(std::int64_t, tasks, 1, keys::range(1, 100000),                                                  \
+      "array tasks; task i runs the trials with ordinal % tasks == i into its own shard database")       \
+  KEY(std::string, partition, "", keys::any(), "partition (empty: the cluster's default)")              \
+  KEY(std::string, time, "", keys::any(), "time limit per task, [D-]HH:MM:SS (empty: the partition's)")  \
+  KEY(std::int64_t, cpus_per_task, 0, keys::range(0, 4096),                                            \
+      "CPUs per task (0: Slurm's default); [sweep] threads = 0 then means this many")                    \
+  KEY(std::int64_t, gpus, 0, keys::range(0, 64), "GPUs per task")                                        \
+  KEY(std::string, mem, "", keys::any(), "memory per task, e.g. 16G (empty: the partition's default)")
+struct SlurmSpec {
+  ATTNLAB_SLURM_KEYS(ATTNLAB_KEY_FIELD)
+};
+const keys::Table<SlurmSpec>& slurm_keys();
+
 // What a trial kind declares of its sweeps (trials/ provides them).
 struct KindSchema {
   std::string name;
@@ -79,6 +96,7 @@ struct SweepSpec : SweepHead {
   std::map<std::string, std::vector<Axis>> backend_axes;  // per backend name
   std::map<std::string, std::string> backend_where;       // [backend.X] table, or X in [grid] backend
   nlohmann::json sections = nlohmann::json::object();     // kind sections, checked
+  SlurmSpec slurm;                                        // [slurm], defaults where absent
 };
 
 struct TrialSpec {

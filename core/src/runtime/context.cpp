@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -80,7 +81,9 @@ std::string sdpa_backend() {
 std::string build_sha() { return compiled_build_sha(); }
 
 int configure_threads(int requested) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Inside a Slurm allocation, "all cores" means the task's: the machine's would oversubscribe.
+  if (const char* slurm = std::getenv("SLURM_CPUS_PER_TASK"); slurm && std::atoi(slurm) > 0) cores = std::atoi(slurm);
   const int threads = requested > 0 ? requested : cores;
   at::set_num_threads(threads);
   return threads;
