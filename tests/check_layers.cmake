@@ -1,10 +1,10 @@
 # layers:includes — no include runs from a lower layer up to a higher one. The layers of
 # core/src, lowest first (a file may include its own layer and those before it):
-#   base, sdk, text, model, runtime, trials, engine, report
+#   base, sdk, text, model, runtime, check, trials, engine, report
 # and the public SDK headers (core/include/attnlab) include only each other, the kernels'
 # public headers, LibTorch and the standard library.
 # Run as: cmake -DSOURCE_DIR=<repo> -P check_layers.cmake
-set(layers base sdk text model runtime trials engine report)
+set(layers base sdk text model runtime check trials engine report)
 set(problems "")
 foreach(layer ${layers})
   list(FIND layers ${layer} rank)

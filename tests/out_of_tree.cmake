@@ -3,6 +3,7 @@
 #   2. configure and build examples/hello_plugin against that prefix only (plus Torch)
 #   3. <work>/prefix/bin/attnlab backends, with ATTNLAB_PLUGIN_PATH=<example build>, lists
 #      hello (the out-of-tree plugin) and dense (installed next to the installed CLI).
+#   4. <work>/prefix/bin/attnlab check hello: the contract suite passes on the example.
 # Run as: cmake -DATTNLAB_BUILD_DIR=... -DEXAMPLE_DIR=... -DWORK_DIR=... -DGENERATOR=...
 #               [-DTorch_DIR=...] [-DCXX_COMPILER=...] [-DCXX_LAUNCHER=...] -P out_of_tree.cmake
 foreach(var ATTNLAB_BUILD_DIR EXAMPLE_DIR WORK_DIR GENERATOR)
@@ -63,3 +64,10 @@ if(step_errors MATCHES "skipped")
   message(FATAL_ERROR "attnlab backends skipped a plugin:\n${step_errors}")
 endif()
 message(STATUS "installed attnlab lists the out-of-tree plugin 'hello'")
+run_step("installed attnlab check hello" ${CMAKE_COMMAND} -E env ATTNLAB_PLUGIN_PATH=${example_build}
+         ${prefix}/bin/attnlab check hello)
+string(FIND "${step_output}" "contract: passed" passed)
+if(passed EQUAL -1)
+  message(FATAL_ERROR "attnlab check hello did not pass:\n${step_output}\n${step_errors}")
+endif()
+message(STATUS "the contract suite passes on the out-of-tree plugin 'hello'")

@@ -11,6 +11,8 @@
 
 #include "support.hpp"
 
+#include "check/contract.hpp"
+
 #include <functional>
 #include <map>
 #include <string>
@@ -108,57 +110,30 @@ TEST_CASE("the five attention backends are discovered", "[backends]") {
   }
 }
 
-TEST_CASE("every backend: shape, causality, finite values and gradients, determinism", "[backends][generic]") {
-  const Shape shape;
-  const std::int64_t cut = 20;  // tokens >= cut are perturbed; outputs before it must not move
+TEST_CASE("every backend and variant passes the contract that attnlab check runs", "[backends][generic]") {
+  // check/contract.hpp: shapes and dtypes, finite values and gradients, causality, seeded
+  // determinism, and in hard mode the float64 reference (values and gradients) and the
+  // block-sparse kernel over the backend's own layouts(), on odd sizes.
   for (const auto& name : registry().names()) {
     for (const auto& given : variants(name)) {
-      for (bool hard : {false, true}) {
-        INFO(describe(name, given) << (hard ? " (hard)" : ""));
-        auto backend = make(name, given, shape, 1);
-        backend->set_hard(hard);
-        auto qkv = random_qkv(shape, 3);
-        for (auto& t : qkv) t.requires_grad_(true);
-        const torch::Tensor out = backend->forward(qkv[0], qkv[1], qkv[2]);
-        REQUIRE(out.sizes() == qkv[0].sizes());
-        REQUIRE(torch::isfinite(out).all().item<bool>());
-
-        // Causality: change every future q, k, v token.
-        torch::NoGradGuard no_grad;
-        auto changed = random_qkv(shape, 3);
-        for (auto& t : changed) t.narrow(2, cut, shape.T - cut).normal_();
-        const torch::Tensor out2 = backend->forward(changed[0], changed[1], changed[2]);
-        REQUIRE(torch::allclose(out.detach().narrow(2, 0, cut), out2.narrow(2, 0, cut), 1e-5, 1e-6));
-        REQUIRE_FALSE(torch::allclose(out.detach().narrow(2, cut, shape.T - cut), out2.narrow(2, cut, shape.T - cut)));
-
-        // Determinism: the same seed builds the same backend and the same output.
-        auto twin = make(name, given, shape, 1);
-        twin->set_hard(hard);
-        REQUIRE(torch::equal(twin->forward(qkv[0], qkv[1], qkv[2]), out.detach()));
-
-        // Finite gradients for inputs and every parameter that receives one.
-        {
-          torch::AutoGradMode enable(true);
-          const torch::Tensor again = backend->forward(qkv[0], qkv[1], qkv[2]);
-          auto loss = (again * torch::randn_like(again)).sum();
-          const torch::Tensor reg = backend->regularizer();
-          if (reg.defined()) loss = loss + reg;
-          loss.backward();
-          for (auto& t : qkv) {
-            REQUIRE(t.grad().defined());
-            REQUIRE(torch::isfinite(t.grad()).all().item<bool>());
-          }
-          for (const auto& p : backend->parameters())
-            if (p.grad().defined()) REQUIRE(torch::isfinite(p.grad()).all().item<bool>());
-        }
-        const attnlab::Density d = attnlab::density_of(*backend, shape.T);
-        REQUIRE(d.element >= 0.0);
-        REQUIRE(d.element <= 1.0);
-        REQUIRE(d.block >= d.element - 1e-12);
-        for (const auto& s : backend->statistics()) REQUIRE(std::isfinite(s.value));
+      attnlab::check::ContractOptions options;
+      options.params = given;
+      for (const auto& r : attnlab::check::run_contract(registry(), name, options)) {
+        INFO(describe(name, given) << ": " << r.check << " (" << r.mode << ") " << r.detail);
+        CHECK(r.outcome != attnlab::check::CheckResult::Outcome::Fail);
       }
     }
   }
+}
+
+TEST_CASE("the contract fails a backend that is not the attention its layouts declare", "[backends][generic]") {
+  // The fault test backend averages uniformly: causal and finite, but not softmax attention.
+  const auto out = attnlab::test::shell("ATTNLAB_PLUGIN_PATH=" + std::string(ATTNLAB_BINARY_DIR) + "/test_plugins " +
+                                        attnlab::test::cli() + " check fault");
+  REQUIRE(out.status == 1);
+  REQUIRE_THAT(out.out, Catch::Contains("contract: FAILED"));
+  REQUIRE_THAT(out.out, Catch::Contains("reference  hard  FAIL"));
+  REQUIRE_THAT(out.out, Catch::Contains("causal     hard  pass"));
 }
 
 TEST_CASE("blend with only the causal candidate equals dense, whatever the weights", "[backends][blend]") {
