@@ -155,3 +155,27 @@ TEST_CASE("docs/CONFIG.md is the declarations' own listing, and every kind decla
   REQUIRE(schema_names == trials::trial_kind_names());
   for (const auto& name : trials::trial_kind_names()) REQUIRE(trials::trial_kind(name).schema().name == name);
 }
+
+TEST_CASE("non-ASCII text outside strings and comments is refused before toml++ sees it", "[config][fuzz]") {
+  // Found by tests/fuzz: toml++ 3.3 reaches __builtin_unreachable on most non-ASCII characters
+  // where it expects a key or value (this input starts with U+FE7F).
+  const std::string finding = std::string(ATTNLAB_TEST_DATA) + "/fuzz_findings/sweep_toml_unreachable.toml";
+  REQUIRE_THROWS_WITH(load_sweep(finding, registry(), trials::all_schemas()), Catch::Contains(":1:1: a non-ASCII character"));
+  REQUIRE_THAT(error_of("non_ascii_bad.toml"), Catch::Contains("non_ascii_bad.toml:7:3: a non-ASCII character"));
+  // In strings and comments it is text like any other.
+  REQUIRE(load_sweep(sweep_file("non_ascii_ok.toml"), registry(), trials::all_schemas()).description ==
+          "na\xc3\xafve \xef\xb9\xbf in a string");
+}
+
+TEST_CASE("an axis may not hold one value twice, and a sweep of more than a million trials is refused",
+          "[config][fuzz]") {
+  REQUIRE_THAT(error_of("good.toml", {"grid.seq_len=[16, 16]"}), Catch::Contains("16 appears twice"));
+  const std::string big = "[" + [] {
+    std::string v;
+    for (int i = 1; i <= 101; ++i) v += (i > 1 ? "," : "") + std::to_string(i);
+    return v;
+  }() + "]";
+  const auto sweep = load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(),
+                                {"grid.seq_len=" + big, "grid.batch=" + big, "grid.heads=" + big});
+  REQUIRE_THROWS_WITH(expand_trials(sweep, registry()), Catch::Contains("more than the 1000000 allowed"));
+}

@@ -341,3 +341,11 @@ TEST_CASE("attnlab checkpoints round-trip weights, config and metadata") {
   REQUIRE_THROWS_WITH(load_any(plain, dense_math()), Catch::Contains("neither an attnlab checkpoint"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("a safetensors header whose numbers overflow is refused as a bad file, not an escaped exception",
+          "[model][safetensors][fuzz]") {
+  // Found by tests/fuzz: nlohmann::json throws out_of_range (not parse_error) for 555e5555.
+  const std::string finding = std::string(ATTNLAB_TEST_DATA) + "/fuzz_findings/safetensors_number_overflow.bin";
+  REQUIRE_THROWS_AS(attnlab::safetensors::read_header(finding), attnlab::safetensors::Error);
+  REQUIRE_THROWS_WITH(attnlab::safetensors::read_header(finding), Catch::Contains("header is not valid JSON"));
+}

@@ -14,6 +14,7 @@ packages=(
   libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev
   gnuplot-nox git
   slurm-wlm munge
+  clang libclang-rt-dev
 )
 # node/npm only fetch data; a machine that already has them (any source) keeps its own.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -37,7 +37,7 @@ nlohmann::json read_json(const std::string& path) {
   if (!in) throw std::runtime_error(path + ": cannot open");
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (5e5555)
     throw std::runtime_error(path + ": not valid JSON: " + e.what());
   }
 }
@@ -331,7 +331,7 @@ std::shared_ptr<GPT2> load_checkpoint(const std::string& path, const AttentionFa
   nlohmann::json config_json;
   try {
     config_json = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (5e5555)
     throw std::runtime_error(path + ": __metadata__[\"" + kConfigKey + "\"] is not valid JSON: " + e.what());
   }
   auto model = std::make_shared<GPT2>(GPT2Config::from_json(config_json, path), attention);

@@ -9,6 +9,8 @@
 //
 // The reader checks every one of those facts before it copies a byte and names the file and
 // the tensor in each error, so a truncated download or a corrupt file says what is wrong.
+#include "model/safetensors_header.hpp"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -19,24 +21,6 @@
 
 namespace attnlab::safetensors {
 
-struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// One tensor's header entry, validated.
-struct Entry {
-  std::string name;
-  std::string dtype;  // "F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL"
-  std::vector<std::int64_t> shape;
-  std::uint64_t begin = 0, end = 0;  // byte range inside the data region
-};
-
-struct Header {
-  std::vector<Entry> entries;                    // in data order
-  std::map<std::string, std::string> metadata;   // "__metadata__", empty when absent
-  std::uint64_t data_start = 0;                  // 8 + header length
-};
-
 struct ReadOptions {
   bool to_float32 = false;  // convert every floating tensor (F16, BF16, F64) to float32
 };
@@ -45,9 +29,6 @@ struct File {
   std::map<std::string, at::Tensor> tensors;  // CPU, contiguous
   std::map<std::string, std::string> metadata;
 };
-
-// Largest header accepted (the format's own readers use 100 MB).
-constexpr std::uint64_t kMaxHeaderBytes = 100u * 1024u * 1024u;
 
 Header read_header(const std::string& path);
 File read(const std::string& path, const ReadOptions& options = {});

@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -112,7 +113,11 @@ Axis read_axis(const toml::node& node, const std::string& name, const std::strin
   axis.name = name;
   axis.line = static_cast<int>(node.source().begin.line);
   auto add = [&](const toml::node& item) {
-    axis.values.push_back(check_one(item));
+    json value = check_one(item);
+    // A value twice would make the same trial twice (one key, one database row).
+    if (std::find(axis.values.begin(), axis.values.end(), value) != axis.values.end())
+      fail(item, path, full + ": " + value.dump() + " appears twice in this axis");
+    axis.values.push_back(std::move(value));
     axis.where.push_back(where(item, path));
   };
   if (const auto* array = node.as_array()) {
@@ -168,6 +173,52 @@ void apply_override(toml::table& root, const std::string& text) {
   target->insert_or_assign(key, *parsed_value);
 }
 
+// TOML allows non-ASCII text only inside strings and comments. toml++ 3.3 (Debian 12) checks
+// such a character for whitespace where it expects a key or a value, and reaches
+// __builtin_unreachable for most of them (U+00E9 and U+FE7F among them: undefined
+// behaviour, found by tests/fuzz). Refused here first, with the place.
+void check_toml_characters(const std::string& text, const std::string& path) {
+  enum class In { Code, Comment, Basic, Literal, MultiBasic, MultiLiteral } in = In::Code;
+  int line = 1, column = 1;
+  auto at = [&](std::size_t i, const char* s) { return text.compare(i, std::strlen(s), s) == 0; };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      if (in == In::Comment || in == In::Basic || in == In::Literal) in = In::Code;  // unterminated: toml++ says so
+      continue;
+    }
+    switch (in) {
+      case In::Code:
+        if (c >= 0x80)
+          throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                            ": a non-ASCII character outside a string or comment (TOML keys and values are ASCII "
+                            "unless quoted)");
+        if (c == '#') in = In::Comment;
+        else if (at(i, "\"\"\"")) in = In::MultiBasic, i += 2, column += 2;
+        else if (at(i, "'''")) in = In::MultiLiteral, i += 2, column += 2;
+        else if (c == '"') in = In::Basic;
+        else if (c == '\'') in = In::Literal;
+        break;
+      case In::Basic:
+      case In::MultiBasic:
+        if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') ++i, ++column;
+        else if (in == In::MultiBasic && at(i, "\"\"\"")) in = In::Code, i += 2, column += 2;
+        else if (in == In::Basic && c == '"') in = In::Code;
+        break;
+      case In::Literal:
+        if (c == '\'') in = In::Code;
+        break;
+      case In::MultiLiteral:
+        if (at(i, "'''")) in = In::Code, i += 2, column += 2;
+        break;
+      case In::Comment: break;
+    }
+    if ((c & 0xC0) != 0x80) ++column;  // columns count characters, not UTF-8 continuation bytes
+  }
+}
+
 std::string kind_names(const std::vector<KindSchema>& kinds) {
   std::string out;
   for (const auto& k : kinds) out += (out.empty() ? "" : "|") + k.name;
@@ -213,6 +264,7 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
   sweep.path = path;
   sweep.source = source;
   sweep.overrides = overrides;
+  check_toml_characters(sweep.source, path);
   toml::table root;
   try {
     root = toml::parse(sweep.source, path);
@@ -325,7 +377,27 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
   return sweep;
 }
 
-std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends) {
+std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends, double max_trials) {
+  // The product's size first: a typo of an axis (a range written out by a script gone wrong)
+  // must not exhaust memory before it is reported.
+  double count = 0;
+  {
+    double grid = 1;
+    const Axis* backend_axis = nullptr;
+    for (const auto& a : sweep.grid) {
+      if (a.name == "backend") backend_axis = &a;
+      else grid *= static_cast<double>(a.values.size());
+    }
+    for (const auto& b : backend_axis ? backend_axis->values : std::vector<json>{}) {
+      double per_backend = grid;
+      if (auto it = sweep.backend_axes.find(b.get<std::string>()); it != sweep.backend_axes.end())
+        for (const auto& a : it->second) per_backend *= static_cast<double>(a.values.size());
+      count += per_backend;
+    }
+  }
+  if (count > max_trials)
+    throw ConfigError(sweep.path + ":1:1: the sweep expands into " + std::to_string(static_cast<long long>(count)) +
+                      " trials, more than the " + std::to_string(static_cast<long long>(max_trials)) + " allowed");
   std::vector<TrialSpec> trials;
   // Odometer over the grid axes, then over the chosen backend's own axes.
   std::function<void(size_t, json&)> over_grid;

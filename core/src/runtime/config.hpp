@@ -118,8 +118,10 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
                             const std::vector<KindSchema>& kinds, const std::vector<std::string>& overrides = {});
 
 // Cartesian product of the grid (and each backend's own axes), resolved, checked with the
-// plugins' validate hooks, and keyed.
-std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends);
+// plugins' validate hooks, and keyed. More than max_trials is refused.
+inline constexpr double kMaxTrials = 1e6;
+std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends,
+                                     double max_trials = kMaxTrials);
 
 // Hex digest of a trial's canonical JSON: the trial key (see config.cpp for its constants).
 std::string stable_hash(const std::string& text);
