@@ -162,6 +162,9 @@ TEST_CASE("non-ASCII text outside strings and comments is refused before toml++ 
   const std::string finding = std::string(ATTNLAB_TEST_DATA) + "/fuzz_findings/sweep_toml_unreachable.toml";
   REQUIRE_THROWS_WITH(load_sweep(finding, registry(), trials::all_schemas()), Catch::Contains(":1:1: a non-ASCII character"));
   REQUIRE_THAT(error_of("non_ascii_bad.toml"), Catch::Contains("non_ascii_bad.toml:7:3: a non-ASCII character"));
+  // A quote inside a malformed bare value opens no string, for toml++ as for the check.
+  const std::string in_value = std::string(ATTNLAB_TEST_DATA) + "/fuzz_findings/sweep_toml_unreachable_in_value.toml";
+  REQUIRE_THROWS_WITH(load_sweep(in_value, registry(), trials::all_schemas()), Catch::Contains("a non-ASCII character"));
   // In strings and comments it is text like any other.
   REQUIRE(load_sweep(sweep_file("non_ascii_ok.toml"), registry(), trials::all_schemas()).description ==
           "na\xc3\xafve \xef\xb9\xbf in a string");

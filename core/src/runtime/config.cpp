@@ -176,10 +176,13 @@ void apply_override(toml::table& root, const std::string& text) {
 // TOML allows non-ASCII text only inside strings and comments. toml++ 3.3 (Debian 12) checks
 // such a character for whitespace where it expects a key or a value, and reaches
 // __builtin_unreachable for most of them (U+00E9 and U+FE7F among them: undefined
-// behaviour, found by tests/fuzz). Refused here first, with the place.
+// behaviour, found by tests/fuzz). Refused here first, with the place. A quote opens a string
+// only where TOML lets one start (a key, a value, an array element): inside a malformed bare
+// value toml++ reads it as more of that value, and so does this check.
 void check_toml_characters(const std::string& text, const std::string& path) {
   enum class In { Code, Comment, Basic, Literal, MultiBasic, MultiLiteral } in = In::Code;
   int line = 1, column = 1;
+  bool token_start = true;  // at a line's start or after = [ , { . (spaces and tabs aside)
   auto at = [&](std::size_t i, const char* s) { return text.compare(i, std::strlen(s), s) == 0; };
   for (std::size_t i = 0; i < text.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
@@ -187,6 +190,7 @@ void check_toml_characters(const std::string& text, const std::string& path) {
       ++line;
       column = 1;
       if (in == In::Comment || in == In::Basic || in == In::Literal) in = In::Code;  // unterminated: toml++ says so
+      if (in == In::Code) token_start = true;
       continue;
     }
     switch (in) {
@@ -196,22 +200,24 @@ void check_toml_characters(const std::string& text, const std::string& path) {
                             ": a non-ASCII character outside a string or comment (TOML keys and values are ASCII "
                             "unless quoted)");
         if (c == '#') in = In::Comment;
-        else if (at(i, "\"\"\"")) in = In::MultiBasic, i += 2, column += 2;
-        else if (at(i, "'''")) in = In::MultiLiteral, i += 2, column += 2;
-        else if (c == '"') in = In::Basic;
-        else if (c == '\'') in = In::Literal;
+        else if (token_start && at(i, "\"\"\"")) in = In::MultiBasic, i += 2, column += 2;
+        else if (token_start && at(i, "'''")) in = In::MultiLiteral, i += 2, column += 2;
+        else if (token_start && c == '"') in = In::Basic;
+        else if (token_start && c == '\'') in = In::Literal;
+        else if (c == '=' || c == '[' || c == ',' || c == '{' || c == '.') token_start = true;
+        else if (c != ' ' && c != '\t') token_start = false;
         break;
       case In::Basic:
       case In::MultiBasic:
         if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') ++i, ++column;
-        else if (in == In::MultiBasic && at(i, "\"\"\"")) in = In::Code, i += 2, column += 2;
-        else if (in == In::Basic && c == '"') in = In::Code;
+        else if (in == In::MultiBasic && at(i, "\"\"\"")) in = In::Code, token_start = false, i += 2, column += 2;
+        else if (in == In::Basic && c == '"') in = In::Code, token_start = false;
         break;
       case In::Literal:
-        if (c == '\'') in = In::Code;
+        if (c == '\'') in = In::Code, token_start = false;
         break;
       case In::MultiLiteral:
-        if (at(i, "'''")) in = In::Code, i += 2, column += 2;
+        if (at(i, "'''")) in = In::Code, token_start = false, i += 2, column += 2;
         break;
       case In::Comment: break;
     }
