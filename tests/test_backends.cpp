@@ -436,3 +436,73 @@ TEST_CASE("blend soft = mixture runs per-candidate kernel passes and equals the 
     }
   }
 }
+
+TEST_CASE("normalized blend with expected cost: a lambda sweep moves hard block density from causal to the cheapest candidate, monotonically",
+          "[backends][blend][study]") {
+  // A small fixed problem: match dense causal attention's output (MSE, scaled so that giving
+  // up every key outside the cheapest candidate costs about 1) plus lambda x the expected
+  // block cost. lambda = 0 must keep the causal layout, a large lambda the cheapest one.
+  const Shape shape{2, 4, 128, 16};
+  const std::int64_t tile = 16;
+  const std::string candidates = "causal,window:48,sink:4|window:16";
+  auto qkv = random_qkv(shape, 31);
+  auto dense = make("dense", {{"execution", std::string("math")}}, shape);
+  torch::Tensor target;
+  {
+    torch::NoGradGuard no_grad;
+    target = dense->forward(qkv[0], qkv[1], qkv[2]);
+  }
+  auto cheapest = make("masks", {{"pattern", std::string("sink:4|window:16")}}, shape);
+  const double scale = torch::mse_loss(cheapest->forward(qkv[0], qkv[1], qkv[2]), target).item<double>();
+  std::vector<double> block;
+  for (double lambda : {0.0, 0.1, 0.5, 2.0, 10.0}) {
+    auto blend = make("blend", {{"candidates", candidates}, {"mixing", std::string("normalized")},
+                                {"regularizer", std::string("expected_cost")}, {"soft", std::string("mixture")},
+                                {"threshold_mode", std::string("argmax")}, {"tile", tile},
+                                {"execution", std::string("block_sparse")}},
+                      shape);
+    torch::optim::Adam adam(blend->parameters(), torch::optim::AdamOptions(0.05));
+    for (int step = 0; step < 150; ++step) {
+      adam.zero_grad();
+      const auto out = blend->forward(qkv[0], qkv[1], qkv[2]);
+      const auto loss = torch::mse_loss(out, target) / scale + lambda * blend->regularizer();
+      loss.backward();
+      adam.step();
+    }
+    blend->set_hard(true);
+    {
+      torch::NoGradGuard no_grad;
+      blend->forward(qkv[0], qkv[1], qkv[2]);
+    }
+    block.push_back(attnlab::density_of(*blend, shape.T).block);
+    INFO("lambda " << lambda << ": hard block density " << block.back());
+    if (block.size() > 1) REQUIRE(block.back() <= block[block.size() - 2] + 1e-12);
+  }
+  REQUIRE(block.front() == Approx(attnlab::masks::density("causal", shape.T, tile).block));
+  REQUIRE(block.back() == Approx(attnlab::masks::density("sink:4|window:16", shape.T, tile).block));
+  REQUIRE(block.front() > block.back());
+}
+
+TEST_CASE("the unnormalized blend under L1 keeps its hard layout whatever lambda: why the seed's objective cannot sparsify",
+          "[backends][blend][study]") {
+  // The finding the study reports: with log(w) biases the softmax sees only weight ratios, so
+  // L1 shrinks all weights together and the relative cut keeps every candidate it started
+  // with, whatever lambda. (No "causal" among the candidates, or its union would hide it.)
+  const Shape shape{1, 2, 96, 16};
+  const std::string candidates = "window:16,stride:8,sink:4|window:8";
+  auto qkv = random_qkv(shape, 37);
+  for (double lambda : {0.0, 1.0, 10.0}) {
+    INFO("lambda " << lambda);
+    auto blend = make("blend", {{"candidates", candidates}, {"tile", std::int64_t(16)}}, shape);
+    torch::optim::Adam adam(blend->parameters(), torch::optim::AdamOptions(0.05));
+    for (int step = 0; step < 100; ++step) {
+      adam.zero_grad();
+      const auto out = blend->forward(qkv[0], qkv[1], qkv[2]);
+      (out.pow(2).mean() + lambda * blend->regularizer()).backward();
+      adam.step();
+    }
+    blend->set_hard(true);
+    REQUIRE(attnlab::density_of(*blend, shape.T).block ==
+            Approx(attnlab::masks::density("window:16|stride:8|sink:4|window:8", shape.T, 16).block));
+  }
+}

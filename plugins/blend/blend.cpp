@@ -1,31 +1,40 @@
-// blend: a learned, non-negative, UNNORMALIZED weighting of K candidate masks, kept sparse by
-// an L1 penalty (a softmax-normalized weight vector has constant L1 norm: L1 would do nothing).
+// blend: a learned weighting of K candidate masks per head, in two formulations.
 //
 //   M_k    = masks::dense(candidate_k, T)                     bool [K, T, T], causal
+//   U      = OR_k M_k                                         support; outside it keys are -inf exactly
+//
+// mixing = "unnormalized" (default; the seed notebook's formulation):
 //   w[h,k] = activation(logit[h,k]) >= 0                      [H, K] (per = head), [1, K] (per = layer)
 //   M[h]   = clamp(sum_k w[h,k] M_k, 0, 1)                    soft mask [H, T, T]
-//   U      = OR_k M_k                                         support; outside it keys are -inf exactly
 //   out[b,h,t] = sum_{s: U[t,s]} softmax_s(q[b,h,t]·k[b,h,s] / sqrt(D) + log(M[h,t,s] + eps)) v[b,h,s]
-//   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
+//   regularizer = "l1"          mean_h sum_k w[h,k]
+//               = "compute_l1"  mean_h sum_k density_k · w[h,k]   (element density at max_seq_len)
+//   Why it cannot sparsify: the softmax sees only the weights' ratios (log(c·w) = log c + log w
+//   cancels), so L1 shrinks every weight together at no cost in KL, and a hard cut relative to
+//   the head's largest weight ("relative", the default) then keeps what it kept at the start;
+//   an absolute cut drops every candidate at once. Measured: hard block density stays at the
+//   causal layout's whatever lambda (docs/BENCHMARKS.md, the study).
 //
-// With the single candidate "causal", log(w + eps) is one constant per row and cancels in the
-// softmax: blend equals dense for any weight.
+// mixing = "normalized" (what the study trains):
+//   w[h,:] = softmax(logit[h,:])                              on the simplex: sum_k w[h,k] = 1
+//   P[b,h,t,:] = sum_k w[h,k] softmax over M_k of the scores   (soft = "mixture": one kernel pass
+//                per candidate, mixed by w_k e^{lse_k}; soft = "masked": log(sum_k w M_k + eps) bias)
+//   regularizer = "expected_cost"  mean_h sum_k w[h,k] · cost_k(T),
+//                 cost_k(T) = block density of M_k / block density of causal, at the forward's T
+//   Not scale-invariant: weight moved to a cheap candidate lowers the penalty, so lambda trades
+//   KL for compute, from the causal layout at lambda = 0 towards the cheapest candidate.
 //
-// regularizer = "l1"          mean_h sum_k w[h,k]
-//             = "compute_l1"  mean_h sum_k density_k · w[h,k]   (density_k: element density of
-//                             M_k at max_seq_len, so cheap masks are cheap to keep)
-// hard mode: candidates with w[h,k] < threshold · max_j w[h,j] (threshold_mode = "relative",
-// the default) or w[h,k] < threshold ("absolute") drop out; the union of the survivors of each
-// head runs as a fixed mask (no log-weight bias), masked math or the block-sparse kernel.
-// Why relative by default: while the weights are small the soft attention only sees their
-// ratios (log(c·w) = log c + log w cancels in the softmax), so L1 can shrink them all at no
-// cost in KL; an absolute cut then drops every candidate at once.
-// soft = "masked" (default) runs the formula above as masked T x T math. soft = "mixture" runs
-// the same attention without the clamp and eps, i.e. with P ∝ exp(score) · sum_k w[h,k] M_k,
-// on the block-sparse kernel, one pass per candidate over that candidate's own tiles:
+// q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
+// With the single candidate "causal", blend equals dense for any weight.
+//
+// hard mode: candidates with w[h,k] < threshold · max_j w[h,j] ("relative", the default) or
+// w[h,k] < threshold ("absolute") drop out, or every candidate but the head's largest
+// ("argmax"); the union of the survivors of each head runs as a fixed mask (no weights):
+// masked math, or the block-sparse kernel with one layout per head.
+// soft = "mixture" never materializes T x T; for "unnormalized" it equals "masked" wherever
+// sum_k w[h,k] M_k <= 1 (eps -> 0):
 //   (out_k, lse_k) = block_sparse_attention_lse(q, k, v, layout(M_k))
 //   out = sum_k w[h,k] e^{lse_k} out_k / sum_k w[h,k] e^{lse_k}
-// It never materializes T x T and equals "masked" wherever sum_k w[h,k] M_k <= 1 (eps -> 0).
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/masks.hpp>
 #include <attnlab/plugin.hpp>
@@ -48,9 +57,10 @@ class BlendAttention : public attnlab::AttentionBackend {
       : AttentionBackend("BlendAttention"),
         candidates_(attnlab::masks::parse_list_param("candidates", init.params.get_string("candidates"))),
         activation_(init.params.get_string("activation")),
+        normalized_(init.params.get_string("mixing") == "normalized"),
         regularizer_kind_(init.params.get_string("regularizer")),
         threshold_(init.params.get_float("threshold")),
-        relative_threshold_(init.params.get_string("threshold_mode") == "relative"),
+        threshold_mode_(init.params.get_string("threshold_mode")),
         eps_(init.params.get_float("eps")),
         execution_(init.params.get_string("execution")),
         mixture_(init.params.get_string("soft") == "mixture"),
@@ -59,10 +69,19 @@ class BlendAttention : public attnlab::AttentionBackend {
         max_seq_len_(init.max_seq_len) {
     const std::int64_t rows = init.params.get_string("per") == "head" ? init.n_heads : 1;
     const double w0 = init.params.get_float("init");
-    // Inverse of the activation, so that every weight starts at `init`.
-    const double logit = activation_ == "sigmoid" ? std::log(std::min(w0, 1.0 - 1e-4) / (1.0 - std::min(w0, 1.0 - 1e-4)))
-                                                  : std::log(std::expm1(w0));
-    logits_ = register_parameter("logits", torch::full({rows, static_cast<std::int64_t>(candidates_.size())}, logit));
+    // Every weight starts at `init` (unnormalized: inverse of the activation); normalized
+    // weights start uniform, except that `init_causal` > 0 gives "causal" (when a candidate)
+    // that share of the mass.
+    double logit = activation_ == "sigmoid" ? std::log(std::min(w0, 1.0 - 1e-4) / (1.0 - std::min(w0, 1.0 - 1e-4)))
+                                            : std::log(std::expm1(w0));
+    auto initial = torch::full({rows, static_cast<std::int64_t>(candidates_.size())}, normalized_ ? 0.0 : logit);
+    const double causal_share = init.params.get_float("init_causal");
+    const auto causal = std::find(candidates_.begin(), candidates_.end(), "causal");
+    if (normalized_ && causal_share > 0 && causal != candidates_.end() && candidates_.size() > 1) {
+      const double others = (1.0 - causal_share) / static_cast<double>(candidates_.size() - 1);
+      initial.select(1, causal - candidates_.begin()).fill_(std::log(causal_share / others));
+    }
+    logits_ = register_parameter("logits", initial);
     for (const auto& c : candidates_) densities_.push_back(attnlab::masks::density(c, max_seq_len_, tile_).element);
   }
 
@@ -71,13 +90,18 @@ class BlendAttention : public attnlab::AttentionBackend {
     return {ParamSpec::text("candidates", "causal,window:64,stride:64,sink:4|window:16",
                             "comma-separated candidate mask expressions (grammar of the masks backend)"),
             ParamSpec::choice("per", "head", {"head", "layer"}, "one weight vector per head, or one shared by the layer"),
-            ParamSpec::choice("activation", "sigmoid", {"sigmoid", "softplus"}, "weights = activation(logits) >= 0"),
-            ParamSpec::real("init", 0.5, 1e-4, 1.0, "initial weight of every candidate (sigmoid caps it at 1 - 1e-4)"),
-            ParamSpec::choice("regularizer", "l1", {"l1", "compute_l1"},
-                              "L1 on the weights, or L1 with each weight scaled by its mask's element density"),
+            ParamSpec::choice("mixing", "unnormalized", {"unnormalized", "normalized"},
+                              "unnormalized: w = activation(logits) >= 0 (the seed's); normalized: w = softmax(logits)"),
+            ParamSpec::choice("activation", "sigmoid", {"sigmoid", "softplus"}, "unnormalized: w = activation(logits)"),
+            ParamSpec::real("init", 0.5, 1e-4, 1.0, "unnormalized: initial weight of every candidate (sigmoid caps it at 1 - 1e-4)"),
+            ParamSpec::real("init_causal", 0.0, 0.0, 0.999,
+                            "normalized: initial weight of the causal candidate (0: uniform over candidates)"),
+            ParamSpec::choice("regularizer", "l1", {"l1", "compute_l1", "expected_cost"},
+                              "L1 on the weights, L1 scaled by each mask's element density, or (normalized) the "
+                              "expected block cost relative to causal"),
             ParamSpec::real("threshold", 0.1, 0.0, 1.0, "hard mode keeps candidates with weight >= threshold (x the head's largest weight when relative)"),
-            ParamSpec::choice("threshold_mode", "relative", {"relative", "absolute"},
-                              "hard-mode cut relative to the head's largest weight, or absolute"),
+            ParamSpec::choice("threshold_mode", "relative", {"relative", "absolute", "argmax"},
+                              "hard mode keeps weights >= threshold x the head's largest, >= threshold, or only the largest"),
             ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(M + eps) floor of the soft mask"),
             attnlab::param::execution({"reference", "block_sparse"}, "how hard mode runs the surviving union"),
             ParamSpec::choice("soft", "masked", {"masked", "mixture"},
@@ -85,33 +109,59 @@ class BlendAttention : public attnlab::AttentionBackend {
             attnlab::param::tile()};
   }
 
-  // A malformed candidate list is refused while the sweep loads, not when its trial runs.
+  // A malformed candidate list, or a regularizer that does not fit the mixing, is refused
+  // while the sweep loads, not when its trial runs.
   static void validate(const attnlab::Params& params) {
     attnlab::masks::parse_list_param("candidates", params.get_string("candidates"));
+    const bool normalized = params.get_string("mixing") == "normalized";
+    const std::string reg = params.get_string("regularizer");
+    if (normalized && reg != "expected_cost")
+      throw attnlab::ParamError("regularizer", "parameter 'regularizer' = '" + reg +
+                                                   "': normalized weights have constant L1 norm, so " + reg +
+                                                   " cannot change them",
+                                "use regularizer = \"expected_cost\" with mixing = \"normalized\"");
+    if (!normalized && reg == "expected_cost")
+      throw attnlab::ParamError("regularizer", "parameter 'regularizer' = 'expected_cost' needs mixing = 'normalized'",
+                                "set mixing = \"normalized\", or use l1 / compute_l1");
   }
 
   torch::Tensor weights() const {
+    if (normalized_) return torch::softmax(logits_, 1);
     return activation_ == "sigmoid" ? torch::sigmoid(logits_) : torch::softplus(logits_);
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
     const std::int64_t T = q.size(2);
+    last_T_ = T;
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
     if (hard()) return forward_hard(q, k, v, T, scale);
     if (mixture_) return forward_mixture(q, k, v, T, scale);
     const auto candidate_masks = candidate_stack(T, q.options());  // [K, T, T]
     const auto support = attnlab::masks::dense(join(candidates_, "|"), T).to(q.device());  // [T, T]
     const auto w = weights().to(q.scalar_type());                                          // [H|1, K]
-    const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T]
+    const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T], <= 1 anyway when normalized
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale + torch::log(soft + eps_).unsqueeze(0);
     return torch::matmul(attnlab::kernels::masked_softmax(scores, support), v);
   }
 
   torch::Tensor regularizer() override {
     auto w = weights();
+    if (regularizer_kind_ == "expected_cost") {
+      const auto cost = torch::tensor(costs(last_T_ > 0 ? last_T_ : max_seq_len_), torch::TensorOptions().dtype(torch::kDouble));
+      return (w * cost.to(w.device(), w.scalar_type())).sum(1).mean();
+    }
     if (regularizer_kind_ == "compute_l1")
       w = w * torch::tensor(densities_, torch::TensorOptions().dtype(torch::kDouble)).to(w.device(), w.scalar_type());
     return w.sum(1).mean();
+  }
+
+  // Each candidate's block density at T relative to the causal layout's: what keeping it costs
+  // on the kernel, 1 for the full mask.
+  std::vector<double> costs(std::int64_t T) const {
+    std::vector<double> out;
+    const double causal = attnlab::masks::density("causal", T, tile_).block;
+    for (const auto& c : candidates_) out.push_back(attnlab::masks::density(c, T, tile_).block / causal);
+    return out;
   }
 
   std::vector<attnlab::Statistic> statistics() override {
@@ -179,10 +229,14 @@ class BlendAttention : public attnlab::AttentionBackend {
     const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
     std::vector<std::string> unions;
     for (std::int64_t h = 0; h < n_heads_; ++h) {
-      const double cut = relative_threshold_ ? threshold_ * w[h].max().item<double>() : threshold_;
+      const double top = w[h].max().item<double>();
+      const double cut = threshold_mode_ == "relative" ? threshold_ * top : threshold_mode_ == "absolute" ? threshold_ : top;
       std::vector<std::string> kept;
       for (std::size_t c = 0; c < candidates_.size(); ++c)
-        if (w[h][c].item<double>() >= cut && w[h][c].item<double>() > 0) kept.push_back(candidates_[c]);
+        if (w[h][c].item<double>() >= cut && w[h][c].item<double>() > 0) {
+          kept.push_back(candidates_[c]);
+          if (threshold_mode_ == "argmax") break;  // ties: the first candidate listed
+        }
       unions.push_back(kept.empty() ? "" : attnlab::masks::canonical(join(kept, "|")));
     }
     return unions;
@@ -224,9 +278,12 @@ class BlendAttention : public attnlab::AttentionBackend {
 
   std::vector<std::string> candidates_;
   attnlab::masks::StackCache stack_;
-  std::string activation_, regularizer_kind_;
+  std::string activation_;
+  bool normalized_;
+  std::string regularizer_kind_;
   double threshold_;
-  bool relative_threshold_;
+  std::string threshold_mode_;
+  std::int64_t last_T_ = 0;
   double eps_;
   std::string execution_;
   bool mixture_;
@@ -238,5 +295,5 @@ class BlendAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(BlendAttention, "blend", "2.0.0",
-               "learned non-negative unnormalized blend of candidate masks (L1-sparsified), hard mode runs the kept union")
+ATTNLAB_PLUGIN(BlendAttention, "blend", "2.1.0",
+               "learned blend of candidate masks: unnormalized + L1 (the seed's) or normalized + expected block cost; hard mode runs the kept union")
