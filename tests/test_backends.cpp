@@ -63,6 +63,9 @@ std::vector<Given> variants(const std::string& name) {
     out.push_back({{"k", std::int64_t(5)}, {"straight_through", true}});
     out.push_back({{"granularity", std::string("block")}, {"block", std::int64_t(8)}, {"k", std::int64_t(2)},
                    {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
+    // MoBA on the kernel: blocks are the kernel's tiles, the layout built from the block choice.
+    out.push_back({{"granularity", std::string("block")}, {"block", std::int64_t(16)}, {"k", std::int64_t(2)},
+                   {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
   }
   return out;
 }

@@ -81,6 +81,34 @@ TEST_CASE("BlockLayout marks causal off-diagonal tiles full and diagonal tiles p
   CHECK(dense.element_density() == Approx(1.0));
 }
 
+TEST_CASE("BlockLayout::from_block_selection builds what from_dense builds from the expanded mask",
+          "[kernels][layout]") {
+  at::manual_seed(12);
+  for (std::int64_t T : {1, 37, 64, 200}) {
+    for (std::int64_t tile : {16, 64}) {
+      INFO("T " << T << " tile " << tile);
+      const std::int64_t nk = (T + tile - 1) / tile;
+      at::Tensor selected = at::rand({T, nk}) < 0.4;
+      // Every query keeps its own block, as a selection would (and one row keeps every block).
+      const at::Tensor own = at::arange(T, at::kLong).div(tile, "floor");
+      selected.index_put_({at::arange(T, at::kLong), own}, true);
+      selected[T - 1].fill_(true);
+      const at::Tensor key_block = at::arange(T, at::kLong).div(tile, "floor");
+      const at::Tensor expanded = selected.index_select(1, key_block) & at::ones({T, T}, at::kBool).tril();
+      const BlockLayout fast = BlockLayout::from_block_selection(selected, T, tile);
+      REQUIRE(fast.to_dense().equal(expanded));
+      const BlockLayout slow = BlockLayout::from_dense(expanded, tile);
+      REQUIRE(fast.nnz() == slow.nnz());
+      REQUIRE(fast.block_density() == Approx(slow.block_density()));
+      REQUIRE(fast.element_density() == Approx(slow.element_density()));
+      Qkv x = random_qkv(1, 1, T, T, 16, at::kFloat);
+      auto [a, lse_a] = block_sparse_forward(x.q, x.k, x.v, {std::make_shared<const BlockLayout>(fast)}, 0.25);
+      auto [b, lse_b] = block_sparse_forward(x.q, x.k, x.v, {std::make_shared<const BlockLayout>(slow)}, 0.25);
+      REQUIRE(max_abs_diff(a, b) < 1e-6);
+    }
+  }
+}
+
 TEST_CASE("block_sparse_forward matches the reference on odd sizes and layouts",
           "[kernels][forward]") {
   at::manual_seed(2);

@@ -66,6 +66,57 @@ BlockLayout BlockLayout::from_dense(const at::Tensor& allowed, std::int64_t tile
   return layout;
 }
 
+BlockLayout BlockLayout::from_block_selection(const at::Tensor& selected_in, std::int64_t S, std::int64_t tile) {
+  TORCH_CHECK(selected_in.dim() == 2, "BlockLayout::from_block_selection: `selected` must be [T, n_blocks]");
+  BlockLayout layout;
+  layout.T = selected_in.size(0);
+  layout.S = S;
+  layout.tile = tile;
+  const std::int64_t nq = layout.n_q_tiles(), nk = layout.n_k_tiles();
+  TORCH_CHECK(selected_in.size(1) == nk, "BlockLayout::from_block_selection: `selected` has ", selected_in.size(1),
+              " blocks, S = ", S, " at tile ", tile, " has ", nk);
+  const at::Tensor selected = selected_in.to(at::kCPU).to(at::kBool).contiguous();
+  const bool* sel = selected.data_ptr<bool>();
+  std::vector<std::int64_t> row_ptr(nq + 1, 0), col_idx, tile_mask;
+  std::vector<bool> masks;  // n_partial x tile x tile
+  for (std::int64_t i = 0; i < nq; ++i) {
+    const std::int64_t r0 = i * tile, rows = valid_extent(i, tile, layout.T);
+    for (std::int64_t j = 0; j <= std::min(i, nk - 1) && j * tile < r0 + rows; ++j) {
+      const std::int64_t c0 = j * tile, cols = valid_extent(j, tile, S);
+      // Which rows attend which keys of block j: chosen, and causal (key <= query).
+      std::int64_t chosen = 0;
+      bool full = true;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const bool pick = sel[(r0 + r) * nk + j];
+        chosen += pick;
+        full = full && pick && c0 + cols - 1 <= r0 + r;
+      }
+      if (chosen == 0) continue;
+      col_idx.push_back(j);
+      if (full) {
+        tile_mask.push_back(-1);
+        continue;
+      }
+      tile_mask.push_back(static_cast<std::int64_t>(masks.size() / static_cast<std::size_t>(tile * tile)));
+      for (std::int64_t r = 0; r < tile; ++r)
+        for (std::int64_t c = 0; c < tile; ++c)
+          masks.push_back(r < rows && c < cols && sel[(r0 + r) * nk + j] && c0 + c <= r0 + r);
+    }
+    row_ptr[i + 1] = static_cast<std::int64_t>(col_idx.size());
+  }
+  auto to_tensor = [](const std::vector<std::int64_t>& values) {
+    return at::tensor(at::ArrayRef<std::int64_t>(values), at::kLong);
+  };
+  layout.row_ptr = to_tensor(row_ptr);
+  layout.col_idx = to_tensor(col_idx);
+  layout.tile_mask = to_tensor(tile_mask);
+  const auto n_partial = static_cast<std::int64_t>(masks.size()) / (tile * tile);
+  layout.masks = at::empty({n_partial, tile, tile}, at::kBool);
+  bool* out = layout.masks.data_ptr<bool>();
+  for (std::size_t e = 0; e < masks.size(); ++e) out[e] = masks[e];
+  return layout;
+}
+
 at::Tensor BlockLayout::to_dense() const {
   const std::int64_t nq = n_q_tiles(), nk = n_k_tiles();
   at::Tensor padded = at::zeros({nq * tile, nk * tile}, at::kBool);

@@ -14,7 +14,9 @@
 //   q [B,H,T,D], k, v [B,H,S,D] -> out [B,H,T,D]   (S == T)
 // temperature anneals linearly from `temperature` to `temperature_final` through on_step.
 // set_hard(true): the hard selection runs as a fixed mask (no log bias): masked math, or with
-// execution = block_sparse the kernel over one layout per (b, h).
+// execution = block_sparse the kernel over one layout per (b, h). With granularity = block and
+// block = tile (MoBA) those layouts are built from the [T, T/block] block choice directly
+// (BlockLayout::from_block_selection): no T x T tensor, and the cost follows the budget k.
 // With k >= T every row keeps every causal key and topk equals dense.
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/masks.hpp>
@@ -68,6 +70,24 @@ class TopkAttention : public attnlab::AttentionBackend {
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
     const std::int64_t T = q.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    // MoBA on the kernel: key blocks that are the kernel's tiles go straight into one layout
+    // per (b, h), without any T x T tensor (the selection is [B, H, T, T / block]).
+    if (hard() && execution_ == "block_sparse" && granularity_ == "block" && block_ == tile_) {
+      torch::Tensor chosen;
+      {
+        torch::NoGradGuard no_grad;  // the hard selection carries no gradient
+        chosen = selection(q, k, scale, /*expand=*/false).second.cpu();
+      }
+      attnlab::kernels::LayoutSet layouts;
+      for (std::int64_t b = 0; b < chosen.size(0); ++b)
+        for (std::int64_t h = 0; h < chosen.size(1); ++h)
+          layouts.push_back(std::make_shared<const attnlab::kernels::BlockLayout>(
+              attnlab::kernels::BlockLayout::from_block_selection(chosen[b][h].contiguous(), T, tile_)));
+      last_layouts_ = layouts;
+      last_selected_ = torch::Tensor();
+      return attnlab::kernels::block_sparse_attention(q, k, v, layouts, scale);
+    }
+    last_layouts_.clear();
     const auto causal = attnlab::masks::dense("causal", T).to(q.device());
     const auto [soft, hard_sel] = selection(q, k, scale);  // [B, H, T, T] each, per key
     const auto allowed = hard_sel.logical_and(causal);
@@ -98,6 +118,7 @@ class TopkAttention : public attnlab::AttentionBackend {
   // any forward: causal). The soft selection's own density is the statistic
   // density/selected_element.
   attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
+    if (hard() && !last_layouts_.empty() && last_layouts_.front()->T == T) return last_layouts_;
     if (!hard() || !last_selected_.defined() || last_selected_.size(-1) != T)
       return {attnlab::masks::block_layout("causal", T, tile_)};
     const auto selected = last_selected_.cpu();
@@ -131,7 +152,9 @@ class TopkAttention : public attnlab::AttentionBackend {
   }
 
   // Soft selection weights and hard selection, both per (t, s) key: [B, H, T, T].
-  std::pair<torch::Tensor, torch::Tensor> selection(const torch::Tensor& q, const torch::Tensor& k, double scale) {
+  // expand = false: per unit [B, H, T, U] (key blocks for granularity = block), else per key.
+  std::pair<torch::Tensor, torch::Tensor> selection(const torch::Tensor& q, const torch::Tensor& k, double scale,
+                                                    bool expand = true) {
     const std::int64_t T = q.size(2);
     const auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(q.device());
     const auto pos = torch::arange(T, long_opts);
@@ -167,7 +190,7 @@ class TopkAttention : public attnlab::AttentionBackend {
     }
     auto soft = torch::sigmoid((r - tau) / temperature_).masked_fill(is_own, 1.0);
     auto hard_sel = (r >= tau).logical_or(is_own);
-    if (granularity_ == "block") {
+    if (granularity_ == "block" && expand) {
       soft = soft.index_select(-1, unit_of_key);
       hard_sel = hard_sel.index_select(-1, unit_of_key);
     }
@@ -193,9 +216,10 @@ class TopkAttention : public attnlab::AttentionBackend {
   std::string execution_;
   std::int64_t tile_;
   torch::Tensor log_gain_, last_selected_;
+  attnlab::kernels::LayoutSet last_layouts_;  // hard MoBA path: the last forward's layouts
 };
 
 }  // namespace
 
-ATTNLAB_PLUGIN(TopkAttention, "topk", "2.0.0",
+ATTNLAB_PLUGIN(TopkAttention, "topk", "2.1.0",
                "differentiable top-k key selection per query (token or key-block/MoBA granularity), causal")

@@ -30,6 +30,11 @@ struct ATTNLAB_KERNELS_API BlockLayout {
 
   // From a bool [T, S] mask (true = attend). Tiles with no true element are dropped.
   static BlockLayout from_dense(const at::Tensor& allowed, std::int64_t tile);
+  // From key blocks chosen per query (MoBA-style selection): selected bool [T, ceil(S/tile)],
+  // block j = keys [j*tile, (j+1)*tile); query t attends the keys <= t of its chosen blocks
+  // (causal). Built in O(T * S/tile), without a T x S mask: rows that chose a past block make
+  // it full (all rows) or partial (some), the own-diagonal block is the causal triangle.
+  static BlockLayout from_block_selection(const at::Tensor& selected, std::int64_t S, std::int64_t tile);
   // Back to bool [T, S] (for checks and for the reference kernel).
   at::Tensor to_dense() const;
 };
