@@ -63,7 +63,7 @@ DistillSpec tiny_distill(const std::string& backend) {
   d.backend = backend;
   d.seq_len = 32, d.batch = 4, d.steps = 12, d.log_every = 1;
   d.eval.seq_lens = {32, 128};  // 128 > block_size: skipped with a note
-  d.eval.batches = 2;
+  d.eval.windows = 4;
   d.eval.sample_tokens = 12;
   return d;
 }
@@ -145,7 +145,17 @@ TEST_CASE("dense control trial: teacher trained once and cached, student = teach
 
   REQUIRE(first.final("eval/T32/kl") < 1e-6);
   REQUIRE(std::abs(first.final("eval/T32/delta_ppl")) < 1e-4);
+  // Identical per-window numbers: every bootstrap resample gives 0 too.
+  REQUIRE(std::abs(first.final("eval/T32/delta_ppl_lo")) < 1e-4);
+  REQUIRE(std::abs(first.final("eval/T32/delta_ppl_hi")) < 1e-4);
   REQUIRE(first.final("eval/T32/agreement") == 1.0);
+  // Bits per byte from the same NLL (the bytes tokenizer: one byte per token).
+  REQUIRE(first.final("eval/T32/teacher_bpb") == Approx(std::log2(first.final("eval/T32/teacher_ppl"))));
+  // Every window of the split was used, and the dense teacher was timed both ways.
+  REQUIRE(first.final("eval/T32/windows") >= 1);
+  REQUIRE(first.final("eval/T32/teacher_sdpa_tokens_per_s") > 0);
+  REQUIRE(first.final("eval/T32/teacher_kernel_tokens_per_s") > 0);
+  REQUIRE(first.final("eval/T32/speedup") > 0);
   INFO("teacher ppl " << first.final("eval/T32/teacher_ppl"));
   REQUIRE(first.final("eval/T32/teacher_ppl") < 6.0);  // far below 256 (uniform over bytes)
   REQUIRE(first.final("eval/T32/tokens_per_s") > 0);
@@ -243,7 +253,11 @@ TEST_CASE("distill trial: every learnable backend trains a few steps with its re
     MemorySink sink;
     run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
     REQUIRE(sink.curve("train/loss").size() == 3);
-    REQUIRE(std::isfinite(sink.final("eval/T32/student_ppl")));
+    // Hard mode changes what these students compute: it is the one evaluated.
+    REQUIRE(sink.metrics.count("eval/T32/student_ppl") == 0);
+    REQUIRE(std::isfinite(sink.final("eval/T32/hard_student_ppl")));
+    REQUIRE(sink.final("eval/T32/hard_delta_ppl_lo") <= sink.final("eval/T32/hard_delta_ppl"));
+    REQUIRE(sink.final("eval/T32/hard_delta_ppl") <= sink.final("eval/T32/hard_delta_ppl_hi"));
   }
   fs::remove_all(dir);
 }

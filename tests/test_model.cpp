@@ -2,6 +2,7 @@
 // Hugging Face GPT-2 loading (Conv1D transposes checked against a hand-written float64 forward
 // pass), and attnlab's own checkpoints.
 #include "model/gpt2.hpp"
+#include "model/evaluate.hpp"
 #include "model/safetensors.hpp"
 #include "model/sha256.hpp"
 
@@ -13,6 +14,7 @@
 #include "support.hpp"
 
 #include <cmath>
+#include <random>
 #include <filesystem>
 #include <fstream>
 
@@ -348,4 +350,26 @@ TEST_CASE("a safetensors header whose numbers overflow is refused as a bad file,
   const std::string finding = std::string(ATTNLAB_TEST_DATA) + "/fuzz_findings/safetensors_number_overflow.bin";
   REQUIRE_THROWS_AS(attnlab::safetensors::read_header(finding), attnlab::safetensors::Error);
   REQUIRE_THROWS_WITH(attnlab::safetensors::read_header(finding), Catch::Contains("header is not valid JSON"));
+}
+
+TEST_CASE("bootstrap intervals over windows bracket the value and shrink with more windows", "[model][eval]") {
+  // Windows whose student NLL is the teacher's plus noise: the interval must hold the point
+  // estimate, and four times the windows must narrow it.
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(0.0, 2.0);
+  auto make = [&](int n) {
+    std::vector<attnlab::model::WindowStats> w;
+    for (int i = 0; i < n; ++i) w.push_back({100.0, 101.0 + noise(rng), 0.5, 60.0, 64.0, 64.0});
+    return attnlab::model::summarize(w, 1000, 1);
+  };
+  const auto few = make(40), many = make(160);
+  for (const auto* s : {&few, &many}) {
+    REQUIRE(s->delta_ppl.lo <= s->delta_ppl.value);
+    REQUIRE(s->delta_ppl.value <= s->delta_ppl.hi);
+    REQUIRE(s->rel_delta_ppl.lo <= s->rel_delta_ppl.hi);
+    REQUIRE(s->kl.value == Approx(0.5 / 64.0));
+    REQUIRE(s->agreement.value == Approx(60.0 / 64.0));
+    REQUIRE(s->teacher_bpb == Approx(100.0 / 64.0 / std::log(2.0)));
+  }
+  REQUIRE(many.delta_ppl.hi - many.delta_ppl.lo < 0.75 * (few.delta_ppl.hi - few.delta_ppl.lo));
 }

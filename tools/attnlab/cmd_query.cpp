@@ -36,12 +36,14 @@ std::string fmt(const std::string& column, const std::string& format, const std:
 std::string summary_sql(const std::string& sweep, const std::string& kind) {
   const std::string where = sweep.empty() ? "" : " WHERE sweep = " + quote_sql(sweep);
   if (kind == "distill")
-    return "SELECT backend, eval_len AS T, status, " + fmt("teacher_ppl", "%.3f", "teacher_ppl") + ", " +
-           fmt("student_ppl", "%.3f", "student_ppl") + ", " + fmt("delta_ppl", "%+.3f", "delta_ppl") + ", " +
+    return "SELECT backend, eval_len AS T, status, CASE WHEN hard = 1 THEN 'hard' ELSE 'soft' END AS mode, " +
+           fmt("teacher_ppl", "%.3f", "teacher_ppl") + ", " + fmt("student_ppl", "%.3f", "student_ppl") + ", " +
+           "CASE WHEN delta_ppl IS NULL THEN NULL ELSE printf('%+.3f [%+.3f, %+.3f]', delta_ppl, delta_ppl_lo, "
+           "delta_ppl_hi) END AS delta_ppl_95ci, " +
            fmt("kl", "%.4f", "kl") + ", " + fmt("agreement", "%.3f", "agree") + ", " +
-           fmt("density", "%.3f", "density") + ", " + fmt("hard_student_ppl", "%.3f", "hard_ppl") + ", " + fmt("hard_density", "%.3f", "hard_density") + ", " +
-           fmt("ms_per_step", "%.1f", "ms_per_step") + ", " + fmt("peak_mib", "%.1f", "peak_mib") +
-           ", trial FROM distill_summary" + where + " ORDER BY trial_id, eval_len";
+           fmt("block_density", "%.3f", "block_density") + ", " + fmt("speedup", "%.2fx", "speedup") + ", " +
+           fmt("ms_per_step", "%.1f", "ms_per_step") + ", trial FROM distill_summary" + where +
+           " ORDER BY trial_id, eval_len";
   return "SELECT sweep, backend, seq_len, pass, status, " + fmt("median_ms", "%.3f", "median_ms") + ", " +
          fmt("100 * cv", "%.1f%%", "spread") + ", " + fmt("peak_mib", "%.1f", "peak_mib") + ", " +
          fmt("gflops", "%.2f", "gflops") + ", " + fmt("block_density", "%.3f", "block_density") +

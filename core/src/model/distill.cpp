@@ -2,6 +2,7 @@
 // (the loss and the metric names are written out in distill.hpp).
 #include "model/distill.hpp"
 
+#include "model/evaluate.hpp"
 #include "model/generate.hpp"
 #include "model/gpt2.hpp"
 #include "model/schedule.hpp"
@@ -16,6 +17,7 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -58,52 +60,76 @@ void set_hard(GPT2& model, bool hard) {
   for (const auto& b : model.backends()) b->set_hard(hard);
 }
 
-// Sums over the eval windows of one sequence length.
-struct EvalSums {
-  double teacher_nll = 0, student_nll = 0, kl = 0, agree = 0, tokens = 0;
-  double student_seconds = 0;
-  std::int64_t peak_bytes = 0;
-};
-
-// Teacher log-probs of each eval chunk, computed once per T and reused for the soft and hard
-// student passes.
-struct EvalChunk {
-  at::Tensor inputs, targets, teacher_logp;
-};
-
-EvalSums evaluate_student(GPT2& student, const std::vector<EvalChunk>& chunks) {
-  torch::NoGradGuard no_grad;
-  EvalSums sums;
-  for (const auto& chunk : chunks) {
-    memory::reset_cpu_peak();
-    const auto live_before = memory::cpu_current_bytes();
-    const auto start = Clock::now();
-    auto logits = student.forward(chunk.inputs);
-    sums.student_seconds += seconds_since(start);
-    sums.peak_bytes = std::max(sums.peak_bytes, memory::cpu_peak_bytes() - live_before);
-
-    auto logp = at::log_softmax(logits, -1);
-    const auto V = logp.size(-1);
-    sums.student_nll += at::nll_loss(logp.reshape({-1, V}), chunk.targets.reshape(-1), {}, at::Reduction::Sum).item<double>();
-    sums.kl += (chunk.teacher_logp.exp() * (chunk.teacher_logp - logp)).sum().item<double>();
-    sums.agree += logp.argmax(-1).eq(chunk.teacher_logp.argmax(-1)).sum().item<double>();
-    sums.tokens += double(chunk.targets.numel());
-  }
-  return sums;
-}
-
-// The split used for evaluation at T: valid, or test when valid is shorter than one window.
-const text::TokenDataset* eval_dataset(const text::TokenDataset& valid, const text::TokenDataset& test, std::int64_t T) {
-  if (valid.num_eval_windows(T) > 0) return &valid;
-  if (test.num_eval_windows(T) > 0) return &test;
+// The held-out split evaluated at T: the spec's, or the other one when it is shorter than one
+// window (a small corpus).
+const text::TokenDataset* eval_dataset(const text::TokenDataset& valid, const text::TokenDataset& test,
+                                       const std::string& split, std::int64_t T) {
+  const text::TokenDataset* first = split == "test" ? &test : &valid;
+  const text::TokenDataset* second = split == "test" ? &valid : &test;
+  if (first->num_eval_windows(T) > 0) return first;
+  if (second->num_eval_windows(T) > 0) return second;
   return nullptr;
 }
 
-void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, const text::TokenDataset& test,
-              const DistillSpec& spec, TrialSink& sink) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// A model's speed on `inputs` (one untimed pass first): tokens per second of the whole
+// forward, and milliseconds spent in its attention backends, each the median over the inputs.
+struct Speed {
+  double tokens_per_s = 0, attention_ms = 0;
+};
+Speed time_model(GPT2& model, const std::vector<at::Tensor>& inputs) {
+  torch::NoGradGuard no_grad;
+  model.forward(inputs.front());
+  std::vector<double> seconds, attention;
+  for (const auto& x : inputs) {
+    double in_attention = 0;
+    model.set_attention_clock(&in_attention);
+    const auto start = Clock::now();
+    model.forward(x);
+    seconds.push_back(seconds_since(start) / static_cast<double>(x.numel()));
+    attention.push_back(in_attention);
+    model.set_attention_clock(nullptr);
+  }
+  return {1.0 / std::max(median(seconds), 1e-12), 1e3 * median(attention)};
+}
+
+// Per window (rows of one batch): the teacher's and student's NLL, KL(teacher || student),
+// argmax agreement, tokens and bytes.
+void window_stats(const at::Tensor& teacher_logp, const at::Tensor& student_logits, const at::Tensor& targets,
+                  const at::Tensor& bytes_of_token, std::vector<WindowStats>& out) {
+  const auto logp = at::log_softmax(student_logits, -1);
+  const auto B = targets.size(0), T = targets.size(1), V = logp.size(-1);
+  const auto flat_targets = targets.reshape(-1);
+  const auto s_nll = at::nll_loss(logp.reshape({-1, V}), flat_targets, {}, at::Reduction::None).view({B, T}).sum(1);
+  const auto t_nll =
+      at::nll_loss(teacher_logp.reshape({-1, V}), flat_targets, {}, at::Reduction::None).view({B, T}).sum(1);
+  const auto kl = (teacher_logp.exp() * (teacher_logp - logp)).sum({1, 2});
+  const auto agree = logp.argmax(-1).eq(teacher_logp.argmax(-1)).sum(1);
+  const auto bytes = bytes_of_token.index_select(0, flat_targets).view({B, T}).sum(1);
+  for (std::int64_t b = 0; b < B; ++b)
+    out.push_back({t_nll[b].item<double>(), s_nll[b].item<double>(), kl[b].item<double>(),
+                   agree[b].item<double>(), static_cast<double>(T), bytes[b].item<double>()});
+}
+
+// Teacher and student on every held-out window at each eval length, side by side: the
+// statistics with bootstrap intervals (evaluate.hpp), and in the same process the speed of the
+// student against the dense teacher, timed both with LibTorch's attention and with attnlab's
+// causal kernel (the faster of the two is the baseline). The student is evaluated in the mode
+// it is deployed in: hard, when hard mode changes its output (and soft too when asked).
+void evaluate(GPT2& teacher, GPT2& teacher_kernel, GPT2& student, const text::Tokenizer& tokenizer,
+              const text::TokenDataset& valid, const text::TokenDataset& test, const DistillSpec& spec,
+              TrialSink& sink) {
   teacher.eval();
+  teacher_kernel.eval();
   student.eval();
   memory::install_cpu_tracker();
+  std::vector<double> bytes_table;
+  for (std::int64_t id = 0; id < tokenizer.vocab_size(); ++id) bytes_table.push_back(double(tokenizer.token_bytes(id)));
+  const auto bytes_of_token = at::tensor(bytes_table, at::TensorOptions().dtype(at::kDouble));
   const auto n_positions = teacher.config().n_positions;
   for (const auto T : spec.eval.seq_lens) {
     const std::string key = "eval.T" + std::to_string(T);
@@ -111,60 +137,91 @@ void evaluate(GPT2& teacher, GPT2& student, const text::TokenDataset& valid, con
       sink.info(key, "skipped: T = " + std::to_string(T) + " exceeds the model's n_positions = " + std::to_string(n_positions));
       continue;
     }
-    const auto* data = eval_dataset(valid, test, T);
+    const auto* data = eval_dataset(valid, test, spec.eval.split, T);
     if (!data) {
       sink.info(key, "skipped: the valid and test splits are shorter than T + 1 = " + std::to_string(T + 1) + " tokens");
       continue;
     }
-    const auto windows = std::min(data->num_eval_windows(T), spec.eval.batches * spec.batch);
-    sink.info(key, std::to_string(windows) + " windows of " + std::to_string(T) + " tokens from the " +
-                       (data == &valid ? "valid" : "test") + " split");
+    const std::int64_t all = data->num_eval_windows(T);
+    const std::int64_t windows = spec.eval.windows > 0 ? std::min(all, spec.eval.windows) : all;
+    sink.info(key, std::to_string(windows) + " of " + std::to_string(all) + " windows of " + std::to_string(T) +
+                       " tokens from the " + (data == &valid ? "valid" : "test") + " split");
+    auto batch_at = [&](std::int64_t first) { return data->eval_windows(first, std::min(spec.batch, windows - first), T); };
 
-    std::vector<EvalChunk> chunks;
-    EvalSums teacher_sums;
-    {
-      torch::NoGradGuard no_grad;
-      for (std::int64_t first = 0; first < windows; first += spec.batch) {
-        auto w = data->eval_windows(first, std::min(spec.batch, windows - first), T);
-        EvalChunk c{w.narrow(1, 0, T), w.narrow(1, 1, T), at::log_softmax(teacher.forward(w.narrow(1, 0, T)), -1)};
-        teacher_sums.teacher_nll += at::nll_loss(c.teacher_logp.reshape({-1, c.teacher_logp.size(-1)}),
-                                                 c.targets.reshape(-1), {}, at::Reduction::Sum).item<double>();
-        chunks.push_back(std::move(c));
-      }
-    }
-
-    {
-      torch::NoGradGuard no_grad;  // one untimed pass, so tokens/s does not include first-call setup
-      student.forward(chunks.front().inputs);
-    }
-    const auto soft = evaluate_student(student, chunks);
-    const double teacher_ppl = std::exp(teacher_sums.teacher_nll / soft.tokens);
-    const double student_ppl = std::exp(soft.student_nll / soft.tokens);
-    // The student's numbers, soft (prefix "") or hard ("hard_"), in one place.
-    auto emit_student = [&](const std::string& prefix, const auto& sums) {
-      const auto density = mean_density(student, T);
-      sink.metric(metric_T(T, prefix + "student_ppl"), std::exp(sums.student_nll / sums.tokens));
-      sink.metric(metric_T(T, prefix + "kl"), sums.kl / sums.tokens);
-      sink.metric(metric_T(T, prefix + "agreement"), sums.agree / sums.tokens);
-      sink.metric(metric_T(T, prefix + "tokens_per_s"), sums.tokens / std::max(sums.student_seconds, 1e-9));
-      sink.metric(metric_T(T, prefix + "peak_mib"), double(sums.peak_bytes) / (1024.0 * 1024.0));
-      sink.metric(metric_T(T, prefix + "density"), density.element);
-      sink.metric(metric_T(T, prefix + "block_density"), density.block);
-    };
-    sink.metric(metric_T(T, "teacher_ppl"), teacher_ppl);
-    sink.metric(metric_T(T, "delta_ppl"), student_ppl - teacher_ppl);
-    emit_student("", soft);
-
-    // Hard mode: only reported where it changes what the student computes.
+    // Which modes: hard where it changes what the student computes.
     bool changed = false;
     {
       torch::NoGradGuard no_grad;
-      const auto& probe = chunks.front().inputs;
-      auto soft_logits = student.forward(probe);
+      const auto probe = batch_at(0).narrow(1, 0, T);
+      set_hard(student, false);
+      const auto soft_logits = student.forward(probe);
       set_hard(student, true);
       changed = !at::allclose(student.forward(probe), soft_logits, 1e-5, 1e-6);
     }
-    if (changed) emit_student("hard_", evaluate_student(student, chunks));
+    std::vector<bool> modes;
+    if (!changed || spec.eval.soft) modes.push_back(false);
+    if (changed) modes.push_back(true);
+
+    std::vector<std::vector<WindowStats>> stats(modes.size());
+    std::vector<std::int64_t> peak(modes.size(), 0);
+    {
+      torch::NoGradGuard no_grad;
+      for (std::int64_t first = 0; first < windows; first += spec.batch) {
+        const auto w = batch_at(first);
+        const auto inputs = w.narrow(1, 0, T), targets = w.narrow(1, 1, T);
+        const auto teacher_logp = at::log_softmax(teacher.forward(inputs), -1);
+        for (std::size_t m = 0; m < modes.size(); ++m) {
+          set_hard(student, modes[m]);
+          memory::reset_cpu_peak();
+          const auto live_before = memory::cpu_current_bytes();
+          const auto logits = student.forward(inputs);
+          peak[m] = std::max(peak[m], memory::cpu_peak_bytes() - live_before);
+          window_stats(teacher_logp, logits, targets, bytes_of_token, stats[m]);
+        }
+      }
+    }
+
+    // Speed, in this process, on the first batches.
+    std::vector<at::Tensor> timing;
+    for (std::int64_t b = 0; b < spec.eval.timing_batches && b * spec.batch < windows; ++b)
+      timing.push_back(batch_at(b * spec.batch).narrow(1, 0, T));
+    const Speed with_sdpa = time_model(teacher, timing), with_kernel = time_model(teacher_kernel, timing);
+    const Speed& best = with_kernel.tokens_per_s > with_sdpa.tokens_per_s ? with_kernel : with_sdpa;
+
+    const auto first = summarize(stats.front(), static_cast<int>(spec.eval.bootstrap), spec.seed * 7919 + T);
+    sink.metric(metric_T(T, "teacher_ppl"), first.teacher_ppl);
+    sink.metric(metric_T(T, "teacher_bpb"), first.teacher_bpb);
+    sink.metric(metric_T(T, "windows"), double(first.windows));
+    sink.metric(metric_T(T, "tokens"), first.tokens);
+    sink.metric(metric_T(T, "teacher_sdpa_tokens_per_s"), with_sdpa.tokens_per_s);
+    sink.metric(metric_T(T, "teacher_kernel_tokens_per_s"), with_kernel.tokens_per_s);
+    sink.metric(metric_T(T, "teacher_tokens_per_s"), best.tokens_per_s);
+    sink.metric(metric_T(T, "teacher_attention_ms"), best.attention_ms);
+    for (std::size_t m = 0; m < modes.size(); ++m) {
+      const std::string p = modes[m] ? "hard_" : "";
+      set_hard(student, modes[m]);
+      const auto s = summarize(stats[m], static_cast<int>(spec.eval.bootstrap), spec.seed * 7919 + T);
+      const Speed speed = time_model(student, timing);
+      const auto density = mean_density(student, T);
+      auto interval = [&](const std::string& name, const Interval& i) {
+        sink.metric(metric_T(T, p + name), i.value);
+        sink.metric(metric_T(T, p + name + "_lo"), i.lo);
+        sink.metric(metric_T(T, p + name + "_hi"), i.hi);
+      };
+      sink.metric(metric_T(T, p + "student_ppl"), s.student_ppl);
+      sink.metric(metric_T(T, p + "student_bpb"), s.student_bpb);
+      interval("delta_ppl", s.delta_ppl);
+      interval("rel_delta_ppl", s.rel_delta_ppl);
+      interval("kl", s.kl);
+      interval("agreement", s.agreement);
+      sink.metric(metric_T(T, p + "density"), density.element);
+      sink.metric(metric_T(T, p + "block_density"), density.block);
+      sink.metric(metric_T(T, p + "tokens_per_s"), speed.tokens_per_s);
+      sink.metric(metric_T(T, p + "attention_ms"), speed.attention_ms);
+      sink.metric(metric_T(T, p + "speedup"), speed.tokens_per_s / std::max(best.tokens_per_s, 1e-12));
+      sink.metric(metric_T(T, p + "attention_speedup"), best.attention_ms / std::max(speed.attention_ms, 1e-12));
+      sink.metric(metric_T(T, p + "peak_mib"), double(peak[m]) / (1024.0 * 1024.0));
+    }
     set_hard(student, false);
   }
 }
@@ -336,7 +393,11 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
 
   // ---- evaluate and sample
   for (auto& p : student->parameters()) p.set_requires_grad(false);
-  evaluate(t_model, *student, valid_data, test_data, spec, sink);
+  // The dense teacher on attnlab's causal kernel: the other dense baseline timed in eval.
+  auto teacher_kernel = t_model.copy_with_attention(
+      [&](const BackendInit& init) { return backends("dense", init, {{"execution", std::string("block_sparse")}}); });
+  for (auto& p : teacher_kernel->parameters()) p.set_requires_grad(false);
+  evaluate(t_model, *teacher_kernel, *student, *tokenizer, valid_data, test_data, spec, sink);
   write_samples(t_model, *student, *tokenizer, spec, sink);
 }
 

@@ -7,6 +7,7 @@
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/linear.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -125,7 +126,10 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), C = x.size(2), D = C / n_head_;
   auto qkv = c_attn->forward(x).split(C, /*dim=*/2);  // 3 x [B, T, C]
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head_, D}).transpose(1, 2); };
+  const auto start = attention_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto y = backend_->forward(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]));  // [B, H, T, D]
+  if (attention_seconds)
+    *attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return c_proj->forward(y.transpose(1, 2).contiguous().view({B, T, C}));
 }
 
@@ -205,6 +209,10 @@ std::vector<std::shared_ptr<AttentionBackend>> GPT2::backends() const {
   std::vector<std::shared_ptr<AttentionBackend>> out;
   for (const auto& block : *h) out.push_back(block->as<BlockImpl>()->attn->backend());
   return out;
+}
+
+void GPT2::set_attention_clock(double* seconds) {
+  for (const auto& block : *h) block->as<BlockImpl>()->attn->attention_seconds = seconds;
 }
 
 void GPT2::swap_attention(const AttentionFactory& attention, std::uint64_t seed) {

@@ -53,6 +53,8 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // [B, T, C] -> [B, T, C]
   void set_backend(std::shared_ptr<AttentionBackend> backend);
   const std::shared_ptr<AttentionBackend>& backend() const { return backend_; }
+  // When set, every backend call adds its wall time here (the eval's attention milliseconds).
+  double* attention_seconds = nullptr;
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
 
@@ -88,6 +90,8 @@ class GPT2 : public torch::nn::Module {
 
   const GPT2Config& config() const { return config_; }
   std::vector<std::shared_ptr<AttentionBackend>> backends() const;
+  // Every layer adds the wall time of its attention backend to *seconds (nullptr: off).
+  void set_attention_clock(double* seconds);
 
   // Replaces every layer's backend with a fresh one from `attention` (the student recipe).
   void swap_attention(const AttentionFactory& attention, std::uint64_t seed = 0);

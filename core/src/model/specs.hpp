@@ -48,7 +48,16 @@ struct TeacherSpec {
 #define ATTNLAB_EVAL_KEYS(KEY)                                                                          \
   KEY(keys::IntList, seq_lens, (keys::IntList{128, 256}), keys::range(2, 1 << 16),                    \
       "sequence lengths the teacher and student are evaluated at")                                     \
-  KEY(std::int64_t, batches, 4, keys::range(1, 100000), "eval windows per length, in batches of [grid] batch") \
+  KEY(std::string, split, "valid", keys::one_of({"valid", "test"}),                                     \
+      "held-out split evaluated (test where valid is shorter than one window)")                         \
+  KEY(std::int64_t, windows, 0, keys::range(0, 1000000),                                                 \
+      "held-out windows per length (0: every window of the split)")                                      \
+  KEY(std::int64_t, bootstrap, 1000, keys::range(0, 100000),                                             \
+      "bootstrap resamples of the windows for the 95% intervals (0: none)")                              \
+  KEY(std::int64_t, timing_batches, 3, keys::range(1, 1000),                                             \
+      "batches timed per model for attention ms and tokens/s (median)")                                  \
+  KEY(bool, soft, false, keys::any(),                                                                    \
+      "also evaluate the soft mode of students whose hard mode differs (the deployed mode is hard)")     \
   KEY(keys::StringList, prompts, (keys::StringList{"The jury said", "It was a"}), keys::any(),          \
       "prompts for the generated samples")                                                             \
   KEY(std::int64_t, sample_tokens, 48, keys::range(0, 100000), "tokens generated per sample (0: none)") \

@@ -82,30 +82,6 @@ CREATE VIEW IF NOT EXISTS curves AS
 SELECT s.name AS sweep, t.id AS trial_id, t.name AS trial, t.backend, m.name AS metric, m.step, m.value
 FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.sweep_id
 WHERE m.step >= 0;
--- Distillation: one row per (trial, evaluation length) with the side-by-side numbers.
-CREATE VIEW IF NOT EXISTS distill_summary AS
-WITH ev AS (
-  SELECT m.trial_id,
-    CAST(substr(m.name, 7, instr(substr(m.name, 7), '/') - 1) AS INTEGER) AS eval_len,
-    substr(m.name, 7 + instr(substr(m.name, 7), '/')) AS field, m.value
-  FROM metrics m WHERE m.name LIKE 'eval/T%/%' AND m.step = -1)
-SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
-  MAX(CASE WHEN ev.field = 'teacher_ppl' THEN ev.value END) AS teacher_ppl,
-  MAX(CASE WHEN ev.field = 'student_ppl' THEN ev.value END) AS student_ppl,
-  MAX(CASE WHEN ev.field = 'delta_ppl' THEN ev.value END) AS delta_ppl,
-  MAX(CASE WHEN ev.field = 'kl' THEN ev.value END) AS kl,
-  MAX(CASE WHEN ev.field = 'agreement' THEN ev.value END) AS agreement,
-  MAX(CASE WHEN ev.field = 'density' THEN ev.value END) AS density,
-  MAX(CASE WHEN ev.field = 'block_density' THEN ev.value END) AS block_density,
-  MAX(CASE WHEN ev.field = 'hard_student_ppl' THEN ev.value END) AS hard_student_ppl,
-  MAX(CASE WHEN ev.field = 'hard_kl' THEN ev.value END) AS hard_kl,
-  MAX(CASE WHEN ev.field = 'hard_density' THEN ev.value END) AS hard_density,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'train/ms_per_step' AND m.step = -1) AS ms_per_step,
-  MAX(CASE WHEN ev.field = 'peak_mib' THEN ev.value END) AS peak_mib,
-  MAX(CASE WHEN ev.field = 'tokens_per_s' THEN ev.value END) AS tokens_per_s,
-  t.name AS trial, t.error
-FROM trials t JOIN sweeps s ON s.id = t.sweep_id LEFT JOIN ev ON ev.trial_id = t.id
-GROUP BY t.id, ev.eval_len;
 )SQL";
 
 }  // namespace
@@ -124,9 +100,47 @@ ResultStore::~ResultStore() = default;
 
 SQLite::Database& ResultStore::db() { return *db_; }
 
+// Distillation: one row per (trial, evaluation length), the student as it is deployed (hard
+// mode where it has one: hard = 1), with the 95% bootstrap bounds (_lo, _hi) of its figures.
+static std::string distill_summary_view() {
+  auto pick = [](const std::string& field) {
+    return "COALESCE(MAX(CASE WHEN ev.field = 'hard_" + field + "' THEN ev.value END), MAX(CASE WHEN ev.field = '" +
+           field + "' THEN ev.value END)) AS " + field;
+  };
+  auto plain = [](const std::string& field) {
+    return "MAX(CASE WHEN ev.field = '" + field + "' THEN ev.value END) AS " + field;
+  };
+  std::string sql = R"SQL(CREATE VIEW distill_summary AS
+WITH ev AS (
+  SELECT m.trial_id,
+    CAST(substr(m.name, 7, instr(substr(m.name, 7), '/') - 1) AS INTEGER) AS eval_len,
+    substr(m.name, 7 + instr(substr(m.name, 7), '/')) AS field, m.value
+  FROM metrics m WHERE m.name LIKE 'eval/T%/%' AND m.step = -1)
+SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
+  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seed') AS seed,
+  MAX(CASE WHEN ev.field = 'hard_student_ppl' THEN 1 ELSE 0 END) AS hard)SQL";
+  for (const char* f : {"teacher_ppl", "teacher_bpb", "teacher_tokens_per_s", "teacher_attention_ms", "windows"})
+    sql += ",\n  " + plain(f);
+  for (const char* f : {"student_ppl", "student_bpb", "delta_ppl", "delta_ppl_lo", "delta_ppl_hi", "rel_delta_ppl",
+                        "rel_delta_ppl_lo", "rel_delta_ppl_hi", "kl", "kl_lo", "kl_hi", "agreement", "agreement_lo",
+                        "agreement_hi", "density", "block_density", "tokens_per_s", "attention_ms", "speedup",
+                        "attention_speedup", "peak_mib"})
+    sql += ",\n  " + pick(f);
+  sql += R"SQL(,
+  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'train/ms_per_step' AND m.step = -1) AS ms_per_step,
+  t.name AS trial, t.error
+FROM trials t JOIN sweeps s ON s.id = t.sweep_id LEFT JOIN ev ON ev.trial_id = t.id
+GROUP BY t.id, ev.eval_len)SQL";
+  return sql;
+}
+
 void ResultStore::create_schema() {
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   db_->exec(kSchema);
+  // Views hold no data: redefined on every open for writing, so a database always has the
+  // current query presets.
+  db_->exec("DROP VIEW IF EXISTS distill_summary");
+  db_->exec(distill_summary_view());
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();

@@ -26,6 +26,8 @@ class Tokenizer {
   // Equal fingerprints encode every text equally (used in token cache keys): the name plus
   // a hash of the vocabulary files where there are any.
   virtual std::string fingerprint() const { return name(); }
+  // Bytes of text token `id` stands for (bits per byte need them).
+  virtual std::int64_t token_bytes(std::int64_t id) const { return static_cast<std::int64_t>(decode({id}).size()); }
 };
 
 class BytesTokenizer final : public Tokenizer {
