@@ -120,10 +120,11 @@ void window_stats(const at::Tensor& teacher_logp, const at::Tensor& student_logi
 // student against the dense teacher, timed both with LibTorch's attention and with attnlab's
 // causal kernel (the faster of the two is the baseline). The student is evaluated in the mode
 // it is deployed in: hard, when hard mode changes its output (and soft too when asked).
-void evaluate(GPT2& teacher, GPT2& teacher_kernel, GPT2& student, const text::Tokenizer& tokenizer,
+void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& student, const text::Tokenizer& tokenizer,
               const text::TokenDataset& valid, const text::TokenDataset& test, const DistillSpec& spec,
               TrialSink& sink) {
   teacher.eval();
+  teacher_sdpa.eval();
   teacher_kernel.eval();
   student.eval();
   memory::install_cpu_tracker();
@@ -185,7 +186,7 @@ void evaluate(GPT2& teacher, GPT2& teacher_kernel, GPT2& student, const text::To
     std::vector<at::Tensor> timing;
     for (std::int64_t b = 0; b < spec.eval.timing_batches && b * spec.batch < windows; ++b)
       timing.push_back(batch_at(b * spec.batch).narrow(1, 0, T));
-    const Speed with_sdpa = time_model(teacher, timing), with_kernel = time_model(teacher_kernel, timing);
+    const Speed with_sdpa = time_model(teacher_sdpa, timing), with_kernel = time_model(teacher_kernel, timing);
     const Speed& best = with_kernel.tokens_per_s > with_sdpa.tokens_per_s ? with_kernel : with_sdpa;
 
     const auto first = summarize(stats.front(), static_cast<int>(spec.eval.bootstrap), spec.seed * 7919 + T);
@@ -304,7 +305,9 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
   context.tokenizer_fingerprint = tokenizer->fingerprint();
   context.vocab_size = tokenizer->vocab_size();
   context.results_dir = results_dir;
-  context.dense = [&](const BackendInit& init) { return backends("dense", init, {}); };
+  context.dense = [&](const BackendInit& init) {
+    return backends("dense", init, {{"execution", teacher_spec.execution}});
+  };
   context.train_batches = [&](std::int64_t B, std::int64_t T) { return train_data.random_windows(B, T, teacher_rng); };
   context.sink = &sink;
   const auto teacher = obtain_teacher(teacher_spec, context);
@@ -393,11 +396,15 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
 
   // ---- evaluate and sample
   for (auto& p : student->parameters()) p.set_requires_grad(false);
-  // The dense teacher on attnlab's causal kernel: the other dense baseline timed in eval.
-  auto teacher_kernel = t_model.copy_with_attention(
-      [&](const BackendInit& init) { return backends("dense", init, {{"execution", std::string("block_sparse")}}); });
-  for (auto& p : teacher_kernel->parameters()) p.set_requires_grad(false);
-  evaluate(t_model, *teacher_kernel, *student, *tokenizer, valid_data, test_data, spec, sink);
+  // The dense teacher timed both ways in eval: LibTorch's attention and attnlab's causal kernel.
+  auto dense_copy = [&](const std::string& execution) {
+    auto copy = t_model.copy_with_attention(
+        [&](const BackendInit& init) { return backends("dense", init, {{"execution", execution}}); });
+    for (auto& p : copy->parameters()) p.set_requires_grad(false);
+    return copy;
+  };
+  auto teacher_sdpa = dense_copy("sdpa"), teacher_kernel = dense_copy("block_sparse");
+  evaluate(t_model, *teacher_sdpa, *teacher_kernel, *student, *tokenizer, valid_data, test_data, spec, sink);
   write_samples(t_model, *student, *tokenizer, spec, sink);
 }
 

@@ -39,7 +39,9 @@ struct DataSpec {
   KEY(std::int64_t, batch, 16, keys::range(1, 4096), "windows per teacher training step")            \
   KEY(std::int64_t, seq_len, 128, keys::range(2, 1 << 16), "teacher training window (<= block_size)") \
   KEY(double, lr, 3e-3, keys::above(0, 10), "teacher AdamW peak learning rate (warmup + cosine)")    \
-  KEY(std::uint64_t, seed, 0, keys::range(0, 1e12), "teacher initialisation and batch order")
+  KEY(std::uint64_t, seed, 0, keys::range(0, 1e12), "teacher initialisation and batch order")         \
+  KEY(std::string, execution, "sdpa", keys::one_of({"sdpa", "block_sparse"}),                           \
+      "the dense teacher's attention while it trains: LibTorch's (flash on 2.x CPU) or attnlab's causal kernel")
 struct TeacherSpec {
   ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD)
 };
@@ -82,12 +84,13 @@ struct EvalSpec {
   KEY(double, temperature, 1.0, keys::range(1e-3, 1000), "distillation temperature tau")                 \
   KEY(double, lambda, 0.01, keys::range(0, 1000), "weight of the backend's regularizer")                 \
   KEY(std::string, train, "backend", keys::one_of({"backend", "all"}),                                   \
-      "backend: only the attention backend's parameters train (teacher weights frozen); all: everything")
+      "backend: only the attention backend's parameters train (teacher weights frozen); all: everything") \
+  KEY(std::uint64_t, seed, 0, keys::range(0, 1e12),                                                      \
+      "student seed (backend initialisation, batch order); an axis repeats a trial (default: [sweep] seed)")
 struct DistillSpec {
   ATTNLAB_DISTILL_KEYS(ATTNLAB_KEY_FIELD)
   std::string backend;                                       // plugin name of the student's attention
   std::map<std::string, attnlab::ParamValue> backend_params;  // resolved against its schema
-  std::uint64_t seed = 0;                                    // [sweep] seed
   EvalSpec eval;
 };
 

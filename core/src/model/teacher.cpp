@@ -33,7 +33,7 @@ GPT2Config trained_config(const TeacherSpec& spec, std::int64_t vocab_size) {
 }
 
 nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
-  return {{"recipe_version", kRecipeVersion},
+  nlohmann::json r = {{"recipe_version", kRecipeVersion},
           {"model", trained_config(spec, context.vocab_size).to_json()},
           {"corpus", context.corpus},
           {"tokenizer", context.tokenizer_fingerprint},
@@ -42,6 +42,9 @@ nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
           {"seq_len", spec.seq_len},
           {"lr", spec.lr},
           {"seed", spec.seed}};
+  // Only when not the default, so that teachers cached before the key existed stay valid.
+  if (spec.execution != "sdpa") r["execution"] = spec.execution;
+  return r;
 }
 
 // The keys' declared ranges (specs.hpp), and what they cannot say: the window fits the model.

@@ -21,7 +21,7 @@ class DistillKind final : public TrialKind {
     spec.eval = model::eval_keys().read(section("eval"));
     spec.backend = env.trial.backend;
     spec.backend_params = env.trial.backend_params;
-    spec.seed = env.sweep.seed;
+    if (!env.trial.config["grid"].contains("seed")) spec.seed = env.sweep.seed;  // no seed axis: the sweep's
     const PluginRegistry& registry = env.registry;
     model::BackendFactory factory = [&registry](const std::string& name, const BackendInit& init,
                                                 const std::map<std::string, ParamValue>& params) {
