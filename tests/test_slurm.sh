@@ -12,9 +12,16 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" -ne 0 ]; then echo "skipped: slurmd needs root"; exit 77; fi
 D=$(mktemp -d /tmp/attnlab_slurm_XXXXXX)
 chmod 755 "$D"  # munged wants o+x on every folder above its socket
-port=$((20000 + RANDOM % 20000))
 trap 'bash "$src/tools/slurm_local.sh" stop "$D/cluster" >/dev/null 2>&1 || true' EXIT
-cluster=$(bash "$src/tools/slurm_local.sh" start "$D/cluster" "$port") || { echo "FAILED: the cluster did not start"; exit 1; }
+# A random port pair can be taken on a busy machine: three tries, each on fresh ports.
+cluster=
+for try in 1 2 3; do
+  port=$((20000 + RANDOM % 20000))
+  if cluster=$(bash "$src/tools/slurm_local.sh" start "$D/cluster" "$port"); then break; fi
+  echo "cluster start $try (ports $port, $((port + 1))) failed"
+  cluster=
+done
+[ -n "$cluster" ] || { echo "FAILED: the cluster did not start"; exit 1; }
 eval "$cluster"
 export ATTNLAB_PLUGIN_PATH=$build/test_plugins ATTNLAB_FAULT_LOG=$D/executions
 attnlab=$build/bin/attnlab

@@ -89,21 +89,54 @@ NodeName=localhost NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus Sockets=
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
-wait_for() {  # what, seconds, command...
-  local what=$1 seconds=$2; shift 2
-  for _ in $(seq $((seconds * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "slurm_local.sh: $what did not come up; logs in $D/log" >&2
+show_logs() {  # on failure: what the daemons said, so a CI log shows why
+  local f
+  for name in munged slurmctld slurmd; do
+    f=$D/log/$name.log
+    [ -s "$f" ] || f=$D/log/$name.out
+    [ -s "$f" ] || continue
+    echo "--- $f (last lines)" >&2
+    grep -v -e 'PMIx' -e 'mpi/pmix' -e 'MPI: Cannot create context' "$f" | tail -n 8 >&2 || true
+  done
+  if command -v sinfo >/dev/null; then echo "--- sinfo" >&2; sinfo -N -o '%N %T %E' >&2 2>&1 || true; fi
+}
+wait_for() {  # what, seconds, pidfile, command...
+  local what=$1 seconds=$2 pidfile=$3; shift 3
+  # A deadline, not a count of tries: on a machine whose name lookups time out each client
+  # call can take seconds.
+  local deadline=$((SECONDS + seconds))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "slurm_local.sh: $what exited during start-up; logs in $D/log" >&2
+      show_logs; stop; exit 1
+    fi
+    sleep 0.1
+  done
+  echo "slurm_local.sh: $what did not come up in $seconds s; logs in $D/log" >&2
+  show_logs
   stop
   exit 1
+}
+# A node that registered but is marked down (an earlier slurmd on the same state, a clock
+# jump) is put back to service; the readiness check is then "idle".
+node_idle() {
+  local state
+  state=$(sinfo -h -n localhost -o %T 2>/dev/null) || return 1
+  case "$state" in
+    idle) return 0 ;;
+    down*|drain*|fail*) scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true; return 1 ;;
+    *) return 1 ;;
+  esac
 }
 munged -F --socket="$D/munge/munge.socket.2" --key-file="$D/munge/munge.key" --pid-file="$D/run/munged.daemon.pid" \
   --seed-file="$D/munge/munge.seed" >"$D/log/munged.log" 2>&1 &
 echo $! > "$D/run/munged.pid"
-wait_for munged 10 sh -c "munge -n -S '$D/munge/munge.socket.2' | unmunge -S '$D/munge/munge.socket.2'"
+wait_for munged 20 "$D/run/munged.pid" sh -c "munge -n -S '$D/munge/munge.socket.2' | unmunge -S '$D/munge/munge.socket.2'"
 slurmctld -D -f "$D/slurm.conf" >"$D/log/slurmctld.out" 2>&1 &
 echo $! > "$D/run/slurmctld.pid"
-wait_for slurmctld 20 scontrol ping
+wait_for slurmctld 60 "$D/run/slurmctld.pid" scontrol ping
 slurmd -D -N localhost -f "$D/slurm.conf" >"$D/log/slurmd.out" 2>&1 &
 echo $! > "$D/run/slurmd.pid"
-wait_for slurmd 20 sh -c "sinfo -h -n localhost -o %T | grep -q idle"
+wait_for slurmd 90 "$D/run/slurmd.pid" node_idle
 echo "export SLURM_CONF=$D/slurm.conf"
