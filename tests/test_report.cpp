@@ -52,11 +52,15 @@ BenchPoint bench_point(const std::string& backend, int seq_len, const std::strin
 
 struct EvalPoint {
   double teacher_ppl, student_ppl, kl, agreement, density, block_density, peak_mib;
+  // What the report's distill table shows: the deployed mode (blend's hard mode here).
+  double teacher_bpb, student_bpb, rel, rel_lo, rel_hi, causal_fraction, speedup, attention_speedup;
 };
 EvalPoint eval_point(const std::string& backend, int T) {
   const bool dense = backend == "dense";
   return {30.12345 + T / 64.0, (dense ? 30.12345 : 33.98765) + T / 64.0, dense ? 0.00012 : 0.21098,
-          dense ? 1.0 : 0.8765, dense ? 1.0 : 0.4321, dense ? 1.0 : 0.5555, 100.25 + T};
+          dense ? 1.0 : 0.8765, dense ? 1.0 : 0.4321, dense ? 1.0 : 0.5555, 100.25 + T,
+          2.5 + T / 1024.0, dense ? 2.5 + T / 1024.0 : 2.61 + T / 1024.0, dense ? 0.0 : 0.01234,
+          dense ? 0.0 : 0.0101, dense ? 0.0 : 0.0145, dense ? 1.0 : 0.375, dense ? 1.0 : 1.234, dense ? 1.0 : 1.876};
 }
 double ms_per_step(const std::string& backend) { return backend == "dense" ? 123.45 : 234.56; }
 
@@ -123,6 +127,21 @@ Fixture make_fixture(const std::string& tag) {
       r.metrics.push_back({m + "density", -1, e.density});
       r.metrics.push_back({m + "block_density", -1, e.block_density});
       r.metrics.push_back({m + "peak_mib", -1, e.peak_mib});
+      r.metrics.push_back({m + "teacher_bpb", -1, e.teacher_bpb});
+      // blend: the soft mode's numbers differ from the hard (deployed) ones the table shows.
+      const std::string p = backend == "blend" ? "hard_" : "";
+      const double soft_offset = backend == "blend" ? 0.5 : 0.0;
+      for (const auto& [name, value] : std::vector<std::pair<std::string, double>>{
+               {"student_bpb", e.student_bpb}, {"rel_delta_ppl", e.rel}, {"rel_delta_ppl_lo", e.rel_lo},
+               {"rel_delta_ppl_hi", e.rel_hi}, {"causal_fraction", e.causal_fraction}, {"speedup", e.speedup},
+               {"attention_speedup", e.attention_speedup}}) {
+        r.metrics.push_back({m + p + name, -1, value});
+        if (!p.empty()) r.metrics.push_back({m + name, -1, value + soft_offset});
+      }
+      if (!p.empty()) {
+        r.metrics.push_back({m + "hard_kl", -1, e.kl});
+        r.metrics.push_back({m + "hard_agreement", -1, e.agreement});
+      }
     }
     r.metrics.push_back({"train/ms_per_step", -1, ms_per_step(backend)});
     for (int step = 0; step < 10; ++step) {
@@ -217,11 +236,12 @@ TEST_CASE("report: distill tables, curves, blend weights and samples side by sid
     CHECK(md.find("### Evaluation at T = " + std::to_string(T)) != std::string::npos);
     for (const std::string backend : {"dense", "blend"}) {
       const auto e = eval_point(backend, T);
-      const std::string row = "| " + backend + " | " + backend + " | done | " + f("%.3f", e.teacher_ppl) + " | " +
-                              f("%.3f", e.student_ppl) + " | " + f("%+.3f", e.student_ppl - e.teacher_ppl) + " | " +
-                              f("%.4f", e.kl) + " | " + f("%.3f", e.agreement) + " | " + f("%.3f", e.density) + " | " +
-                              f("%.3f", e.block_density) + " | " + f("%.1f", ms_per_step(backend)) + " | " +
-                              f("%.1f", e.peak_mib) + " |";
+      const std::string row = "| " + backend + " | " + backend + " | done | " + f("%.3f", e.teacher_bpb) + " | " +
+                              f("%.3f", e.student_bpb) + " | " + f("%+.2f%%", 100 * e.rel) + " | [" +
+                              f("%+.2f", 100 * e.rel_lo) + ", " + f("%+.2f", 100 * e.rel_hi) + "] | " +
+                              f("%.4f", e.kl) + " | " + f("%.3f", e.agreement) + " | " + f("%.3f", e.causal_fraction) +
+                              " | " + f("%.2f", e.speedup) + " | " + f("%.2f", e.attention_speedup) + " | " +
+                              f("%.1f", ms_per_step(backend)) + " |";
       INFO(row);
       CHECK(has_line(md, row));
     }
@@ -230,7 +250,7 @@ TEST_CASE("report: distill tables, curves, blend weights and samples side by sid
   const std::string weights = "weights_trial" + std::to_string(fx.ids.at("d-blend")) + "_L0";
   const std::string stats = "stats_trial" + std::to_string(fx.ids.at("d-blend"));
   for (const std::string& stem : {std::string("train_loss"), std::string("train_kl"), std::string("density_vs_delta_ppl"),
-                                 weights, stats}) {
+                                 std::string("speedup_vs_density"), weights, stats}) {
     require_png_and_svg(out / "plots" / (stem + ".png"));
     CHECK(md.find("(plots/" + stem + ".png)") != std::string::npos);
   }
@@ -238,7 +258,28 @@ TEST_CASE("report: distill tables, curves, blend weights and samples side by sid
   const std::string dat = file_bytes(out / "plots" / (weights + ".dat"));
   CHECK(dat.find("# layer 0, head 1 | window:16") != std::string::npos);
   CHECK(dat.find("9\t" + f("%g", 0.2 + 0.03 * 9 * 2)) != std::string::npos);
+  // The frontier carries each point's interval: x, y, low, high (percent).
+  const std::string frontier = file_bytes(out / "plots" / "density_vs_delta_ppl.dat");
+  const auto b = eval_point("blend", 128);
+  std::ostringstream point;
+  point.precision(10);
+  point << b.causal_fraction << "\t" << 100 * b.rel << "\t" << 100 * b.rel_lo << "\t" << 100 * b.rel_hi << "\n";
+  CHECK(frontier.find(point.str()) != std::string::npos);
   fs::remove_all(fx.dir);  // left in place when a REQUIRE stops the test, for inspection
+}
+
+TEST_CASE("report: several sweeps of one kind read as one, names prefixed by their sweep", "[report]") {
+  const auto fx = make_fixture("multi");
+  ResultStore store(fx.db, /*read_only=*/true);
+  const auto one = report::load_sweep_data(store, "fixture-distill");
+  const auto both = report::load_sweep_data(store, "fixture-distill,fixture-distill");
+  REQUIRE(both.trials.size() == 2 * one.trials.size());
+  CHECK(both.trials.front().name == "fixture-distill: " + one.trials.front().name);
+  CHECK((both.names == std::vector<std::string>{"fixture-distill", "fixture-distill"}));
+  CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,fixture-bench"),
+                    Catch::Matchers::Contains("one report holds one kind"));
+  CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,nope"), Catch::Matchers::Contains("no sweep named 'nope'"));
+  fs::remove_all(fx.dir);
 }
 
 TEST_CASE("compare: ratios to the baseline at the same grid point, empty without one", "[report]") {

@@ -47,8 +47,14 @@ std::vector<Plot> drawable_panels(const Figure& figure) {
     for (const auto& s : panel.series) {
       Series copy = s;
       copy.points.clear();
-      for (const auto& [x, y] : s.points)
-        if (drawable(panel, x, y)) copy.points.emplace_back(x, y);
+      copy.ranges.clear();
+      for (std::size_t i = 0; i < s.points.size(); ++i) {
+        const auto [x, y] = s.points[i];
+        if (!drawable(panel, x, y)) continue;
+        copy.points.emplace_back(x, y);
+        if (i < s.ranges.size()) copy.ranges.push_back(s.ranges[i]);
+      }
+      if (copy.ranges.size() != copy.points.size()) copy.ranges.clear();
       if (!copy.points.empty()) kept.series.push_back(std::move(copy));
     }
     // A panel of guide lines only says nothing.
@@ -81,9 +87,13 @@ std::string plot_commands(const Figure& figure, const std::vector<Plot>& panels,
     gp << "plot ";
     for (size_t s = 0; s < panel.series.size(); ++s, ++index) {
       const auto& series = panel.series[s];
-      gp << (s ? ", \\\n     " : "") << quoted(data_file) << " index " << index << " using 1:2 with "
+      const bool bars = !series.ranges.empty();
+      gp << (s ? ", \\\n     " : "") << quoted(data_file) << " index " << index << (bars ? " using 1:2:3:4" : " using 1:2")
+         << " with "
          << (series.reference ? "lines dt 2 lw 1.5 lc rgb 'black'"
-                            : series.style == "linespoints" ? "linespoints lw 2 pt 7 ps 0.8" : series.style + " lw 2")
+             : bars           ? "yerrorbars pt 7 ps 1.2 lw 1.5"
+             : series.style == "linespoints" ? "linespoints lw 2 pt 7 ps 0.8"
+                                             : series.style + " lw 2")
          << " title " << quoted(series.title);
     }
     gp << "\n";
@@ -125,7 +135,11 @@ bool Gnuplot::render(const Figure& figure, const fs::path& dir) const {
         if (!first) dat << "\n\n";  // two blank lines end a gnuplot index block
         first = false;
         dat << "# " << panel.title << " | " << series.title << "\n# " << panel.xlabel << "\t" << panel.ylabel << "\n";
-        for (const auto& [x, y] : series.points) dat << x << "\t" << y << "\n";
+        for (std::size_t i = 0; i < series.points.size(); ++i) {
+          dat << series.points[i].first << "\t" << series.points[i].second;
+          if (!series.ranges.empty()) dat << "\t" << series.ranges[i].first << "\t" << series.ranges[i].second;
+          dat << "\n";
+        }
       }
   }
 

@@ -14,6 +14,7 @@ struct Series {
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in this order
   std::string style = "linespoints";              // gnuplot style: lines | points | linespoints
   bool reference = false;                         // a dashed black guide line (e.g. the ideal)
+  std::vector<std::pair<double, double>> ranges = {};  // optional (low, high) of y per point: error bars
 };
 
 struct Plot {

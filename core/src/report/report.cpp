@@ -5,6 +5,8 @@
 #include "report/gnuplot.hpp"
 #include "report/sweep_data.hpp"
 
+#include <attnlab/density.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -104,6 +106,12 @@ struct Builder {
     return out;
   }
 
+  std::string quoted_names() const {
+    std::vector<std::string> quoted;
+    for (const auto& n : sweep.names) quoted.push_back(sql_quote(n));
+    return join(quoted, ", ");
+  }
+
   void header();
   void run_context();
   void bench();
@@ -138,7 +146,7 @@ void Builder::run_context() {
   auto runs = store.query(
       "SELECT id, started_at, git_sha, git_dirty, attnlab_version, torch_version, blas, threads, cpu, gpu, hostname, "
       "sgemm_gflops FROM runs WHERE id IN (SELECT DISTINCT t.run_id FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
-      "WHERE s.name = " + sql_quote(sweep.name) + ") ORDER BY id");
+      "WHERE s.name IN (" + quoted_names() + ")) ORDER BY id");
   doc.heading(2, "Run context");
   if (runs.rows.empty()) {
     doc.paragraph("No run has recorded a trial of this sweep yet.");
@@ -298,60 +306,137 @@ void Builder::bench_density_figure(const std::string& group, const std::vector<c
                 ": points above the dashed ideal line pay overhead beyond the tiles they compute.");
 }
 
+// The metric of the mode a student is deployed in: hard where the trial recorded one.
+std::optional<double> deployed(const TrialData& t, std::int64_t T, const std::string& field) {
+  if (auto hard = t.final_metric(eval_metric(T, "hard_" + field))) return hard;
+  return t.final_metric(eval_metric(T, field));
+}
+
+// Block density as a fraction of the causal layout's at the same T and tile: 1 = every causal
+// tile computed, the scale the cost of attention follows.
+std::optional<double> relative_block_density(const TrialData& t, std::int64_t T) {
+  if (auto recorded = deployed(t, T, "causal_fraction")) return recorded;
+  const auto block = deployed(t, T, "block_density");
+  if (!block) return std::nullopt;
+  const std::string tile_text = t.param("backend.tile");
+  const std::int64_t tile = tile_text.empty() ? 64 : std::stoll(tile_text);
+  return *block / std::max(causal_density(T, tile).block, 1e-12);
+}
+
+// A trial's method: its name without the seed, so that seeds of one method form one series.
+std::string method_of(const TrialData& t) {
+  std::string name = t.name;
+  const auto at = name.find("/seed:");
+  if (at != std::string::npos) {
+    const auto next = name.find('/', at + 1);
+    name.erase(at, next == std::string::npos ? std::string::npos : next - at);
+  }
+  return name;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return v.empty() ? std::nan("") : sum / double(v.size());
+}
+double sd_of(const std::vector<double>& v) {
+  if (v.size() < 2) return std::nan("");
+  const double m = mean_of(v);
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return std::sqrt(ss / double(v.size() - 1));
+}
+
 void Builder::distill() {
   const auto lengths = eval_lengths(sweep);
-  bool any_hard = false;
-  for (const auto& t : sweep.trials)
-    for (auto T : lengths) any_hard = any_hard || t.final_metric(eval_metric(T, "hard_student_ppl")).has_value();
   doc.heading(2, "Results");
-  doc.paragraph("Per evaluation length: perplexities of the dense teacher and the student, Δppl = student − teacher, "
-                "KL(teacher‖student) per token, agreement = fraction of positions with the same argmax token, "
-                "element and block density of the student's attention, training ms/step, peak MiB during evaluation.");
+  doc.paragraph(
+      "Per evaluation length, every student in the mode it is deployed in (hard, where hard mode changes what it "
+      "computes): bits per byte of the teacher and the student, relative Δppl = student / teacher − 1 with its 95% "
+      "bootstrap interval over every held-out window, KL(teacher‖student) per token, top-1 agreement, block density "
+      "relative to the causal layout (the fraction of causal tiles computed), end-to-end speedup (tokens/s over the "
+      "faster of the dense teacher with LibTorch's attention and with the causal kernel, timed in the same process) and "
+      "attention-only speedup, training ms/step.");
   if (lengths.empty()) doc.paragraph("No trial of this sweep has evaluation results yet.");
+  std::vector<std::string> methods;
+  for (const auto& t : sweep.trials)
+    if (std::find(methods.begin(), methods.end(), method_of(t)) == methods.end()) methods.push_back(method_of(t));
   for (auto T : lengths) {
     doc.heading(3, "Evaluation at T = " + std::to_string(T));
-    std::vector<std::string> header = {"trial", "backend", "status", "teacher ppl", "student ppl", "Δppl", "KL",
-                                       "agreement", "density", "block density", "ms/step", "peak MiB"};
-    if (any_hard) header.push_back("hard student ppl");
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : sweep.trials) {
-      auto m = [&](const char* field) { return t.final_metric(eval_metric(T, field)); };
-      std::vector<std::string> row = {t.name,
-                                      sweep.variant_label(t),
-                                      t.status,
-                                      format_number("%.3f", m("teacher_ppl")),
-                                      format_number("%.3f", m("student_ppl")),
-                                      format_number("%+.3f", m("delta_ppl")),
-                                      format_number("%.4f", m("kl")),
-                                      format_number("%.3f", m("agreement")),
-                                      format_number("%.3f", m("density")),
-                                      format_number("%.3f", m("block_density")),
-                                      format_number("%.1f", t.final_metric("train/ms_per_step")),
-                                      format_number("%.1f", m("peak_mib"))};
-      if (any_hard) row.push_back(format_number("%.3f", m("hard_student_ppl")));
-      rows.push_back(std::move(row));
+      auto m = [&](const std::string& field) { return deployed(t, T, field); };
+      auto pct = [](std::optional<double> v) { return v ? std::optional<double>(100 * *v) : std::nullopt; };
+      std::string ci;
+      if (auto lo = m("rel_delta_ppl_lo"), hi = m("rel_delta_ppl_hi"); lo && hi)
+        ci = "[" + format_number("%+.2f", 100 * *lo) + ", " + format_number("%+.2f", 100 * *hi) + "]";
+      rows.push_back({t.name, sweep.variant_label(t), t.status,
+                      format_number("%.3f", t.final_metric(eval_metric(T, "teacher_bpb"))),
+                      format_number("%.3f", m("student_bpb")), format_number("%+.2f%%", pct(m("rel_delta_ppl"))), ci,
+                      format_number("%.4f", m("kl")), format_number("%.3f", m("agreement")),
+                      format_number("%.3f", relative_block_density(t, T)), format_number("%.2f", m("speedup")),
+                      format_number("%.2f", m("attention_speedup")),
+                      format_number("%.1f", t.final_metric("train/ms_per_step"))});
     }
-    doc.table(std::move(header), std::move(rows));
+    doc.table({"trial", "backend", "status", "teacher bpb", "student bpb", "rel Δppl", "95% CI", "KL", "agreement",
+               "block density / causal", "speedup", "attn speedup", "ms/step"},
+              std::move(rows));
+    // Seeds of one method together: mean and standard deviation across seeds.
+    bool seeded = false;
+    for (const auto& t : sweep.trials) seeded = seeded || t.name != method_of(t);
+    if (!seeded) continue;
+    std::vector<std::vector<std::string>> agg;
+    for (const auto& method : methods) {
+      std::vector<double> rel, density, speedup;
+      for (const auto& t : sweep.trials) {
+        if (method_of(t) != method) continue;
+        if (auto v = deployed(t, T, "rel_delta_ppl")) rel.push_back(100 * *v);
+        if (auto v = relative_block_density(t, T)) density.push_back(*v);
+        if (auto v = deployed(t, T, "speedup")) speedup.push_back(*v);
+      }
+      if (rel.empty()) continue;
+      agg.push_back({method, std::to_string(rel.size()), format_number("%+.2f%%", mean_of(rel)),
+                     format_number("%.2f", sd_of(rel)), format_number("%.3f", mean_of(density)),
+                     format_number("%.3f", sd_of(density)), format_number("%.2f", mean_of(speedup))});
+    }
+    doc.paragraph("Seeds aggregated at T = " + std::to_string(T) + " (mean and standard deviation across seeds):");
+    doc.table({"method", "seeds", "rel Δppl (mean)", "sd (pp)", "block density / causal", "sd", "speedup (mean)"},
+              std::move(agg));
   }
   distill_curves();
   if (!lengths.empty()) {
-    Figure f{"density_vs_delta_ppl", "Density vs Δppl", {}, lengths.size() > 1 ? 2 : 1,
-             lengths.size() > 1 ? 1200 : 900, 560};
+    const int columns = lengths.size() > 1 ? 2 : 1, width = lengths.size() > 1 ? 1300 : 900;
+    Figure frontier{"density_vs_delta_ppl", "Block density vs relative Δppl", {}, columns, width, 620};
+    Figure speed{"speedup_vs_density", "Speedup vs block density", {}, columns, width, 620};
     for (auto T : lengths) {
-      Plot panel{"Density vs Δppl at T = " + std::to_string(T), "attention density (fraction of causal pairs kept)",
-                 "Δppl (student − teacher)", false, false, 10, {}};
-      for (const auto& label : variants()) {
-        Series s{label, {}, "points pt 7 ps 1.5", false};
+      Plot panel{"T = " + std::to_string(T), "block density relative to the causal layout (1 = dense)",
+                 "relative Δppl (%), 95% bootstrap interval", false, false, 10, {}};
+      Plot e2e{"T = " + std::to_string(T), "block density relative to the causal layout (1 = dense)",
+               "speedup over the dense teacher (end to end)", false, false, 10, {}};
+      for (const auto& method : methods) {
+        Series s{method, {}, "points pt 7 ps 1.2", false};
+        Series sp{method, {}, "points pt 7 ps 1.4", false};
         for (const auto& t : sweep.trials) {
-          if (sweep.variant_label(t) != label) continue;
-          auto d = t.final_metric(eval_metric(T, "density")), dp = t.final_metric(eval_metric(T, "delta_ppl"));
-          if (d && dp) s.points.emplace_back(*d, *dp);
+          if (method_of(t) != method) continue;
+          auto d = relative_block_density(t, T), r = deployed(t, T, "rel_delta_ppl");
+          auto lo = deployed(t, T, "rel_delta_ppl_lo"), hi = deployed(t, T, "rel_delta_ppl_hi");
+          if (d && r) {
+            s.points.emplace_back(*d, 100 * *r);
+            s.ranges.emplace_back(100 * lo.value_or(*r), 100 * hi.value_or(*r));
+          }
+          if (auto x = deployed(t, T, "speedup"); d && x) sp.points.emplace_back(*d, *x);
         }
         panel.series.push_back(std::move(s));
+        e2e.series.push_back(std::move(sp));
       }
-      f.panels.push_back(std::move(panel));
+      e2e.series.push_back(Series{"1 = as fast as the teacher", {{0.0, 1.0}, {1.05, 1.0}}, "lines", true});
+      frontier.panels.push_back(std::move(panel));
+      speed.panels.push_back(std::move(e2e));
     }
-    figure(f, "Density vs Δppl: lower left is better (sparser and closer to the teacher).");
+    figure(frontier, "The frontier: block density relative to causal vs relative Δppl, every trial in its deployed "
+                     "mode with its 95% bootstrap interval; lower left is better (cheaper and closer to the teacher).");
+    figure(speed, "End-to-end speedup of each student over the dense teacher (the faster of LibTorch's attention and "
+                  "the causal kernel, same process) against its block density; above the line is faster.");
   }
   blend_weights();
   samples();
@@ -406,7 +491,9 @@ void Builder::blend_weights() {
       f.height = std::max<int>(560, 300 * ((static_cast<int>(heads.size()) + f.columns - 1) / f.columns));
       for (const auto& [head, metrics] : heads) {
         Plot panel{"layer " + std::to_string(layer) + ", head " + std::to_string(head), "training step",
-                   "weight (non-negative, unnormalized)", false, false, 10, {}};
+                   t.param("backend.mixing") == "normalized" ? "weight (softmax over candidates)"
+                                                                : "weight (non-negative, unnormalized)",
+                   false, false, 10, {}};
         for (const auto& metric : metrics) {
           const std::string candidate = metric.substr(metric.find('/', metric.find("weight/h") + 8) + 1);
           Series s{candidate, {}, "lines", false};
@@ -481,11 +568,15 @@ void Builder::failures() {
 }
 
 void Builder::sweep_file() {
-  auto rows = store.query("SELECT path, source FROM sweeps WHERE name = " + sql_quote(sweep.name));
-  if (rows.rows.empty() || !rows.rows[0][1] || rows.rows[0][1]->empty()) return;
-  doc.heading(2, "Sweep file");
-  doc.paragraph("`" + rows.rows[0][0].value_or("") + "` as it was when last run:");
-  doc.preformatted(*rows.rows[0][1]);
+  auto rows = store.query("SELECT path, source FROM sweeps WHERE name IN (" + quoted_names() + ") ORDER BY id");
+  bool first = true;
+  for (const auto& row : rows.rows) {
+    if (!row[1] || row[1]->empty()) continue;
+    if (first) doc.heading(2, rows.rows.size() > 1 ? "Sweep files" : "Sweep file");
+    first = false;
+    doc.paragraph("`" + row[0].value_or("") + "` as it was when last run:");
+    doc.preformatted(*row[1]);
+  }
 }
 
 }  // namespace

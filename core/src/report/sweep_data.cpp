@@ -66,7 +66,9 @@ std::string SweepData::variant_label(const TrialData& trial) const {
   return label;
 }
 
-SweepData load_sweep_data(ResultStore& store, const std::string& sweep) {
+namespace {
+
+SweepData load_one(ResultStore& store, const std::string& sweep) {
   auto found = store.query("SELECT id, kind FROM sweeps WHERE name = " + sql_quote(sweep));
   if (found.rows.empty()) {
     auto names = store.query("SELECT name FROM sweeps ORDER BY name");
@@ -103,6 +105,38 @@ SweepData load_sweep_data(ResultStore& store, const std::string& sweep) {
   while (metrics.executeStep())
     data.trials[index.at(metrics.getColumn(0).getInt64())].finals[metrics.getColumn(1).getString()] =
         metrics.getColumn(2).getDouble();
+  return data;
+}
+
+}  // namespace
+
+SweepData load_sweep_data(ResultStore& store, const std::string& sweeps) {
+  std::vector<std::string> names;
+  for (std::size_t start = 0; start <= sweeps.size();) {
+    const auto comma = std::min(sweeps.find(',', start), sweeps.size());
+    if (comma > start) names.push_back(sweeps.substr(start, comma - start));
+    start = comma + 1;
+  }
+  if (names.empty()) throw std::runtime_error("no sweep named");
+  SweepData data = load_one(store, names.front());
+  data.names = {names.front()};
+  // A study of several sweeps (e.g. trained students and their untrained controls): one set
+  // of trials, each named after its sweep so that equal names from two sweeps stay apart.
+  if (names.size() > 1) {
+    for (auto& t : data.trials) t.name = names.front() + ": " + t.name;
+    for (std::size_t i = 1; i < names.size(); ++i) {
+      SweepData more = load_one(store, names[i]);
+      if (more.kind != data.kind)
+        throw std::runtime_error("sweep '" + names[i] + "' is kind " + more.kind + ", '" + names.front() + "' is kind " +
+                                 data.kind + ": one report holds one kind");
+      for (auto& t : more.trials) {
+        t.name = names[i] + ": " + t.name;
+        data.trials.push_back(std::move(t));
+      }
+      data.names.push_back(names[i]);
+    }
+    data.name = sweeps;
+  }
   return data;
 }
 

@@ -24,8 +24,9 @@ struct TrialData {
 };
 
 struct SweepData {
-  std::string name, kind;
-  std::vector<TrialData> trials;  // in trial id order (the order the runner created them)
+  std::string name, kind;         // name: "a,b" when several sweeps are read as one
+  std::vector<std::string> names;  // the sweeps read, in the order given
+  std::vector<TrialData> trials;  // in trial id order (the order the runner created them), sweep by sweep
 
   // Parameter names whose value differs between trials (backend included).
   std::vector<std::string> varying_params() const;
@@ -35,8 +36,9 @@ struct SweepData {
   std::string variant_label(const TrialData& trial) const;
 };
 
-// Loads the sweep; throws std::runtime_error naming the database when no such sweep exists.
-SweepData load_sweep_data(ResultStore& store, const std::string& sweep);
+// Loads the sweep, or several ("a,b,c": one kind; each trial's name is then prefixed with
+// "<sweep>: "); throws std::runtime_error naming the known sweeps when one does not exist.
+SweepData load_sweep_data(ResultStore& store, const std::string& sweeps);
 
 // True for parameters that describe the backend (the `backend` axis and backend.<name>).
 bool is_backend_param(const std::string& name);

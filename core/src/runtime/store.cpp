@@ -123,7 +123,7 @@ SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
     sql += ",\n  " + plain(f);
   for (const char* f : {"student_ppl", "student_bpb", "delta_ppl", "delta_ppl_lo", "delta_ppl_hi", "rel_delta_ppl",
                         "rel_delta_ppl_lo", "rel_delta_ppl_hi", "kl", "kl_lo", "kl_hi", "agreement", "agreement_lo",
-                        "agreement_hi", "density", "block_density", "tokens_per_s", "attention_ms", "speedup",
+                        "agreement_hi", "density", "block_density", "causal_fraction", "tokens_per_s", "attention_ms", "speedup",
                         "attention_speedup", "peak_mib"})
     sql += ",\n  " + pick(f);
   sql += R"SQL(,
@@ -134,13 +134,31 @@ GROUP BY t.id, ev.eval_len)SQL";
   return sql;
 }
 
+// Seeds aggregated: one row per (sweep, method, evaluation length), where a method is a
+// trial's parameters apart from its seed; finished trials only.
+static const char* kDistillMethodsView = R"SQL(CREATE VIEW distill_methods AS
+WITH keyed AS (
+  SELECT d.*, (SELECT group_concat(name || '=' || value, ';') FROM
+                 (SELECT name, value FROM params p WHERE p.trial_id = d.trial_id AND p.name <> 'seed' ORDER BY name))
+              AS method
+  FROM distill_summary d WHERE d.status = 'done' AND d.eval_len IS NOT NULL)
+SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
+  AVG(rel_delta_ppl) AS rel_delta_ppl, MIN(rel_delta_ppl) AS rel_delta_ppl_min, MAX(rel_delta_ppl) AS rel_delta_ppl_max,
+  AVG(delta_ppl) AS delta_ppl, AVG(kl) AS kl, AVG(agreement) AS agreement,
+  AVG(causal_fraction) AS causal_fraction, MIN(causal_fraction) AS causal_fraction_min,
+  MAX(causal_fraction) AS causal_fraction_max,
+  AVG(speedup) AS speedup, AVG(attention_speedup) AS attention_speedup, MIN(trial) AS first_trial
+FROM keyed GROUP BY sweep, method, eval_len)SQL";
+
 void ResultStore::create_schema() {
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   db_->exec(kSchema);
   // Views hold no data: redefined on every open for writing, so a database always has the
   // current query presets.
+  db_->exec("DROP VIEW IF EXISTS distill_methods");
   db_->exec("DROP VIEW IF EXISTS distill_summary");
   db_->exec(distill_summary_view());
+  db_->exec(kDistillMethodsView);
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();
