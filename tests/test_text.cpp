@@ -331,6 +331,11 @@ TEST_CASE("token cache and dataset windows", "[text][data]") {
   }
   REQUIRE(at::equal(data.eval_windows(2, 3, T), all.slice(0, 2, 5)));
   REQUIRE_THROWS_AS(data.eval_windows(windows, 1, T), std::invalid_argument);
+  // Chosen windows, in the order asked (the evaluation spreads a subset over the split).
+  REQUIRE(at::equal(data.eval_windows_at({windows - 1, 0, 2}, T),
+                    at::stack({all[windows - 1], all[0], all[2]})));
+  REQUIRE_THROWS_AS(data.eval_windows_at({0, windows}, T), std::invalid_argument);
+  REQUIRE_THROWS_AS(data.eval_windows_at({-1}, T), std::invalid_argument);
   REQUIRE_THROWS_AS(data.random_windows(B, data.num_tokens(), rng_a), std::invalid_argument);
   REQUIRE(data.num_eval_windows(data.num_tokens()) == 0);
   REQUIRE(data.num_eval_windows(data.num_tokens() - 1) == 1);

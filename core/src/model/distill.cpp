@@ -45,13 +45,24 @@ torch::Tensor total_regularizer(const GPT2& model) {
   return total;
 }
 
-Density mean_density(const GPT2& model, std::int64_t T) {
-  Density mean;
+// Mean over layers of the student's attention density at T; `relative` is the block density
+// as a fraction of the causal layout's at the same tile (1 = every causal tile computed).
+struct StudentDensity {
+  double element = 0.0, block = 0.0, relative = 0.0;
+};
+StudentDensity mean_density(const GPT2& model, std::int64_t T) {
+  StudentDensity mean;
   const auto backends = model.backends();
   for (const auto& b : backends) {
-    const auto d = density_of(*b, T);
+    const auto layouts = b->layouts(T);
+    const auto d = density_of(layouts);
+    double relative = 0.0;
+    for (const auto& layout : layouts)
+      relative += layout->block_density() / std::max(causal_density(T, layout->tile).block, 1e-12) /
+                  static_cast<double>(layouts.size());
     mean.element += d.element / double(backends.size());
     mean.block += d.block / double(backends.size());
+    mean.relative += relative / double(backends.size());
   }
   return mean;
 }
@@ -145,9 +156,15 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
     }
     const std::int64_t all = data->num_eval_windows(T);
     const std::int64_t windows = spec.eval.windows > 0 ? std::min(all, spec.eval.windows) : all;
-    sink.info(key, std::to_string(windows) + " of " + std::to_string(all) + " windows of " + std::to_string(T) +
+    sink.info(key, std::to_string(windows) + " of " + std::to_string(all) + " windows (evenly spaced) of " + std::to_string(T) +
                        " tokens from the " + (data == &valid ? "valid" : "test") + " split");
-    auto batch_at = [&](std::int64_t first) { return data->eval_windows(first, std::min(spec.batch, windows - first), T); };
+    // A subset (windows < all) is spread evenly over the split, so that it samples every part
+    // of it rather than its first documents.
+    auto batch_at = [&](std::int64_t first) {
+      std::vector<std::int64_t> indices;
+      for (std::int64_t j = first; j < std::min(first + spec.batch, windows); ++j) indices.push_back(j * all / windows);
+      return data->eval_windows_at(indices, T);
+    };
 
     // Which modes: hard where it changes what the student computes.
     bool changed = false;
@@ -217,6 +234,7 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
       interval("agreement", s.agreement);
       sink.metric(metric_T(T, p + "density"), density.element);
       sink.metric(metric_T(T, p + "block_density"), density.block);
+      sink.metric(metric_T(T, p + "causal_fraction"), density.relative);
       sink.metric(metric_T(T, p + "tokens_per_s"), speed.tokens_per_s);
       sink.metric(metric_T(T, p + "attention_ms"), speed.attention_ms);
       sink.metric(metric_T(T, p + "speedup"), speed.tokens_per_s / std::max(best.tokens_per_s, 1e-12));

@@ -53,7 +53,7 @@ struct TeacherSpec {
   KEY(std::string, split, "valid", keys::one_of({"valid", "test"}),                                     \
       "held-out split evaluated (test where valid is shorter than one window)")                         \
   KEY(std::int64_t, windows, 0, keys::range(0, 1000000),                                                 \
-      "held-out windows per length (0: every window of the split)")                                      \
+      "held-out windows per length, evenly spaced over the split (0: every window)")                    \
   KEY(std::int64_t, bootstrap, 1000, keys::range(0, 100000),                                             \
       "bootstrap resamples of the windows for the 95% intervals (0: none)")                              \
   KEY(std::int64_t, timing_batches, 3, keys::range(1, 1000),                                             \

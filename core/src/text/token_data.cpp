@@ -132,15 +132,21 @@ std::int64_t TokenDataset::num_eval_windows(std::int64_t seq_len) const {
 }
 
 at::Tensor TokenDataset::eval_windows(std::int64_t first, std::int64_t count, std::int64_t seq_len) const {
+  std::vector<std::int64_t> indices;
+  for (std::int64_t k = first; k < first + std::max<std::int64_t>(count, 0); ++k) indices.push_back(k);
+  if (count < 1) indices.push_back(-1);  // reported below as the empty range it is
+  return eval_windows_at(indices, seq_len);
+}
+
+at::Tensor TokenDataset::eval_windows_at(const std::vector<std::int64_t>& indices, std::int64_t seq_len) const {
   const std::int64_t total = num_eval_windows(seq_len);
-  if (first < 0 || count < 1 || first + count > total) {
-    throw std::invalid_argument("eval windows [" + std::to_string(first) + ", " + std::to_string(first + count) +
-                                ") outside the " + std::to_string(total) + " windows of length " +
-                                std::to_string(seq_len + 1));
-  }
-  at::Tensor out = at::empty({count, seq_len + 1}, at::kLong);
+  for (const auto k : indices)
+    if (k < 0 || k >= total)
+      throw std::invalid_argument("eval window " + std::to_string(k) + " outside the " + std::to_string(total) +
+                                  " windows of length " + std::to_string(seq_len + 1));
+  at::Tensor out = at::empty({static_cast<std::int64_t>(indices.size()), seq_len + 1}, at::kLong);
   std::int64_t* dst = out.data_ptr<std::int64_t>();
-  for (std::int64_t k = first; k < first + count; ++k) {
+  for (const auto k : indices) {
     const std::int32_t* src = ids_.data() + k * seq_len;
     for (std::int64_t t = 0; t <= seq_len; ++t) *dst++ = src[t];
   }

@@ -52,6 +52,8 @@ class TokenDataset {
   std::int64_t num_eval_windows(std::int64_t seq_len) const;
   // Windows first .. first+count-1 as [count, seq_len + 1] int64.
   at::Tensor eval_windows(std::int64_t first, std::int64_t count, std::int64_t seq_len) const;
+  // The windows with these indices (each in [0, num_eval_windows)), in this order.
+  at::Tensor eval_windows_at(const std::vector<std::int64_t>& indices, std::int64_t seq_len) const;
 
  private:
   void check_seq_len(std::int64_t seq_len) const;
