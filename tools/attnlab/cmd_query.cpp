@@ -6,6 +6,8 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <filesystem>
+#include <cmath>
+#include <cstdio>
 #include <iostream>
 #include <memory>
 
@@ -27,6 +29,52 @@ std::string sample_pair_sql(const std::string& sweep) {
          "AND s.prompt = (SELECT MIN(prompt) FROM samples WHERE trial_id = t.id) ORDER BY s.who DESC";
 }
 
+// What a distill sweep found, in words: per finished student at the longest evaluation length,
+// the mode it is deployed in, how it runs, the fraction of the causal layout's tiles it
+// computes, its perplexity change with the 95% interval, and its speed against the teacher.
+std::string distill_findings(ResultStore& store, const std::string& sweep) {
+  const auto rows = store.query(
+      "SELECT d.backend, d.eval_len, d.hard, d.causal_fraction, d.rel_delta_ppl, d.rel_delta_ppl_lo, "
+      "d.rel_delta_ppl_hi, d.speedup, d.attention_speedup, "
+      "(SELECT value FROM params p WHERE p.trial_id = d.trial_id AND p.name = 'backend.execution'), d.trial "
+      "FROM distill_summary d WHERE d.sweep = " + quote_sql(sweep) + " AND d.status = 'done' AND d.eval_len = "
+      "(SELECT MAX(eval_len) FROM distill_summary WHERE sweep = " + quote_sql(sweep) + ") ORDER BY d.trial_id");
+  if (rows.rows.empty()) return "";
+  auto num = [](const std::optional<std::string>& v) { return v ? std::stod(*v) : std::nan(""); };
+  auto text = [](const char* format, double v) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, format, v);
+    return std::string(buffer);
+  };
+  std::string out = "What this sweep found at T = " + rows.rows.front()[1].value_or("?") +
+                    " (the student as deployed; intervals are 95% bootstrap over the evaluated windows):\n";
+  int sparse_within = 0;
+  for (const auto& r : rows.rows) {
+    const std::string backend = r[0].value_or("?"), execution = r[9].value_or("");
+    const double fraction = num(r[3]), rel = num(r[4]), lo = num(r[5]), hi = num(r[6]), speed = num(r[7]),
+                 attention = num(r[8]);
+    const bool kernel = execution == "block_sparse";
+    out += "  - " + r[10].value_or(backend) + " (" + (r[2].value_or("0") == "1" ? "hard" : "soft") +
+           (kernel ? ", on the block-sparse kernel" : execution.empty() ? "" : ", execution " + execution) + "): ";
+    out += std::isfinite(fraction) ? "computes " + text("%.0f%%", 100 * fraction) + " of the causal layout's tiles; "
+                                   : "";
+    if (std::isfinite(rel))
+      out += "perplexity " + text("%+.2f%%", 100 * rel) + " [" + text("%+.2f", 100 * lo) + ", " + text("%+.2f", 100 * hi) +
+             "] vs the teacher";
+    if (std::isfinite(speed))
+      out += "; end to end " + text("%.2fx", speed) + " the teacher's tokens/s (attention " + text("%.2fx", attention) + ")";
+    out += ".\n";
+    if (backend != "dense" && std::isfinite(fraction) && fraction < 0.9 && std::isfinite(hi) && hi < 0.03)
+      ++sparse_within;
+  }
+  out += sparse_within > 0
+             ? "  " + std::to_string(sparse_within) +
+                   " learned or fixed sparse student(s) compute under 90% of the causal tiles within 3% of the "
+                   "teacher's perplexity (upper bound of the interval).\n"
+             : "  No sparse student computes under 90% of the causal tiles within 3% of the teacher's perplexity.\n";
+  return out;
+}
+
 // printf for display that keeps NULL as NULL (SQLite's printf turns NULL into 0).
 std::string fmt(const std::string& column, const std::string& format, const std::string& alias) {
   return "CASE WHEN " + column + " IS NULL THEN NULL ELSE printf('" + format + "', " + column + ") END AS " + alias;
@@ -41,7 +89,7 @@ std::string summary_sql(const std::string& sweep, const std::string& kind) {
            "CASE WHEN delta_ppl IS NULL THEN NULL ELSE printf('%+.3f [%+.3f, %+.3f]', delta_ppl, delta_ppl_lo, "
            "delta_ppl_hi) END AS delta_ppl_95ci, " +
            fmt("kl", "%.4f", "kl") + ", " + fmt("agreement", "%.3f", "agree") + ", " +
-           fmt("block_density", "%.3f", "block_density") + ", " + fmt("speedup", "%.2fx", "speedup") + ", " +
+           fmt("causal_fraction", "%.3f", "of_causal") + ", " + fmt("speedup", "%.2fx", "speedup") + ", " +
            fmt("ms_per_step", "%.1f", "ms_per_step") + ", trial FROM distill_summary" + where +
            " ORDER BY trial_id, eval_len";
   return "SELECT sweep, backend, seq_len, pass, status, " + fmt("median_ms", "%.3f", "median_ms") + ", " +

@@ -24,6 +24,7 @@ namespace attnlab::cli {
 
 std::string summary_sql(const std::string& sweep, const std::string& kind);
 std::string sample_pair_sql(const std::string& sweep);
+std::string distill_findings(ResultStore& store, const std::string& sweep);
 
 namespace {
 
@@ -103,6 +104,7 @@ void setup(CLI::App& root, int& exit_code) {
     ResultStore store(args->db, /*read_only=*/true);
     print_table(std::cout, store.query(summary_sql(sweep.name, sweep.kind)));
     if (sweep.kind == "distill") {
+      std::cout << "\n" << distill_findings(store, sweep.name);
       const auto pair = store.query(sample_pair_sql(sweep.name));
       if (!pair.rows.empty()) std::cout << "\nsamples (greedy), teacher then student:\n";
       for (const auto& row : pair.rows)
