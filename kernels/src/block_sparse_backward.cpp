@@ -20,8 +20,10 @@
 //
 // Versions and measured results (setup as in block_sparse_forward.cpp's header): the backward
 // runs at about the forward's efficiency, 57-73 GFLOP/s per CPU-second on one thread counting
-// 2.5x the forward's FLOPs (5 products instead of 2); fwd+bwd at T=4096 is 3.4-3.9x faster
-// than sdpa's fwd+bwd. The per-thread dQ buffers cost 2 x |q| of memory and one sum.
+// 2.5x the forward's FLOPs (5 products instead of 2); fwd+bwd at T=4096 was 3.4-3.9x faster
+// than LibTorch 1.13's math-path sdpa fwd+bwd (a weak peer); against 2.6's flash SDPA the
+// kernel's fwd+bwd is 0.97-1.75x (docs/BENCHMARKS.md). The per-thread dQ buffers cost
+// 2 x |q| of memory and one sum.
 // v5: dQ through gemm_tn (no K^T copy, no dq transposes), dq straight into the output
 // (private buffers only for cut (b·h)s), delta without a [B,H,T,D] temporary, parallel
 // AVX2 packing, partial tiles over their spans. One thread, CPU time, T=2048, fwd+bwd:

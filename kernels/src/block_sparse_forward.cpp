@@ -23,6 +23,9 @@
 // std::get<0>(at::_scaled_dot_product_attention(q,k,v,{},0,false,/*is_causal=*/true)) and
 // at::mm 2048x2048 (the sgemm ceiling, same run). GFLOP/s count computed tiles (4·D per
 // element). "per CPU-s" divides by process CPU time, which removes most of the load noise.
+// Through v6 "sdpa" is LibTorch 1.13's CPU SDPA: a composite math path (the full T x T
+// scores, a float mask, T x T weights kept), a weak peer; the "x sdpa" figures of v1-v6
+// overstate the kernel's standing. From v7 the peer is LibTorch 2.6's flash SDPA.
 //   v1  tile products through OpenBLAS sgemm_:        T=2048 fwd 1.1 GFLOP/s, 0.29x sdpa
 //       (OpenBLAS opens an OpenMP team per tiny call and spin-waits; see cpu_gemm.cpp)
 //   v2  own AVX2 6x16 kernel, accumulators in an array: fwd 30 GFLOP/s per CPU-s,
@@ -55,9 +58,10 @@
 //       read 0.6-0.86x that SDPA (AVX2 code against its AVX-512 code). AVX-512 GEMM (6x64)
 //       and row math: 1.03-1.27x. Scores kept key-major (no K^T copy of the whole sequence):
 //       forward peak memory 16.1 -> 8.1 MiB at T=4096 (SDPA: 9.3). One thread, T=4096, best
-//       of 6 alternating runs: v6 175 ms, 8x32 AVX-512 + key-major 129 ms, 6x64 block
-//       153 -> (8x32: 176) ms in another run of both. Perf of the v7 forward: the two tile
-//       products 68%, exp 11%, column max 3%.
+//       of 6 alternating runs: v6 175 ms, 8x32 AVX-512 micro-kernel + key-major 129 ms. The
+//       6x64 micro-kernel that replaced 8x32: 153 ms against 8x32's 176 ms when both were
+//       run again, alternating, in one later (busier) session. Perf of the v7 forward: the
+//       two tile products 68%, exp 11%, column max 3%.
 //       Tried, no faster: P V in 64-key slices so V stays in L1 (1.01-1.04x slower).
 // The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
