@@ -277,8 +277,8 @@ TEST_CASE("report: several sweeps of one kind read as one, names prefixed by the
   CHECK(both.trials.front().name == "fixture-distill: " + one.trials.front().name);
   CHECK((both.names == std::vector<std::string>{"fixture-distill", "fixture-distill"}));
   CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,fixture-bench"),
-                    Catch::Matchers::Contains("one report holds one kind"));
-  CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,nope"), Catch::Matchers::Contains("no sweep named 'nope'"));
+                    Catch::Matchers::Contains(std::string("one report holds one kind")));
+  CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,nope"), Catch::Matchers::Contains(std::string("no sweep named 'nope'")));
   fs::remove_all(fx.dir);
 }
 
