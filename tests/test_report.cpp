@@ -276,9 +276,16 @@ TEST_CASE("report: several sweeps of one kind read as one, names prefixed by the
   REQUIRE(both.trials.size() == 2 * one.trials.size());
   CHECK(both.trials.front().name == "fixture-distill: " + one.trials.front().name);
   CHECK((both.names == std::vector<std::string>{"fixture-distill", "fixture-distill"}));
-  CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,fixture-bench"),
-                    Catch::Matchers::Contains(std::string("one report holds one kind")));
-  CHECK_THROWS_WITH(report::load_sweep_data(store, "fixture-distill,nope"), Catch::Matchers::Contains(std::string("no sweep named 'nope'")));
+  auto error_of = [&](const std::string& sweeps) {
+    try {
+      report::load_sweep_data(store, sweeps);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(error_of("fixture-distill,fixture-bench").find("one report holds one kind") != std::string::npos);
+  CHECK(error_of("fixture-distill,nope").find("no sweep named 'nope'") != std::string::npos);
   fs::remove_all(fx.dir);
 }
 
