@@ -6,6 +6,7 @@
 //
 // attnlab _trial JOB.json RESULT.json   (hidden) one trial, in the child process a worker starts
 #include "commands.hpp"
+#include "sweep_input.hpp"
 #include "table.hpp"
 
 #include "runtime/config.hpp"
@@ -68,14 +69,7 @@ void setup(CLI::App& root, int& exit_code) {
     for (const auto& problem : registry.problems()) spdlog::warn("{}", problem);
     SweepSpec sweep;
     std::vector<TrialSpec> specs;
-    try {
-      sweep = load_sweep(args->sweep_path, registry, trials::all_schemas(), args->overrides);
-      specs = expand_trials(sweep, registry);
-    } catch (const std::exception& e) {
-      std::cerr << "attnlab: " << e.what() << "\n";
-      exit_code = 2;
-      return;
-    }
+    if (!read_sweep_file(args->sweep_path, registry, args->overrides, sweep, specs, exit_code)) return;
     if (args->dry_run) {
       for (const auto& t : specs) std::cout << t.key << "  " << t.name << "\n";
       std::cout << specs.size() << " trials\n";

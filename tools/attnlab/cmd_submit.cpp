@@ -4,6 +4,7 @@
 // then only the tasks with trials left are submitted. The [slurm] table sets the same
 // options; the command line wins.
 #include "commands.hpp"
+#include "sweep_input.hpp"
 
 #include "engine/slurm.hpp"
 #include "trials/schemas.hpp"
@@ -46,14 +47,7 @@ void setup(CLI::App& root, int& exit_code) {
     registry.discover();
     SweepSpec sweep;
     std::vector<TrialSpec> specs;
-    try {
-      sweep = load_sweep(args->sweep_path, registry, trials::all_schemas(), args->overrides);
-      specs = expand_trials(sweep, registry);
-    } catch (const std::exception& e) {
-      std::cerr << "attnlab: " << e.what() << "\n";
-      exit_code = 2;
-      return;
-    }
+    if (!read_sweep_file(args->sweep_path, registry, args->overrides, sweep, specs, exit_code)) return;
     engine::SubmitOptions options;
     options.slurm = sweep.slurm;
     if (args->tasks) options.slurm.tasks = *args->tasks;
