@@ -100,6 +100,12 @@ show_logs() {  # on failure: what the daemons said, so a CI log shows why
   done
   if command -v sinfo >/dev/null; then echo "--- sinfo" >&2; sinfo -N -o '%N %T %E' >&2 2>&1 || true; fi
 }
+give_up() {  # message: say it, show the logs, stop what was started
+  echo "slurm_local.sh: $1; logs in $D/log" >&2
+  show_logs
+  stop
+  exit 1
+}
 wait_for() {  # what, seconds, pidfile, command...
   local what=$1 seconds=$2 pidfile=$3; shift 3
   # A deadline, not a count of tries: on a machine whose name lookups time out each client
@@ -107,16 +113,10 @@ wait_for() {  # what, seconds, pidfile, command...
   local deadline=$((SECONDS + seconds))
   while [ "$SECONDS" -lt "$deadline" ]; do
     "$@" >/dev/null 2>&1 && return 0
-    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      echo "slurm_local.sh: $what exited during start-up; logs in $D/log" >&2
-      show_logs; stop; exit 1
-    fi
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || give_up "$what exited during start-up"
     sleep 0.1
   done
-  echo "slurm_local.sh: $what did not come up in $seconds s; logs in $D/log" >&2
-  show_logs
-  stop
-  exit 1
+  give_up "$what did not come up in $seconds s"
 }
 # A node that registered but is marked down (an earlier slurmd on the same state, a clock
 # jump) is put back to service; the readiness check is then "idle".

@@ -5,9 +5,9 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
-#include <filesystem>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 

@@ -117,7 +117,7 @@ SweepData load_sweep_data(ResultStore& store, const std::string& sweeps) {
     if (comma > start) names.push_back(sweeps.substr(start, comma - start));
     start = comma + 1;
   }
-  if (names.empty()) throw std::runtime_error("no sweep named");
+  if (names.empty()) throw std::runtime_error("no sweep name given (--sweep NAME, or NAME,NAME,... for several)");
   SweepData data = load_one(store, names.front());
   data.names = {names.front()};
   // A study of several sweeps (e.g. trained students and their untrained controls): one set

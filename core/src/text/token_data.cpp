@@ -132,9 +132,10 @@ std::int64_t TokenDataset::num_eval_windows(std::int64_t seq_len) const {
 }
 
 at::Tensor TokenDataset::eval_windows(std::int64_t first, std::int64_t count, std::int64_t seq_len) const {
+  if (count < 1)
+    throw std::invalid_argument("eval windows: count " + std::to_string(count) + " must be at least 1");
   std::vector<std::int64_t> indices;
-  for (std::int64_t k = first; k < first + std::max<std::int64_t>(count, 0); ++k) indices.push_back(k);
-  if (count < 1) indices.push_back(-1);  // reported below as the empty range it is
+  for (std::int64_t k = first; k < first + count; ++k) indices.push_back(k);
   return eval_windows_at(indices, seq_len);
 }
 
