@@ -56,7 +56,13 @@ bind_up() {
     for m in "${binds[@]}"; do
       mkdir -p "$root/$m"
       mountpoint -q "$root/$m" && continue
-      if [ "$m" = attnlab ]; then as_root mount --bind "$checkout" "$root/$m"; else as_root mount --bind "/$m" "$root/$m"; fi
+      if [ "$m" = attnlab ]; then as_root mount --bind "$checkout" "$root/$m"
+      elif [ "$m" = sys ]; then
+        # Recursive, so /sys/fs/cgroup is there too (slurmd 24.11 refuses to start without it),
+        # and a slave, so that nothing unmounted inside reaches the host's own mounts.
+        as_root mount --rbind /sys "$root/sys"
+        as_root mount --make-rslave "$root/sys"
+      else as_root mount --bind "/$m" "$root/$m"; fi
     done
     n=0
   fi

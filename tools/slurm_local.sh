@@ -103,6 +103,11 @@ show_logs() {  # on failure: what the daemons said, so a CI log shows why
 give_up() {  # message: say it, show the logs, stop what was started
   echo "slurm_local.sh: $1; logs in $D/log" >&2
   show_logs
+  # slurmd (22.05 and 24.11) initializes its cgroup plugin even with proctrack/linuxproc and
+  # task/none, and dies where no cgroup filesystem is mounted (a chroot with a plain /sys bind).
+  if grep -qs "No filesystem mounted on /sys/fs/cgroup" "$D/log/slurmd.log"; then
+    echo "slurm_local.sh: slurmd needs a cgroup filesystem at /sys/fs/cgroup (in a chroot: mount --rbind /sys)" >&2
+  fi
   stop
   exit 1
 }
