@@ -200,13 +200,22 @@ at::Tensor manual_gpt2(const std::map<std::string, at::Tensor>& hf, const GPT2Co
     return at::matmul(x, w(prefix + ".weight")) + w(prefix + ".bias");
   };
   const auto T = idx.size(1), C = c.n_embd, H = c.n_head, D = C / H;
-  auto x = w("wte.weight").index_select(0, idx.reshape(-1)).view({idx.size(0), T, C}) +
-           w("wpe.weight").narrow(0, 0, T);
+  auto x = w("wte.weight").index_select(0, idx.reshape(-1)).view({idx.size(0), T, C});
+  if (!c.rotary()) x = x + w("wpe.weight").narrow(0, 0, T);
+  // Rotary: pair (i, i + D/2) as the complex number x_i + j x_{i+D/2}, times e^{j t theta_i}.
+  auto angles = at::empty({T, D / 2}, at::kDouble);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t i = 0; i < D / 2; ++i) angles[t][i] = double(t) * std::pow(10000.0, -2.0 * double(i) / double(D));
+  auto rotate = [&](const at::Tensor& h) {
+    if (!c.rotary()) return h;
+    auto z = at::complex(h.narrow(-1, 0, D / 2), h.narrow(-1, D / 2, D / 2)) * at::polar(at::ones_like(angles), angles);
+    return at::cat({at::real(z), at::imag(z)}, -1);
+  };
   for (int l = 0; l < c.n_layer; ++l) {
     const auto p = "h." + std::to_string(l);
     auto qkv = conv1d(layer_norm(x, p + ".ln_1"), p + ".attn.c_attn");
     auto heads = [&](int i) { return qkv.narrow(2, i * C, C).view({-1, T, H, D}).permute({0, 2, 1, 3}); };
-    auto scores = at::matmul(heads(0), heads(1).transpose(-1, -2)) / std::sqrt(double(D));
+    auto scores = at::matmul(rotate(heads(0)), rotate(heads(1)).transpose(-1, -2)) / std::sqrt(double(D));
     auto future = at::ones({T, T}, at::kBool).triu(1);
     auto y = at::matmul(at::softmax(scores.masked_fill(future, -INFINITY), -1), heads(2));
     x = x + conv1d(y.permute({0, 2, 1, 3}).reshape({-1, T, C}), p + ".attn.c_proj");
@@ -341,6 +350,50 @@ TEST_CASE("attnlab checkpoints round-trip weights, config and metadata") {
   const auto plain = (dir / "plain.safetensors").string();
   safetensors::write(plain, {{"x", at::ones({1})}});
   REQUIRE_THROWS_WITH(load_any(plain, dense_math()), Catch::Contains("neither an attnlab checkpoint"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("rotary positions match a float64 complex-number reference, stay causal and round-trip", "[model]") {
+  at::manual_seed(11);
+  GPT2Config c;
+  c.vocab_size = 23, c.n_positions = 32, c.n_embd = 24, c.n_layer = 2, c.n_head = 2;  // D = 12
+  c.positions = "rope";
+  auto weights = hf_weights(c);
+  weights.erase("wpe.weight");  // no position table
+  const auto dir = fresh_dir("model_rope");
+  write_hf_dir(dir, c, weights, "");
+  auto model = load_hf_gpt2(dir.string(), dense_math());
+  REQUIRE(model->config().rotary());
+  REQUIRE(model->weights().count("wpe.weight") == 0);
+  torch::NoGradGuard no_grad;
+  const auto idx = at::randint(0, c.vocab_size, {2, 27}, at::kLong);  // odd T, below n_positions
+  const auto got = model->forward(idx).to(at::kDouble);
+  const auto want = manual_gpt2(weights, c, idx);
+  REQUIRE(at::allclose(got, want, 1e-4, 1e-4));
+  // Without the rotation the reference differs: the check above sees the positions.
+  auto unrotated = c;
+  unrotated.positions = "learned";
+  auto w_zero = weights;
+  w_zero["wpe.weight"] = at::zeros({c.n_positions, c.n_embd});
+  REQUIRE_FALSE(at::allclose(manual_gpt2(w_zero, unrotated, idx), want, 1e-3, 1e-3));
+
+  // Causal: changing tokens from position 15 on leaves logits before it unchanged.
+  auto perturbed = idx.clone();
+  perturbed.narrow(1, 15, 12).random_(0, c.vocab_size);
+  const auto changed = model->forward(perturbed);
+  REQUIRE(at::equal(changed.narrow(1, 0, 15), model->forward(idx).narrow(1, 0, 15)));
+  REQUIRE_FALSE(at::allclose(changed.narrow(1, 15, 12), model->forward(idx).narrow(1, 15, 12)));
+
+  // attnlab's checkpoint keeps the option: the reload computes the same.
+  const auto path = (dir / "rope.safetensors").string();
+  save_checkpoint(*model, path);
+  auto loaded = load_any(path, dense_math());
+  REQUIRE(loaded->config().to_json().at("positions") == "rope");
+  REQUIRE(at::equal(loaded->forward(idx), model->forward(idx)));
+  // GPT-2's own config stays as it was (teacher cache keys are hashed from it).
+  REQUIRE_FALSE(GPT2Config{}.to_json().contains("positions"));
+  c.positions = "alibi";
+  REQUIRE_THROWS_WITH(c.validate(), Catch::Contains("positions = \"alibi\""));
   fs::remove_all(dir);
 }
 

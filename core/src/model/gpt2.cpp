@@ -58,11 +58,19 @@ void GPT2Config::validate() const {
   require(n_embd >= 1 && n_embd % n_head == 0,
           "n_embd = " + std::to_string(n_embd) + " must be a positive multiple of n_head = " + std::to_string(n_head));
   require(layer_norm_epsilon > 0, "layer_norm_epsilon must be > 0");
+  require(positions == "learned" || positions == "rope",
+          "positions = \"" + positions + "\" must be \"learned\" or \"rope\"");
+  require(!rotary() || head_dim() % 2 == 0,
+          "positions = \"rope\" needs an even head_dim (n_embd / n_head = " + std::to_string(head_dim()) + ")");
 }
 
 nlohmann::json GPT2Config::to_json() const {
-  return {{"vocab_size", vocab_size}, {"n_positions", n_positions}, {"n_embd", n_embd},
-          {"n_layer", n_layer},       {"n_head", n_head},           {"layer_norm_epsilon", layer_norm_epsilon}};
+  nlohmann::json j = {{"vocab_size", vocab_size}, {"n_positions", n_positions}, {"n_embd", n_embd},
+                      {"n_layer", n_layer},       {"n_head", n_head},           {"layer_norm_epsilon", layer_norm_epsilon}};
+  // Only when not GPT-2's own, so configs (and the teacher cache keys hashed from them) written
+  // before the option existed stay the same.
+  if (rotary()) j["positions"] = positions;
+  return j;
 }
 
 GPT2Config GPT2Config::from_json(const nlohmann::json& j, const std::string& where) {
@@ -98,6 +106,10 @@ GPT2Config GPT2Config::from_json(const nlohmann::json& j, const std::string& whe
     if (act != "gelu_new" && act != "gelu_pytorch_tanh")
       throw std::invalid_argument(where + ": activation_function \"" + act + "\" unsupported (gelu_new only)");
   }
+  if (j.contains("positions")) {
+    expect("positions", j["positions"].is_string(), "a string");
+    c.positions = j["positions"].get<std::string>();
+  }
   if (j.contains("model_type") && j["model_type"] != "gpt2")
     throw std::invalid_argument(where + ": model_type " + j["model_type"].dump() + " is not \"gpt2\"");
   try {
@@ -111,7 +123,7 @@ GPT2Config GPT2Config::from_json(const nlohmann::json& j, const std::string& whe
 // ---------------------------------------------------------------------------------- modules
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Config& config, std::shared_ptr<AttentionBackend> backend)
-    : n_head_(config.n_head) {
+    : n_head_(config.n_head), rotary_(config.rotary()) {
   c_attn = register_module("c_attn", torch::nn::Linear(config.n_embd, 3 * config.n_embd));
   c_proj = register_module("c_proj", torch::nn::Linear(config.n_embd, config.n_embd));
   set_backend(std::move(backend));
@@ -122,12 +134,31 @@ void CausalSelfAttentionImpl::set_backend(std::shared_ptr<AttentionBackend> back
   backend_ = backend_ ? replace_module("backend", std::move(backend)) : register_module("backend", std::move(backend));
 }
 
+namespace {
+// Rotary positions, "rotate half" layout: x [B, H, T, D] at position t, pair (x_i, x_{i+D/2})
+// turned by angle t * 10000^(-2i/D). Angles in float64: t * freq at t ~ 1e4 loses digits in fp32.
+torch::Tensor rotate_positions(const torch::Tensor& x) {
+  const auto T = x.size(2), half = x.size(3) / 2;
+  const auto f64 = x.options().dtype(at::kDouble);
+  auto inv_freq = at::pow(10000.0, at::arange(half, f64) * (-2.0 / double(2 * half)));
+  auto angles = at::arange(T, f64).unsqueeze(1) * inv_freq.unsqueeze(0);  // [T, D/2]
+  auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+}
+}  // namespace
+
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), C = x.size(2), D = C / n_head_;
   auto qkv = c_attn->forward(x).split(C, /*dim=*/2);  // 3 x [B, T, C]
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head_, D}).transpose(1, 2); };
+  auto q = heads(qkv[0]), k = heads(qkv[1]);
+  if (rotary_) {
+    q = rotate_positions(q);
+    k = rotate_positions(k);
+  }
   const auto start = attention_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  auto y = backend_->forward(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]));  // [B, H, T, D]
+  auto y = backend_->forward(q, k, heads(qkv[2]));  // [B, H, T, D]
   if (attention_seconds)
     *attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return c_proj->forward(y.transpose(1, 2).contiguous().view({B, T, C}));
@@ -171,7 +202,7 @@ BackendInit GPT2::backend_init(int layer, std::uint64_t seed) const {
 GPT2::GPT2(const GPT2Config& config, const AttentionFactory& attention, std::uint64_t seed) : config_(config) {
   config_.validate();
   wte = register_module("wte", torch::nn::Embedding(config.vocab_size, config.n_embd));
-  wpe = register_module("wpe", torch::nn::Embedding(config.n_positions, config.n_embd));
+  if (!config.rotary()) wpe = register_module("wpe", torch::nn::Embedding(config.n_positions, config.n_embd));
   h = register_module("h", torch::nn::ModuleList());
   for (int i = 0; i < config.n_layer; ++i) h->push_back(Block(config, attention(backend_init(i, seed))));
   ln_f = register_module("ln_f", torch::nn::LayerNorm(
@@ -199,8 +230,8 @@ void GPT2::init_weights(std::uint64_t seed) {
 torch::Tensor GPT2::forward(const torch::Tensor& idx) {
   const auto T = idx.size(1);
   TORCH_CHECK(T <= config_.n_positions, "GPT-2: sequence length ", T, " exceeds n_positions = ", config_.n_positions);
-  auto pos = torch::arange(T, idx.options().dtype(torch::kLong));
-  auto x = wte->forward(idx) + wpe->forward(pos);
+  auto x = wte->forward(idx);
+  if (wpe) x = x + wpe->forward(torch::arange(T, idx.options().dtype(torch::kLong)));
   for (const auto& block : *h) x = block->as<BlockImpl>()->forward(x);
   return torch::nn::functional::linear(ln_f->forward(x), wte->weight);  // tied head
 }
@@ -283,7 +314,8 @@ std::shared_ptr<GPT2> load_hf_gpt2(const std::string& directory, const Attention
     files.push_back((dir / "model.safetensors").string());
   } else if (fs::exists(index_path)) {
     std::set<std::string> shards;
-    for (const auto& [name, file] : read_json(index_path.string()).at("weight_map").items())
+    const auto index = read_json(index_path.string());  // named: items() would outlive a temporary
+    for (const auto& [name, file] : index.at("weight_map").items())
       shards.insert((dir / file.get<std::string>()).string());
     files.assign(shards.begin(), shards.end());
   } else {

@@ -3,6 +3,10 @@
 //
 //   idx [B, T] -> x = wte[idx] + wpe[0..T)                          x [B, T, C], C = n_embd
 //   per layer:  x = x + c_proj(backend(split(c_attn(ln_1(x)))))      q, k, v [B, H, T, D], D = C / H
+//   positions = "rope" (attnlab's own teachers only): no wpe; q and k are rotated instead,
+//               pair (i, i + D/2) at position t by angle t * 10000^(-2i/D) (RoFormer), so
+//               q_t . k_s depends on t - s alone and a head can find "the previous token"
+//               without learning one position vector per index
 //               x = x + mlp(ln_2(x)),  mlp = c_proj(gelu_tanh(c_fc(.)))  hidden 4C
 //   logits = ln_f(x) @ wte^T                                        [B, T, V] (tied LM head)
 //
@@ -34,7 +38,9 @@ struct GPT2Config {
   std::int64_t n_layer = 12;
   std::int64_t n_head = 12;
   double layer_norm_epsilon = 1e-5;
+  std::string positions = "learned";  // "learned": GPT-2's wpe table; "rope": rotary q and k, no table
 
+  bool rotary() const { return positions == "rope"; }
   std::int64_t head_dim() const { return n_embd / n_head; }
   // Throws std::invalid_argument naming the field and its allowed range.
   void validate() const;
@@ -60,6 +66,7 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
 
  private:
   std::int64_t n_head_;
+  bool rotary_;
   std::shared_ptr<AttentionBackend> backend_;
 };
 TORCH_MODULE(CausalSelfAttention);
@@ -108,7 +115,7 @@ class GPT2 : public torch::nn::Module {
   // GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer).
   void init_weights(std::uint64_t seed);
 
-  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};  // wpe stays null with positions = "rope"
   torch::nn::ModuleList h{nullptr};
   torch::nn::LayerNorm ln_f{nullptr};
 

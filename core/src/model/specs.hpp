@@ -41,7 +41,9 @@ struct DataSpec {
   KEY(double, lr, 3e-3, keys::above(0, 10), "teacher AdamW peak learning rate (warmup + cosine)")    \
   KEY(std::uint64_t, seed, 0, keys::range(0, 1e12), "teacher initialisation and batch order")         \
   KEY(std::string, execution, "sdpa", keys::one_of({"sdpa", "block_sparse"}),                           \
-      "the dense teacher's attention while it trains: LibTorch's (flash on 2.x CPU) or attnlab's causal kernel")
+      "the dense teacher's attention while it trains: LibTorch's (flash on 2.x CPU) or attnlab's causal kernel") \
+  KEY(std::string, positions, "learned", keys::one_of({"learned", "rope"}),                              \
+      "a trained teacher's positions: GPT-2's learned table, or rotary q and k (relative: no vector per position to learn)")
 struct TeacherSpec {
   ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD)
 };

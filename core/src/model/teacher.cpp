@@ -29,6 +29,7 @@ GPT2Config trained_config(const TeacherSpec& spec, std::int64_t vocab_size) {
   c.n_embd = spec.n_embd;
   c.n_layer = spec.n_layer;
   c.n_head = spec.n_head;
+  c.positions = spec.positions;
   return c;
 }
 
