@@ -1,11 +1,13 @@
-#pragma once
 // Catch2 for every test file, v2 (Debian 12: one header) or v3 (Debian 13: catch_all.hpp,
 // where the string matcher Contains became ContainsSubstring). Tests write the v2 spellings:
 // Approx, Catch::Contains, Catch::StartsWith, Catch::EndsWith.
 //
-// Include it after any torch header: glog's CHECK (which torch pulls in) would silently
-// replace Catch's, and a failed CHECK would then abort the test binary.
-#undef CHECK
+// glog's CHECK (which torch pulls in) silently replaces Catch's when a torch header comes
+// after Catch: a failed CHECK then aborts the test binary and a passing one is not counted.
+// So this file has no include guard around its last lines: each inclusion (support.hpp
+// includes it after its torch headers) puts Catch's CHECK back.
+#ifndef ATTNLAB_TEST_CATCH_HPP
+#define ATTNLAB_TEST_CATCH_HPP
 #if defined(ATTNLAB_CATCH2_V3)
 #include <catch2/catch_all.hpp>
 
@@ -23,3 +25,7 @@ using Matchers::StartsWith;
 #else
 #include <catch2/catch.hpp>
 #endif
+#endif  // ATTNLAB_TEST_CATCH_HPP
+
+#undef CHECK
+#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
