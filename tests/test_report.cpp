@@ -2,6 +2,7 @@
 // tables in index.md carry the inserted numbers (formatted as docs/REPORTS.md says), compare's
 // ratios are the inserted numbers divided, and every figure is a real PNG and SVG.
 #include "report/compare.hpp"
+#include "report/gnuplot.hpp"
 #include "report/report.hpp"
 #include "report/sweep_data.hpp"
 #include "runtime/store.hpp"
@@ -342,6 +343,31 @@ TEST_CASE("compare: ratios to the baseline at the same grid point, empty without
   for (const auto& row : none.rows) CHECK_FALSE(row[column_of(none, "ratio_median_ms")].has_value());
   CHECK_THROWS_WITH(report::parse_baseline("dense/execution"), Catch::Contains("not param=value"));
   fs::remove_all(fx.dir);  // left in place when a REQUIRE stops the test, for inspection
+}
+
+TEST_CASE("figures: past gnuplot's 8 colours the point shape changes, so no two series look alike", "[report]") {
+  report::Figure figure;
+  figure.name = "many";
+  report::Plot panel;
+  panel.title = "many series";
+  for (int i = 0; i < 10; ++i) {
+    report::Series series{"s" + std::to_string(i), {{double(i), double(i)}}, "points pt 7 ps 1.2", false};
+    series.ranges = {{i - 0.5, i + 0.5}};
+    panel.series.push_back(series);
+  }
+  figure.panels = {panel, panel};  // two panels: the shapes restart in each
+  const auto dir = fresh_dir("report_shapes");
+  REQUIRE(report::Gnuplot::locate().render(figure, dir));
+  std::vector<std::string> plotted;
+  std::istringstream script(file_bytes((dir / "many.gp").string()));
+  for (std::string line; std::getline(script, line);)
+    if (line.find(" index ") != std::string::npos) plotted.push_back(line);
+  REQUIRE(plotted.size() == 40);  // each panel's plot, once for the PNG and once for the SVG
+  for (int i = 0; i < 40; ++i) {
+    INFO(plotted[i]);
+    CHECK(plotted[i].find(i % 10 < 8 ? "pt 7 " : "pt 5 ") != std::string::npos);
+  }
+  fs::remove_all(dir);
 }
 
 TEST_CASE("report: unknown sweep and missing gnuplot are clear errors", "[report]") {

@@ -73,6 +73,16 @@ std::string plot_commands(const Figure& figure, const std::vector<Plot>& panels,
     const int rows = (static_cast<int>(panels.size()) + columns - 1) / columns;
     gp << "set multiplot layout " << rows << "," << columns << " title " << quoted(figure.title) << "\n";
   }
+  // gnuplot cycles 8 colours: the point shape changes every 8 series, so that no two series of
+  // a panel look alike (the study's frontier has 17).
+  auto point_type = [](size_t series) {
+    static const int filled[] = {7, 5, 9, 11, 13, 15};  // circle, square, triangles, diamond, pentagon
+    return "pt " + std::to_string(filled[(series / 8) % 6]);
+  };
+  auto with_point_type = [&](std::string style, size_t series) {
+    const auto at = style.find("pt 7");
+    return at == std::string::npos ? style : style.replace(at, 4, point_type(series));
+  };
   int index = 0;
   for (const auto& panel : panels) {
     gp << "unset logscale\nset grid\nset autoscale\n";
@@ -91,9 +101,9 @@ std::string plot_commands(const Figure& figure, const std::vector<Plot>& panels,
       gp << (s ? ", \\\n     " : "") << quoted(data_file) << " index " << index << (bars ? " using 1:2:3:4" : " using 1:2")
          << " with "
          << (series.reference ? "lines dt 2 lw 1.5 lc rgb 'black'"
-             : bars           ? "yerrorbars pt 7 ps 1.2 lw 1.5"
-             : series.style == "linespoints" ? "linespoints lw 2 pt 7 ps 0.8"
-                                             : series.style + " lw 2")
+             : bars           ? "yerrorbars " + point_type(s) + " ps 1.2 lw 1.5"
+             : series.style == "linespoints" ? "linespoints lw 2 " + point_type(s) + " ps 0.8"
+                                             : with_point_type(series.style, s) + " lw 2")
          << " title " << quoted(series.title);
     }
     gp << "\n";
