@@ -135,16 +135,21 @@ void CausalSelfAttentionImpl::set_backend(std::shared_ptr<AttentionBackend> back
 }
 
 namespace {
-// Rotary positions, "rotate half" layout: x [B, H, T, D] at position t, pair (x_i, x_{i+D/2})
-// turned by angle t * 10000^(-2i/D). Angles in float64: t * freq at t ~ 1e4 loses digits in fp32.
-torch::Tensor rotate_positions(const torch::Tensor& x) {
-  const auto T = x.size(2), half = x.size(3) / 2;
-  const auto f64 = x.options().dtype(at::kDouble);
+// Rotary positions, "rotate half" layout: q and k [B, H, T, D] at position t, pair
+// (x_i, x_{i+D/2}) turned by angle t * 10000^(-2i/D); one angle table serves both.
+// Angles in float64: t * freq at t ~ 1e4 loses digits in fp32.
+void rotate_positions(torch::Tensor& q, torch::Tensor& k) {
+  const auto T = q.size(2), half = q.size(3) / 2;
+  const auto f64 = q.options().dtype(at::kDouble);
   auto inv_freq = at::pow(10000.0, at::arange(half, f64) * (-2.0 / double(2 * half)));
   auto angles = at::arange(T, f64).unsqueeze(1) * inv_freq.unsqueeze(0);  // [T, D/2]
-  auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
-  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+  const auto cos = angles.cos().to(q.scalar_type()), sin = angles.sin().to(q.scalar_type());
+  auto rotate = [&](const torch::Tensor& x) {
+    auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+    return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+  };
+  q = rotate(q);
+  k = rotate(k);
 }
 }  // namespace
 
@@ -153,10 +158,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   auto qkv = c_attn->forward(x).split(C, /*dim=*/2);  // 3 x [B, T, C]
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head_, D}).transpose(1, 2); };
   auto q = heads(qkv[0]), k = heads(qkv[1]);
-  if (rotary_) {
-    q = rotate_positions(q);
-    k = rotate_positions(k);
-  }
+  if (rotary_) rotate_positions(q, k);
   const auto start = attention_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto y = backend_->forward(q, k, heads(qkv[2]));  // [B, H, T, D]
   if (attention_seconds)

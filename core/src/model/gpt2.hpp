@@ -3,12 +3,12 @@
 //
 //   idx [B, T] -> x = wte[idx] + wpe[0..T)                          x [B, T, C], C = n_embd
 //   per layer:  x = x + c_proj(backend(split(c_attn(ln_1(x)))))      q, k, v [B, H, T, D], D = C / H
+//               x = x + mlp(ln_2(x)),  mlp = c_proj(gelu_tanh(c_fc(.)))  hidden 4C
+//   logits = ln_f(x) @ wte^T                                        [B, T, V] (tied LM head)
 //   positions = "rope" (attnlab's own teachers only): no wpe; q and k are rotated instead,
 //               pair (i, i + D/2) at position t by angle t * 10000^(-2i/D) (RoFormer), so
 //               q_t . k_s depends on t - s alone and a head can find "the previous token"
 //               without learning one position vector per index
-//               x = x + mlp(ln_2(x)),  mlp = c_proj(gelu_tanh(c_fc(.)))  hidden 4C
-//   logits = ln_f(x) @ wte^T                                        [B, T, V] (tied LM head)
 //
 // Parameter names follow Hugging Face GPT-2 ("h.3.attn.c_attn.weight"), so checkpoints map by
 // name; only HF's Conv1D weights are stored transposed ([in, out]) and are flipped on load.
