@@ -3,6 +3,8 @@
 #include "runtime/bench.hpp"
 #include "runtime/store.hpp"
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include "catch.hpp"
 
 #include "support.hpp"
@@ -59,7 +61,7 @@ TEST_CASE("store round trip: sweep, trial, metrics, samples, info", "[store]") {
   REQUIRE(*store.query("select seq_len from trial_summary").rows[0][0] == "64");
   REQUIRE(*store.query("select text from samples").rows[0][0] == "The end");
   REQUIRE(*store.query("select sgemm_gflops from runs").rows[0][0] == "150.5");
-  REQUIRE(*store.query("select version from schema_info").rows[0][0] == "2");
+  REQUIRE(*store.query("select version from schema_info").rows[0][0] == "3");
 }
 
 TEST_CASE("a failed trial keeps its error and a rerun clears old numbers", "[store]") {
@@ -161,10 +163,18 @@ TEST_CASE("a version-1 database is migrated in place and its trials resume, as s
   fs::copy_file(std::string(ATTNLAB_TEST_DATA) + "/v1.sqlite", db);
   {
     ResultStore store(db);
-    REQUIRE(*store.query("select version from schema_info").rows[0][0] == "2");
+    REQUIRE(*store.query("select version from schema_info").rows[0][0] == "3");
     REQUIRE(*store.query("select count(*) from trials where status = 'done' and attempt = 0").rows[0][0] == "8");
-    REQUIRE(*store.query("select count(*) from metrics").rows[0][0] == "176");  // nothing lost
+    // Nothing lost when version 3 rebuilt the trials table: metrics and params still belong
+    // to their trials (the rebuild runs with foreign keys off, or the drop would cascade).
+    REQUIRE(*store.query("select count(*) from metrics").rows[0][0] == "176");
+    REQUIRE(*store.query("select count(*) from metrics m join trials t on t.id = m.trial_id").rows[0][0] == "176");
+    REQUIRE(*store.query("select count(*) from params p join trials t on t.id = p.trial_id").rows[0][0] != "0");
+    REQUIRE(store.query("pragma foreign_key_check").rows.empty());
     REQUIRE(store.query("select claimed_by, lease_until, plugin_build from trials").rows[0][2] == std::nullopt);
+    // Version 3's status; a version-2 table would refuse it (CHECK constraint failed).
+    store.db().exec("update trials set status = 'pruned' where id = (select min(id) from trials)");
+    store.db().exec("update trials set status = 'done' where status = 'pruned'");
   }
   // The same sweep finds every trial by its key (keys are stable across the change), and
   // since no build is recorded, reports them stale instead of silently reusing or rerunning.

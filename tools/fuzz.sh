@@ -4,7 +4,7 @@
 # and UndefinedBehaviorSanitizer, for a bounded time each. Fails on any crash, leak, timeout or
 # undefined behaviour; the input that found it is left in build-fuzz/findings/<target>/.
 #
-#   tools/fuzz.sh [SECONDS_PER_TARGET]     default 60; .ci/run uses 30
+#   tools/fuzz.sh [SECONDS_PER_TARGET]     default 60, as .ci/run uses
 #
 # Each target starts from its seed corpus (tests/fuzz/corpus/<target>/); what it discovers
 # goes to a scratch corpus, never into the checkout.

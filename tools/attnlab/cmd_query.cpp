@@ -13,17 +13,11 @@
 
 namespace attnlab::cli {
 
-std::string quote_sql(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
 // One teacher/student pair of generations (greedy, first prompt) of a distill sweep: the
-// side-by-side sample `attnlab run` ends with.
-std::string sample_pair_sql(const std::string& sweep) {
+// side-by-side sample `attnlab run` ends with. The sweep's name is bound to ?1.
+std::string sample_pair_sql() {
   return "SELECT t.backend, s.who, s.prompt, s.text FROM samples s JOIN trials t ON t.id = s.trial_id "
-         "JOIN sweeps w ON w.id = t.sweep_id WHERE w.name = " + quote_sql(sweep) + " AND s.mode = 'greedy' "
+         "JOIN sweeps w ON w.id = t.sweep_id WHERE w.name = ?1 AND s.mode = 'greedy' "
          "AND t.id = (SELECT t2.id FROM trials t2 JOIN samples s2 ON s2.trial_id = t2.id WHERE t2.sweep_id = w.id "
          "AND t2.backend != 'dense' AND t2.status = 'done' ORDER BY t2.ordinal LIMIT 1) "
          "AND s.prompt = (SELECT MIN(prompt) FROM samples WHERE trial_id = t.id) ORDER BY s.who DESC";
@@ -37,8 +31,9 @@ std::string distill_findings(ResultStore& store, const std::string& sweep) {
       "SELECT d.backend, d.eval_len, d.hard, d.causal_fraction, d.rel_delta_ppl, d.rel_delta_ppl_lo, "
       "d.rel_delta_ppl_hi, d.speedup, d.attention_speedup, "
       "(SELECT value FROM params p WHERE p.trial_id = d.trial_id AND p.name = 'backend.execution'), d.trial "
-      "FROM distill_summary d WHERE d.sweep = " + quote_sql(sweep) + " AND d.status = 'done' AND d.eval_len = "
-      "(SELECT MAX(eval_len) FROM distill_summary WHERE sweep = " + quote_sql(sweep) + ") ORDER BY d.trial_id");
+      "FROM distill_summary d WHERE d.sweep = ?1 AND d.status = 'done' AND d.eval_len = "
+      "(SELECT MAX(eval_len) FROM distill_summary WHERE sweep = ?1) ORDER BY d.trial_id",
+      {sweep});
   if (rows.rows.empty()) return "";
   auto num = [](const std::optional<std::string>& v) { return v ? std::stod(*v) : std::nan(""); };
   auto text = [](const char* format, double v) {
@@ -80,9 +75,10 @@ std::string fmt(const std::string& column, const std::string& format, const std:
   return "CASE WHEN " + column + " IS NULL THEN NULL ELSE printf('" + format + "', " + column + ") END AS " + alias;
 }
 
-// The table `attnlab run` ends with and `attnlab trials` prints.
-std::string summary_sql(const std::string& sweep, const std::string& kind) {
-  const std::string where = sweep.empty() ? "" : " WHERE sweep = " + quote_sql(sweep);
+// The table `attnlab run` ends with and `attnlab trials` prints: the sweep's name is bound to
+// ?1 (every sweep when it is empty).
+std::string summary_sql(const std::string& kind) {
+  const std::string where = " WHERE (?1 = '' OR sweep = ?1)";
   if (kind == "distill")
     return "SELECT backend, eval_len AS T, status, CASE WHEN hard = 1 THEN 'hard' ELSE 'soft' END AS mode, " +
            fmt("teacher_ppl", "%.3f", "teacher_ppl") + ", " + fmt("student_ppl", "%.3f", "student_ppl") + ", " +
@@ -93,7 +89,8 @@ std::string summary_sql(const std::string& sweep, const std::string& kind) {
            fmt("ms_per_step", "%.1f", "ms_per_step") + ", trial FROM distill_summary" + where +
            " ORDER BY trial_id, eval_len";
   return "SELECT sweep, backend, seq_len, pass, status, " + fmt("median_ms", "%.3f", "median_ms") + ", " +
-         fmt("100 * cv", "%.1f%%", "spread") + ", " + fmt("peak_mib", "%.1f", "peak_mib") + ", " +
+         fmt("100 * cv", "%.1f%%", "spread") + ", CASE WHEN cv > 0.1 THEN 'noisy' ELSE '' END AS flag, " +
+         fmt("peak_mib", "%.1f", "peak_mib") + ", " +
          fmt("gflops", "%.2f", "gflops") + ", " + fmt("block_density", "%.3f", "block_density") +
          ", trial FROM trial_summary" + where + " ORDER BY trial_id";
 }
@@ -132,7 +129,7 @@ void setup(CLI::App& root, int& exit_code) {
     ResultStore store(args->db, /*read_only=*/true);
     std::string kind = "bench";
     if (!args->sweep.empty()) {
-      auto found = store.query("SELECT kind FROM sweeps WHERE name = " + quote_sql(args->sweep));
+      auto found = store.query("SELECT kind FROM sweeps WHERE name = ?1", {args->sweep});
       if (found.rows.empty()) {
         std::cerr << "attnlab: no sweep named '" << args->sweep << "' in " << args->db << "\n";
         exit_code = 1;
@@ -140,7 +137,7 @@ void setup(CLI::App& root, int& exit_code) {
       }
       kind = found.rows[0][0].value_or("bench");
     }
-    print_result(std::cout, store.query(summary_sql(args->sweep, kind)), args->format);
+    print_result(std::cout, store.query(summary_sql(kind), {args->sweep}), args->format);
   });
 }
 

@@ -23,8 +23,8 @@
 
 namespace attnlab::cli {
 
-std::string summary_sql(const std::string& sweep, const std::string& kind);
-std::string sample_pair_sql(const std::string& sweep);
+std::string summary_sql(const std::string& kind);
+std::string sample_pair_sql();
 std::string distill_findings(ResultStore& store, const std::string& sweep);
 
 namespace {
@@ -93,13 +93,14 @@ void setup(CLI::App& root, int& exit_code) {
     options.command = "attnlab run " + args->sweep_path;
     for (const auto& o : args->overrides) options.command += " --set " + o;
     const RunSummary summary = run_sweep(sweep, specs, registry, options);
-    spdlog::info("{} trials: {} ran, {} already done, {} failed", summary.total, summary.ran, summary.skipped,
-                 summary.failed);
+    // "already done" counts trials pruned earlier too: a plain run leaves both alone.
+    spdlog::info("{} trials: {} ran, {} already done, {} failed{}", summary.total, summary.ran, summary.skipped,
+                 summary.failed, summary.pruned ? ", " + std::to_string(summary.pruned) + " pruned" : std::string());
     ResultStore store(args->db, /*read_only=*/true);
-    print_table(std::cout, store.query(summary_sql(sweep.name, sweep.kind)));
+    print_table(std::cout, store.query(summary_sql(sweep.kind), {sweep.name}));
     if (sweep.kind == "distill") {
       std::cout << "\n" << distill_findings(store, sweep.name);
-      const auto pair = store.query(sample_pair_sql(sweep.name));
+      const auto pair = store.query(sample_pair_sql(), {sweep.name});
       if (!pair.rows.empty()) std::cout << "\nsamples (greedy), teacher then student:\n";
       for (const auto& row : pair.rows)
         std::cout << "  [" << row[1].value_or("") << ", " << row[0].value_or("") << "] " << row[2].value_or("")

@@ -23,7 +23,7 @@ struct StatusArgs {
 };
 
 int rank(const std::string& status) {
-  return status == "done" ? 3 : status == "failed" ? 2 : status == "running" ? 1 : 0;
+  return status == "done" ? 4 : status == "pruned" ? 3 : status == "failed" ? 2 : status == "running" ? 1 : 0;
 }
 
 void setup(CLI::App& root, int& exit_code) {
@@ -45,7 +45,7 @@ void setup(CLI::App& root, int& exit_code) {
       return;
     }
     const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    // Per trial key, the row from the file with the best status (done > failed > running > pending).
+    // Per trial key, the row from the file with the best status (done > pruned > failed > running > pending).
     std::map<std::string, std::pair<int, std::vector<std::optional<std::string>>>> best;
     std::vector<std::string> order;
     report_errors("status", exit_code, [&] {
@@ -54,7 +54,8 @@ void setup(CLI::App& root, int& exit_code) {
         const auto rows = store.query(
             "SELECT t.key, t.ordinal, t.name, t.status, t.attempt, t.failures, t.takeovers, t.claimed_by, "
             "t.lease_until, substr(replace(coalesce(t.error, ''), char(10), ' '), 1, 90) FROM trials t "
-            "JOIN sweeps s ON s.id = t.sweep_id WHERE s.name = '" + args->sweep + "' ORDER BY t.ordinal").rows;
+            "JOIN sweeps s ON s.id = t.sweep_id WHERE s.name = ?1 ORDER BY t.ordinal",
+            {args->sweep}).rows;
         for (const auto& r : rows) {
           const std::string key = r[0].value_or(""), status = r[3].value_or("");
           std::optional<std::string> lease;
@@ -80,7 +81,7 @@ void setup(CLI::App& root, int& exit_code) {
       }
       print_table(std::cout, table);
       std::cout << "sweep '" << args->sweep << "': " << table.rows.size() << " trials";
-      for (const char* s : {"done", "running", "pending", "failed"}) std::cout << ", " << counts[s] << " " << s;
+      for (const char* s : {"done", "running", "pending", "failed", "pruned"}) std::cout << ", " << counts[s] << " " << s;
       std::cout << " (from " << files.size() << " database(s))\n";
     });
   });

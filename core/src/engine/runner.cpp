@@ -12,11 +12,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <mutex>
@@ -68,7 +70,9 @@ struct Shared {
   const double sgemm;
   const bool live;
   const int total;
-  std::atomic<int> ran{0}, failed{0};
+  int round = 1;                                         // [sweep] rounds: the one running
+  std::map<std::int64_t, std::vector<double>> prior{};  // trial id -> earlier rounds' repeats
+  std::atomic<int> ran{0}, failed{0}, pruned{0};
   std::mutex log{};
 };
 
@@ -103,6 +107,9 @@ void work(Shared& shared, int worker_index) {
     job.sgemm_gflops = shared.sgemm;
     job.label = label + (claim->attempt > 1 ? " (attempt " + std::to_string(claim->attempt) + ")" : "");
     job.live = shared.live;
+    job.db_path = shared.options.db_path;
+    job.round = shared.round;
+    if (auto it = shared.prior.find(claim->trial_id); it != shared.prior.end()) job.prior_repeats_ms = it->second;
     const std::string job_path = (scratch / "job.json").string(), result_path = (scratch / "result.json").string();
     fs::remove(result_path);
     {
@@ -126,6 +133,13 @@ void work(Shared& shared, int worker_index) {
                              ? engine::read_trial_result(result_path)
                              : engine::TrialOutcome{};
     std::lock_guard<std::mutex> lock(shared.log);
+    if (!outcome.final_status.empty()) {  // it stopped itself: diverged or pruned, never retried
+      if (store.end_claimed(*claim, me, outcome.final_status, outcome.error, outcome.record)) {
+        ++(outcome.final_status == "pruned" ? shared.pruned : shared.failed);
+        spdlog::warn("{} {}", label, outcome.error);
+      }
+      continue;
+    }
     if (outcome.ok) {
       if (store.finish_claimed(*claim, me, outcome.record, outcome.provenance)) {
         ++shared.ran;
@@ -159,25 +173,16 @@ void work(Shared& shared, int worker_index) {
 // predecessor), not a live worker.
 bool own_process(const std::string& owner) { return owner.rfind(engine::worker_id(), 0) == 0; }
 
-}  // namespace
-
-RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
-                     const RunOptions& options) {
-  RunSummary summary;
-  const auto network = engine::network_filesystem_of(options.db_path);
-  if (network && options.shards <= 1)
-    throw std::runtime_error("database " + options.db_path + " is on a network filesystem (" + *network +
-                             "): SQLite's WAL journal works only when every process is on one host, so a shared "
-                             "database there would be corrupted. Put it on a local disk, or run shards (attnlab run "
-                             "--shard I --shards N, one database each; attnlab submit does this) and attnlab merge");
-  const auto parent = fs::path(options.db_path).parent_path();
-  if (!parent.empty()) fs::create_directories(parent);
-  ResultStore store(options.db_path, false, !network);
-
-  // This worker's trials: the shard's, all of them when unsharded.
-  const std::int64_t sweep_id = store.upsert_sweep(sweep.name, sweep.kind, sweep.path, sweep.source);
+// This worker's trials (the shard's; all of them when unsharded), registered in the database;
+// those to rerun (--force, failed, --rerun-stale) go back to pending.
+struct Registered {
   std::vector<std::int64_t> wanted;
-  std::map<std::int64_t, int> position;
+  std::map<std::int64_t, int> position;  // trial id -> its 1-based place in the sweep
+};
+Registered register_trials(ResultStore& store, const SweepSpec& sweep, const std::vector<TrialSpec>& trials,
+                           const PluginRegistry& registry, const RunOptions& options, RunSummary& summary) {
+  Registered out;
+  const std::int64_t sweep_id = store.upsert_sweep(sweep.name, sweep.kind, sweep.path, sweep.source);
   std::map<std::string, int> stale_by_backend;
   std::set<std::string> done_elsewhere;
   if (!options.skip_done_in.empty() && fs::exists(options.skip_done_in)) {
@@ -188,16 +193,15 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
   for (size_t i = 0; i < trials.size(); ++i) {
     if (static_cast<int>(i % static_cast<size_t>(std::max(1, options.shards))) != options.shard) continue;
     const auto& t = trials[i];
+    ++summary.total;
     if (done_elsewhere.count(t.key)) {
-      ++summary.total;
       ++summary.skipped_elsewhere;
       continue;
     }
     auto [id, status] = store.ensure_trial(sweep_id, t.key, t.name, t.backend, static_cast<int>(i), t.config);
-    ++summary.total;
-    wanted.push_back(id);
-    position[id] = static_cast<int>(i) + 1;
-    bool rerun = options.force || status == "failed";
+    out.wanted.push_back(id);
+    out.position[id] = static_cast<int>(i) + 1;
+    bool rerun = options.force || status == "failed";  // a pruned trial stays pruned unless forced
     if (status == "done" && !options.force) {
       const Provenance made_by = store.provenance(id);
       const LoadedPlugin& plugin = registry.get(t.backend);
@@ -213,10 +217,75 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
     spdlog::warn("{} trial(s) of '{}' are done with another build of the plugin (now {} {}): kept, not rerun; "
                  "--rerun-stale reruns them",
                  n, backend, registry.get(backend).version, registry.get(backend).build_id);
-  store.want(wanted);
+  return out;
+}
+
+// How many rounds a done trial has pooled (time/rounds; 1 when absent); a large number for a
+// trial that is not done (nothing to reopen).
+int rounds_pooled(ResultStore& store, std::int64_t id) {
+  const auto rows = store.query(R"SQL(SELECT t.status,
+      (SELECT value FROM metrics WHERE trial_id = t.id AND name = 'time/rounds' AND step = -1) FROM trials t
+    WHERE t.id = CAST(?1 AS INTEGER))SQL",
+                                {std::to_string(id)}).rows;
+  if (rows.empty() || !rows[0][0] || *rows[0][0] != "done") return std::numeric_limits<int>::max();
+  return rows[0][1] ? static_cast<int>(std::stod(*rows[0][1])) : 1;
+}
+
+// [sweep] rounds: round r runs every trial that has fewer than r rounds pooled, in an order
+// shuffled anew for the round (seeded by the sweep's seed and r), so a neighbour's burst of
+// load spreads over all trials instead of landing on a few. Done trials of earlier rounds
+// are reopened, their pooled repeats handed to their next execution. Returns the claim order.
+std::vector<std::int64_t> prepare_round(ResultStore& store, const SweepSpec& sweep, const std::vector<std::int64_t>& wanted,
+                                        int round, std::map<std::int64_t, std::vector<double>>& prior) {
+  prior.clear();
+  if (sweep.rounds <= 1) return wanted;
+  for (auto id : wanted) {
+    if (rounds_pooled(store, id) >= round) continue;
+    auto& repeats = prior[id];
+    for (const auto& r : store.query("SELECT value FROM metrics WHERE trial_id = CAST(?1 AS INTEGER) AND name = "
+                                     "'time/repeat_ms' AND step >= 0 ORDER BY step",
+                                     {std::to_string(id)}).rows)
+      if (r[0]) repeats.push_back(std::stod(*r[0]));
+    store.reopen_for_round(id);
+  }
+  std::vector<std::int64_t> order;
+  for (auto i : seeded_permutation(wanted.size(), sweep.seed * 1000003ull + static_cast<std::uint64_t>(round)))
+    order.push_back(wanted[i]);
+  return order;
+}
+
+void run_workers(Shared& shared, int jobs) {
+  StopOnSignals signals;
+  std::vector<std::thread> workers;
+  for (int w = 1; w < jobs; ++w) workers.emplace_back(work, std::ref(shared), w);
+  work(shared, 0);
+  for (auto& w : workers) w.join();
+}
+
+}  // namespace
+
+RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const PluginRegistry& registry,
+                     const RunOptions& options) {
+  RunSummary summary;
+  const auto network = engine::network_filesystem_of(options.db_path);
+  if (network && options.shards <= 1)
+    throw std::runtime_error("database " + options.db_path + " is on a network filesystem (" + *network +
+                             "): SQLite's WAL journal works only when every process is on one host, so a shared "
+                             "database there would be corrupted. Put it on a local disk, or run shards (attnlab run "
+                             "--shard I --shards N, one database each; attnlab submit does this) and attnlab merge");
+  const auto parent = fs::path(options.db_path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  ResultStore store(options.db_path, false, !network);
+  const Registered mine = register_trials(store, sweep, trials, registry, options, summary);
+  std::map<std::int64_t, std::vector<double>> prior;
+  std::vector<std::int64_t> order = prepare_round(store, sweep, mine.wanted, 1, prior);
+  store.want(order);
   const auto left = store.wanted_status();
-  summary.skipped = left.at("done") + summary.skipped_elsewhere;
-  if (left.at("pending") + left.at("running") == 0) {
+  summary.skipped = left.at("done") + left.at("pruned") + summary.skipped_elsewhere;
+  const bool more_rounds = sweep.rounds > 1 && std::any_of(mine.wanted.begin(), mine.wanted.end(), [&](std::int64_t id) {
+                             return rounds_pooled(store, id) < sweep.rounds;
+                           });
+  if (left.at("pending") + left.at("running") == 0 && !more_rounds) {
     spdlog::info("all {} trials already done (use --force to rerun)", summary.total);
     return summary;
   }
@@ -229,8 +298,9 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
                            : "--jobs {}: bench trials share the cores, and their timings show it",
                  jobs);
   const int threads = configure_threads(static_cast<int>(sweep.threads));
-  spdlog::info("sweep '{}' ({}): {} trials, {} to run, {} worker(s), {} threads each, database {}", sweep.name,
-               sweep.kind, summary.total, left.at("pending") + left.at("running"), jobs, threads, options.db_path);
+  spdlog::info("sweep '{}' ({}): {} trials, {} to run, {} worker(s), {} threads each, database {}{}", sweep.name,
+               sweep.kind, summary.total, left.at("pending") + left.at("running"), jobs, threads, options.db_path,
+               sweep.rounds > 1 ? fmt::format(", {} rounds in shuffled order", sweep.rounds) : std::string());
   const bool ceiling = kind.measures_time() && options.measure_ceiling;
   if (ceiling) spdlog::info("measuring the sgemm ceiling for this run");
   const nlohmann::json context = collect_context(ceiling);
@@ -239,27 +309,30 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
 
   Shared shared{sweep,
                 options,
-                wanted,
-                position,
+                order,
+                mine.position,
                 ClaimPolicy{options.lease_s, static_cast<int>(sweep.max_attempts)},
                 options.shards > 1 ? std::function<bool(const std::string&)>(own_process) : engine::owner_alive,
                 run_id,
                 context.value("sgemm_gflops", 0.0),
                 options.progress && jobs == 1 && isatty(STDERR_FILENO),
-                static_cast<int>(trials.size()),
-                {},
-                {},
-                {}};
+                static_cast<int>(trials.size())};
   stop_requested = false;
-  {
-    StopOnSignals signals;
-    std::vector<std::thread> workers;
-    for (int w = 1; w < jobs; ++w) workers.emplace_back(work, std::ref(shared), w);
-    work(shared, 0);
-    for (auto& w : workers) w.join();
+  for (int round = 1; round <= sweep.rounds && !stop_requested; ++round) {
+    if (round > 1) {
+      order = prepare_round(store, sweep, mine.wanted, round, shared.prior);
+      store.want(order);
+      if (store.wanted_status().at("pending") == 0) continue;
+      spdlog::info("round {} of {}", round, sweep.rounds);
+    } else {
+      shared.prior = prior;
+    }
+    shared.round = round;
+    run_workers(shared, jobs);
   }
   summary.ran = shared.ran;
   summary.failed = shared.failed;
+  summary.pruned = shared.pruned;
   summary.interrupted = stop_requested;
   if (summary.interrupted) spdlog::warn("stopped by a signal: running trials were given back, rerun to resume");
   store.finish_run(run_id);

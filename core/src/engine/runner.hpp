@@ -40,7 +40,7 @@ struct RunOptions {
 };
 
 struct RunSummary {
-  int total = 0, ran = 0, skipped = 0, failed = 0, stale = 0;
+  int total = 0, ran = 0, skipped = 0, failed = 0, stale = 0, pruned = 0;
   int skipped_elsewhere = 0;  // done in skip_done_in
   bool interrupted = false;  // SIGINT / SIGTERM: running trials were released for others
 };

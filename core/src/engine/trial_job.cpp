@@ -2,6 +2,8 @@
 #include "engine/trial_job.hpp"
 
 #include "base/sink.hpp"
+#include "base/trial_stop.hpp"
+#include "engine/pruner.hpp"
 #include "runtime/context.hpp"
 #include "trials/kind.hpp"
 #include "trials/schemas.hpp"
@@ -29,6 +31,7 @@ class RecordingSink : public TrialSink {
 
   void metric(const std::string& name, double value, std::int64_t step) override {
     record.metrics.push_back({name, step, value});
+    if (pruner) pruner->observe(name, step, value);
   }
   void sample(const std::string& prompt, const std::string& who, const std::string& mode,
               const std::string& text) override {
@@ -55,6 +58,7 @@ class RecordingSink : public TrialSink {
   }
 
   TrialRecord record;
+  MedianPruner* pruner = nullptr;
 
  private:
   std::string label_;
@@ -99,7 +103,8 @@ void write_atomically(const std::string& path, const json& content) {
 json TrialJob::to_json() const {
   return {{"sweep_path", sweep_path}, {"sweep_source", sweep_source}, {"overrides", overrides},
           {"trial_key", trial_key},   {"results_dir", results_dir},   {"sgemm_gflops", sgemm_gflops},
-          {"label", label},           {"live", live}};
+          {"label", label},           {"live", live},
+          {"db_path", db_path},       {"round", round},               {"prior_repeats_ms", prior_repeats_ms}};
 }
 
 TrialJob TrialJob::from_json(const json& j) {
@@ -112,7 +117,18 @@ TrialJob TrialJob::from_json(const json& j) {
   job.sgemm_gflops = j.at("sgemm_gflops");
   job.label = j.at("label");
   job.live = j.at("live");
+  job.db_path = j.value("db_path", "");
+  job.round = j.value("round", 1);
+  job.prior_repeats_ms = j.value("prior_repeats_ms", std::vector<double>{});
   return job;
+}
+
+// The seq_len of a trial as the params table holds it (the pruner compares like with like).
+static std::string seq_len_of(const TrialSpec& trial) {
+  const auto& grid = trial.config.at("grid");
+  if (!grid.contains("seq_len")) return "";
+  const auto& v = grid["seq_len"];
+  return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
 int run_trial_job(const std::string& job_path, const std::string& result_path) {
@@ -133,8 +149,20 @@ int run_trial_job(const std::string& job_path, const std::string& result_path) {
     configure_threads(static_cast<int>(sweep.threads));
     RecordingSink sink(job.label, job.live);
     sink_seen = &sink;
+    MedianPruner pruner(sweep, job.db_path, seq_len_of(*trial));
+    sink.pruner = &pruner;
     const auto start = Clock::now();
-    trials::trial_kind(sweep.kind).run(trials::TrialEnv{sweep, *trial, registry, job.results_dir, job.sgemm_gflops}, sink);
+    const trials::TrialEnv env{sweep,           *trial,    registry, job.results_dir,
+                               job.sgemm_gflops, job.round, job.prior_repeats_ms};
+    try {
+      trials::trial_kind(sweep.kind).run(env, sink);
+    } catch (const TrialStopped& stopped) {
+      sink.clear_line();
+      write_atomically(result_path, {{"error", stopped.what()}, {"status", stopped.status},
+                                     {"record", record_json(sink.record)}});
+      std::fprintf(stderr, "%s\n", stopped.what());
+      return kExitTrialError;
+    }
     sink.metric("trial/wall_s", std::chrono::duration<double>(Clock::now() - start).count(), -1);
     sink.clear_line();
     const LoadedPlugin& plugin = registry.get(trial->backend);
@@ -165,6 +193,10 @@ TrialOutcome read_trial_result(const std::string& result_path) {
     const json j = json::parse(in);
     if (j.contains("error")) {
       outcome.error = j["error"];
+      if (j.contains("status")) {
+        outcome.final_status = j["status"];
+        outcome.record = record_from(j.at("record"));
+      }
       return outcome;
     }
     outcome.record = record_from(j.at("record"));

@@ -6,7 +6,9 @@
 // and reads RESULT.json back when the child exits 0: the record (metrics, samples, info) and
 // the provenance of the plugin build the child really loaded. On an exception the child
 // writes {"error": ...} and exits kExitTrialError; a crash writes nothing, and the worker
-// records the signal or exit code with the tail of the child's output.
+// records the signal or exit code with the tail of the child's output. A trial that stops
+// itself (TrialStopped: it diverged, or the pruner stopped it) writes {"error", "status",
+// "record"}: the status to record, why, and its curves so far.
 #include "runtime/store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -26,6 +28,9 @@ struct TrialJob {
   double sgemm_gflops = 0.0;
   std::string label;  // "[3/12] dense/seq_len:1024" for progress lines
   bool live = false;  // draw a live progress line (the worker forwards it to a terminal)
+  std::string db_path;  // the database the worker writes (the pruner reads finished trials there)
+  int round = 1;        // [sweep] rounds: which round this execution is
+  std::vector<double> prior_repeats_ms;  // the earlier rounds' timed repeats, pooled with this one's
 
   nlohmann::json to_json() const;
   static TrialJob from_json(const nlohmann::json& j);
@@ -36,6 +41,9 @@ struct TrialOutcome {
   TrialRecord record;
   Provenance provenance;
   std::string error;  // when !ok
+  // When the trial stopped itself: "failed" (diverged) or "pruned"; final, never retried.
+  // `record` then holds what it logged before stopping.
+  std::string final_status;
 };
 
 // Child side: loads the sweep from the job, runs the trial of that key, writes the result

@@ -8,6 +8,7 @@
 #include "model/schedule.hpp"
 #include "model/teacher.hpp"
 #include "base/memory.hpp"
+#include "base/trial_stop.hpp"
 #include "base/sink.hpp"
 #include "text/corpus.hpp"
 #include "text/token_data.hpp"
@@ -240,6 +241,12 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
       sink.metric(metric_T(T, p + "speedup"), speed.tokens_per_s / std::max(best.tokens_per_s, 1e-12));
       sink.metric(metric_T(T, p + "attention_speedup"), best.attention_ms / std::max(speed.attention_ms, 1e-12));
       sink.metric(metric_T(T, p + "peak_mib"), double(peak[m]) / (1024.0 * 1024.0));
+      // Per window (step = window index): what `attnlab compare --against` tests for a change.
+      for (std::size_t w = 0; w < stats[m].size(); ++w) {
+        const double tokens = std::max(stats[m][w].tokens, 1.0);
+        sink.metric(metric_T(T, p + "window_nll"), stats[m][w].student_nll / tokens, static_cast<std::int64_t>(w));
+        sink.metric(metric_T(T, p + "window_kl"), stats[m][w].kl / tokens, static_cast<std::int64_t>(w));
+      }
     }
     set_hard(student, false);
   }
@@ -273,6 +280,16 @@ void check_distill_spec(const DistillSpec& s) {
   distill_keys().check(s, "grid");
   eval_keys().check(s.eval, "eval");
   if (s.backend.empty()) throw std::invalid_argument("[grid] backend must name a plugin (see `attnlab backends`)");
+}
+
+// The global L2 norm of the trainable gradients; clipped to max_norm first when it is > 0
+// (clip_grad_norm_ returns the norm before clipping).
+static double gradient_norm(const std::vector<torch::Tensor>& trainable, double max_norm) {
+  if (max_norm > 0) return torch::nn::utils::clip_grad_norm_(trainable, max_norm);
+  double squares = 0;
+  for (const auto& p : trainable)
+    if (p.grad().defined()) squares += p.grad().pow(2).sum().item<double>();
+  return std::sqrt(squares);
 }
 
 LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
@@ -358,6 +375,7 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
 
   // ---- train
   std::mt19937_64 rng(spec.seed);
+  DivergenceGuard guard("student");
   double step_seconds = 0;
   std::int64_t timed_steps = 0;
   student->train();
@@ -383,8 +401,11 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
       auto student_logits = student->forward(x);
       parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec);
       optimizer->zero_grad();
+      // Checked every step, before the update: a non-finite loss or gradient would poison
+      // the weights, and every later step with them.
+      guard.check(step, "train/loss", parts.loss.item<double>());
       parts.loss.backward();
-      if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, spec.grad_clip);
+      guard.check(step, "gradient norm", gradient_norm(trainable, spec.grad_clip));
       optimizer->step();
       // The first step pays one-time costs (allocations, plan caches); leave it out.
       if (step > 0 || spec.steps == 1) {
@@ -395,6 +416,7 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
       torch::NoGradGuard no_grad;
       auto student_logits = student->forward(x);
       parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec);
+      guard.check(step, "train/loss", parts.loss.item<double>());
     }
 
     if (log) {

@@ -5,6 +5,7 @@
 #include "model/safetensors.hpp"
 #include "model/sha256.hpp"
 #include "base/sink.hpp"
+#include "base/trial_stop.hpp"
 
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -68,6 +69,7 @@ double train(GPT2& model, const TeacherSpec& spec, const TeacherContext& context
   torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(spec.lr));
 
   model.train();
+  DivergenceGuard guard("teacher");
   double loss_value = 0.0;
   const std::int64_t log_every = std::max<std::int64_t>(1, spec.steps / 20);
   for (std::int64_t step = 0; step < spec.steps; ++step) {
@@ -78,10 +80,11 @@ double train(GPT2& model, const TeacherSpec& spec, const TeacherContext& context
     auto logits = model.forward(x);
     auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y.reshape(-1));
     optimizer.zero_grad();
-    loss.backward();
-    torch::nn::utils::clip_grad_norm_(model.parameters(), 1.0);
-    optimizer.step();
     loss_value = loss.item<double>();
+    guard.check(step, "train_loss", loss_value);
+    loss.backward();
+    guard.check(step, "gradient norm", torch::nn::utils::clip_grad_norm_(model.parameters(), 1.0));
+    optimizer.step();
     if (context.sink) {
       context.sink->progress(step + 1, spec.steps, "training teacher");
       if (step % log_every == 0 || step + 1 == spec.steps) context.sink->metric("teacher/train_loss", loss_value, step);

@@ -78,18 +78,21 @@ ResultStore::Table compare_table(const SweepData& sweep, const BaselineSpec& bas
   std::vector<std::pair<std::string, std::string>> columns;  // (column name, metric); metric "" = text
   if (!distill) {
     table.columns = {"trial_id", "trial", "backend", "status", "baseline_trial_id", "median_ms", "ratio_median_ms",
-                     "peak_mib", "ratio_peak_mib"};
+                     "peak_mib", "ratio_peak_mib", "flag"};
     for (const auto& t : sweep.trials) {
       const TrialData* base = find_baseline(sweep, baseline, t);
       auto value = [&](const TrialData* from, const char* metric) -> std::optional<double> {
         return from ? from->final_metric(metric) : std::nullopt;
       };
+      // Either side's repeats spread by more than 10% of their mean: the ratio is suspect.
+      auto noisy = [&](const TrialData* from) { return value(from, "time/cv").value_or(0.0) > 0.1; };
       table.rows.push_back({std::to_string(t.id), t.name, t.backend, t.status,
                             base ? std::optional<std::string>(std::to_string(base->id)) : std::nullopt,
                             number(t.final_metric("time/median_ms")),
                             number(ratio(t.final_metric("time/median_ms"), value(base, "time/median_ms"))),
                             number(t.final_metric("memory/peak_tensor_mib")),
-                            number(ratio(t.final_metric("memory/peak_tensor_mib"), value(base, "memory/peak_tensor_mib")))});
+                            number(ratio(t.final_metric("memory/peak_tensor_mib"), value(base, "memory/peak_tensor_mib"))),
+                            noisy(&t) || noisy(base) ? std::optional<std::string>("noisy (cv > 10%)") : std::nullopt});
     }
     return table;
   }

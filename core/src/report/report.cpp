@@ -106,10 +106,11 @@ struct Builder {
     return out;
   }
 
-  std::string quoted_names() const {
-    std::vector<std::string> quoted;
-    for (const auto& n : sweep.names) quoted.push_back(sql_quote(n));
-    return join(quoted, ", ");
+  // "?1, ?2, ...": one placeholder per sweep name, bound to sweep.names.
+  std::string name_placeholders() const {
+    std::vector<std::string> marks;
+    for (std::size_t i = 1; i <= sweep.names.size(); ++i) marks.push_back("?" + std::to_string(i));
+    return join(marks, ", ");
   }
 
   void header();
@@ -146,7 +147,8 @@ void Builder::run_context() {
   auto runs = store.query(
       "SELECT id, started_at, git_sha, git_dirty, attnlab_version, torch_version, blas, threads, cpu, gpu, hostname, "
       "sgemm_gflops FROM runs WHERE id IN (SELECT DISTINCT t.run_id FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
-      "WHERE s.name IN (" + quoted_names() + ")) ORDER BY id");
+      "WHERE s.name IN (" + name_placeholders() + ")) ORDER BY id",
+      sweep.names);
   doc.heading(2, "Run context");
   if (runs.rows.empty()) {
     doc.paragraph("No run has recorded a trial of this sweep yet.");
@@ -174,7 +176,7 @@ void Builder::bench() {
   }();
   doc.heading(2, "Results");
   doc.paragraph("One row per trial: median wall time per call over the timed repeats, spread = coefficient of "
-                "variation, peak MiB = peak live tensor memory above the inputs, GFLOP/s = useful FLOPs (allowed "
+                "variation (marked ! above 10%: a noisy row, its ratios suspect), peak MiB = peak live tensor memory above the inputs, GFLOP/s = useful FLOPs (allowed "
                 "query-key pairs) per second" +
                 std::string(has_baseline ? ", ratio = median time over `" + options.baseline +
                                                "`'s at the same grid point (below 1 is faster)"
@@ -199,7 +201,8 @@ void Builder::bench() {
           sweep.variant_label(*t), t->param("seq_len"), t->status,
           format_number("%.3f", t->final_metric("time/median_ms")),
           format_number("%.1f%%", t->final_metric("time/cv") ? std::optional<double>(100 * *t->final_metric("time/cv"))
-                                                             : std::nullopt),
+                                                             : std::nullopt) +
+              (t->final_metric("time/cv").value_or(0.0) > 0.1 ? " !" : ""),
           format_number("%.1f", t->final_metric("memory/peak_tensor_mib")),
           format_number("%.2f", t->final_metric("flops/gflops")),
           format_number("%.3f", t->final_metric("density/block"))};
@@ -568,7 +571,8 @@ void Builder::failures() {
 }
 
 void Builder::sweep_file() {
-  auto rows = store.query("SELECT path, source FROM sweeps WHERE name IN (" + quoted_names() + ") ORDER BY id");
+  auto rows = store.query("SELECT path, source FROM sweeps WHERE name IN (" + name_placeholders() + ") ORDER BY id",
+                          sweep.names);
   bool first = true;
   for (const auto& row : rows.rows) {
     if (!row[1] || row[1]->empty()) continue;

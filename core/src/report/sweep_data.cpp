@@ -21,12 +21,6 @@ std::string TrialData::param(const std::string& key) const {
 
 bool is_backend_param(const std::string& name) { return name == "backend" || name.rfind("backend.", 0) == 0; }
 
-std::string sql_quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
 std::string axes_key(const TrialData& trial) {
   std::string key;
   for (const auto& [name, value] : trial.params)
@@ -69,7 +63,7 @@ std::string SweepData::variant_label(const TrialData& trial) const {
 namespace {
 
 SweepData load_one(ResultStore& store, const std::string& sweep) {
-  auto found = store.query("SELECT id, kind FROM sweeps WHERE name = " + sql_quote(sweep));
+  auto found = store.query("SELECT id, kind FROM sweeps WHERE name = ?1", {sweep});
   if (found.rows.empty()) {
     auto names = store.query("SELECT name FROM sweeps ORDER BY name");
     std::string known;
@@ -153,9 +147,9 @@ std::vector<std::pair<std::int64_t, double>> load_curve(ResultStore& store, std:
 
 std::vector<std::string> curve_names(ResultStore& store, std::int64_t trial_id, const std::string& prefix) {
   std::vector<std::string> out;
-  auto rows = store.query("SELECT DISTINCT name FROM metrics WHERE step >= 0 AND trial_id = " +
-                          std::to_string(trial_id) + " AND substr(name, 1, " + std::to_string(prefix.size()) +
-                          ") = " + sql_quote(prefix) + " ORDER BY name");
+  auto rows = store.query("SELECT DISTINCT name FROM metrics WHERE step >= 0 AND trial_id = CAST(?1 AS INTEGER) "
+                          "AND substr(name, 1, length(?2)) = ?2 ORDER BY name",
+                          {std::to_string(trial_id), prefix});
   for (const auto& row : rows.rows) out.push_back(row[0].value_or(""));
   return out;
 }

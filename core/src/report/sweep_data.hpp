@@ -47,9 +47,6 @@ bool is_backend_param(const std::string& name);
 // "name=value" joined by ";". Trials with equal keys are comparable.
 std::string axes_key(const TrialData& trial);
 
-// Quotes text as an SQL string literal.
-std::string sql_quote(const std::string& text);
-
 // A per-step metric of one trial: (step, value) in step order.
 std::vector<std::pair<std::int64_t, double>> load_curve(ResultStore& store, std::int64_t trial_id,
                                                        const std::string& metric);

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace attnlab {
 
@@ -36,6 +37,8 @@ struct BenchOptions : BenchGrid {
   double min_time_s = 0.0;
   std::uint64_t seed = 0;
   double sgemm_gflops = 0.0;      // ceiling measured in this run (0 = unknown)
+  int round = 1;                  // [sweep] rounds: which execution of the trial this is
+  std::vector<double> prior_repeats_ms;  // earlier rounds' repeats: the statistics pool them
 };
 
 void run_bench(AttentionBackend& backend, const BenchOptions& options, TrialSink& sink);

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <random>
+#include <set>
 #include <sstream>
 
 namespace attnlab {
@@ -137,6 +139,8 @@ ParamValue json_to_param(const json& value) {
 }
 
 // Applies "section.key=value" (a TOML value) on top of the parsed file.
+void check_toml_characters(const std::string& text, const std::string& path);
+
 void apply_override(toml::table& root, const std::string& text) {
   const auto eq = text.find('=');
   if (eq == std::string::npos) throw ConfigError("--set " + text + ": expected section.key=value");
@@ -154,8 +158,9 @@ void apply_override(toml::table& root, const std::string& text) {
   const std::string section = dotted.substr(0, dot), key = dotted.substr(dot + 1);
   toml::table parsed;
   try {
+    check_toml_characters("v = " + value, "<--set " + dotted + ">");
     parsed = toml::parse("v = " + value, std::string_view("<--set " + dotted + ">"));
-  } catch (const toml::parse_error&) {
+  } catch (const std::exception&) {  // toml::parse_error, or ConfigError from the character check
     // A bare word is taken as a string: --set teacher.checkpoint=/path/to/gpt2
     parsed = toml::table{{"v", value}};
   }
@@ -173,55 +178,65 @@ void apply_override(toml::table& root, const std::string& text) {
   target->insert_or_assign(key, *parsed_value);
 }
 
-// TOML allows non-ASCII text only inside strings and comments. toml++ 3.3 (Debian 12) checks
-// such a character for whitespace where it expects a key or a value, and reaches
-// __builtin_unreachable for most of them (U+00E9 and U+FE7F among them: undefined
-// behaviour, found by tests/fuzz). Refused here first, with the place. A quote opens a string
-// only where TOML lets one start (a key, a value, an array element): inside a malformed bare
-// value toml++ reads it as more of that value, and so does this check.
+// TOML allows non-ASCII text only inside strings and comments. Elsewhere toml++ (3.3 in
+// Debian 12, 3.4 in Debian 13) asks whether such a character is whitespace, and for most
+// code points reaches TOML_UNREACHABLE (__builtin_unreachable: undefined behaviour;
+// marzer/tomlplusplus#295, fixed upstream after 3.4; found here by tests/fuzz). So toml++
+// first reads a stand-in of the text where every non-ASCII character is a backtick: a
+// character TOML allows only inside strings and comments, and pure ASCII, which toml++
+// handles safely. If the stand-in parses, every non-ASCII character of the text sits in a
+// string or a comment, and the text itself is safe to parse. If it does not, the text is
+// refused with the stand-in's error, and never reaches toml++; an error at a stand-in
+// backtick is a non-ASCII character outside a string or comment, and says so.
 void check_toml_characters(const std::string& text, const std::string& path) {
-  enum class In { Code, Comment, Basic, Literal, MultiBasic, MultiLiteral } in = In::Code;
-  int line = 1, column = 1;
-  bool token_start = true;  // at a line's start or after = [ , { . (spaces and tabs aside)
-  auto at = [&](std::size_t i, const char* s) { return text.compare(i, std::strlen(s), s) == 0; };
+  std::string ascii;
+  std::set<std::pair<std::uint32_t, std::uint32_t>> stand_ins;  // (line, column) of each backtick put in
+  std::uint32_t line = 1, column = 1;
   for (std::size_t i = 0; i < text.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '\n') {
-      ++line;
-      column = 1;
-      if (in == In::Comment || in == In::Basic || in == In::Literal) in = In::Code;  // unterminated: toml++ says so
-      if (in == In::Code) token_start = true;
+    if (c < 0x80) {
+      ascii += text[i];
+      if (c == '\n') ++line, column = 1;
+      else ++column;
       continue;
     }
-    switch (in) {
-      case In::Code:
-        if (c >= 0x80)
-          throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                            ": a non-ASCII character outside a string or comment (TOML keys and values are ASCII "
-                            "unless quoted)");
-        if (c == '#') in = In::Comment;
-        else if (token_start && at(i, "\"\"\"")) in = In::MultiBasic, i += 2, column += 2;
-        else if (token_start && at(i, "'''")) in = In::MultiLiteral, i += 2, column += 2;
-        else if (token_start && c == '"') in = In::Basic;
-        else if (token_start && c == '\'') in = In::Literal;
-        else if (c == '=' || c == '[' || c == ',' || c == '{' || c == '.') token_start = true;
-        else if (c != ' ' && c != '\t') token_start = false;
-        break;
-      case In::Basic:
-      case In::MultiBasic:
-        if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') ++i, ++column;
-        else if (in == In::MultiBasic && at(i, "\"\"\"")) in = In::Code, token_start = false, i += 2, column += 2;
-        else if (in == In::Basic && c == '"') in = In::Code, token_start = false;
-        break;
-      case In::Literal:
-        if (c == '\'') in = In::Code, token_start = false;
-        break;
-      case In::MultiLiteral:
-        if (at(i, "'''")) in = In::Code, token_start = false, i += 2, column += 2;
-        break;
-      case In::Comment: break;
-    }
-    if ((c & 0xC0) != 0x80) ++column;  // columns count characters, not UTF-8 continuation bytes
+    // One character: a lead byte and its continuation bytes (a stray one stands alone).
+    while (i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80 && (c & 0xC0) == 0xC0) ++i;
+    ascii += '`';
+    stand_ins.insert({line, column});
+    ++column;
+  }
+  if (stand_ins.empty()) return;
+  try {
+    (void)toml::parse(ascii, path);
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    const std::string place = path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
+    if (stand_ins.count({at.line, at.column}))
+      throw ConfigError(place + ": a non-ASCII character outside a string or comment (TOML keys and values are "
+                                "ASCII unless quoted)");
+    throw ConfigError(place + ": " + std::string(e.description()));
+  }
+}
+
+// [sweep] keys that only some kinds can honour: refused where the kind cannot, at the key.
+void check_execution_keys(const SweepHead& head, const KindSchema& kind, const toml::table& table,
+                          const std::string& path) {
+  auto at = [&](const char* key) -> const toml::node& {
+    const toml::node* node = table.get(key);
+    return node ? *node : static_cast<const toml::node&>(table);
+  };
+  if (head.rounds > 1 && !kind.times_repeats)
+    fail(at("rounds"), path, "[sweep] rounds: only bench sweeps time repeats to pool (kind = \"" + kind.name + "\")");
+  if (head.prune == "none") return;
+  if (kind.curves.empty())
+    fail(at("prune"), path, "[sweep] prune: kind = \"" + kind.name + "\" logs no per-step metric to prune on");
+  if (std::find(kind.curves.begin(), kind.curves.end(), head.prune_metric) == kind.curves.end()) {
+    std::string known;
+    for (const auto& c : kind.curves) known += (known.empty() ? "" : ", ") + c;
+    fail(at("prune_metric"), path,
+         "[sweep] prune_metric: '" + head.prune_metric + "' is not a per-step metric of kind = \"" + kind.name +
+             "\" (it logs: " + known + ")");
   }
 }
 
@@ -296,6 +311,8 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
   json resolved_head = kind->sweep_defaults;
   for (const auto& [k, v] : head.items()) resolved_head[k] = v;
   static_cast<SweepHead&>(sweep) = sweep_keys().read(resolved_head);
+  check_execution_keys(sweep, *kind, *sweep_table, path);
+  for (const auto& [k, node] : *sweep_table) sweep.head_where[std::string(k.str())] = where(node, path);
 
   // The kind's own sections; anything else at the top level is unknown.
   for (const auto& [k, node] : root) {
@@ -381,6 +398,24 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
     }
   }
   return sweep;
+}
+
+// [sweep] sample = N: N trials of the grid drawn uniformly without replacement, seeded by
+// [sweep] seed, kept in grid order. Their keys are the grid's, so a rerun resumes them.
+static std::vector<TrialSpec> sampled(const SweepSpec& sweep, std::vector<TrialSpec> trials) {
+  if (sweep.sample <= 0) return trials;
+  const auto n = static_cast<std::size_t>(sweep.sample);
+  if (n > trials.size()) {
+    const auto it = sweep.head_where.find("sample");
+    throw ConfigError((it != sweep.head_where.end() ? it->second : sweep.path + ":1:1") + ": [sweep] sample = " +
+                      std::to_string(n) + " is more than the grid's " + std::to_string(trials.size()) + " trials");
+  }
+  auto order = seeded_permutation(trials.size(), sweep.seed ^ 0x73616d706c65ull);  // "sample"
+  order.resize(n);
+  std::sort(order.begin(), order.end());
+  std::vector<TrialSpec> chosen;
+  for (auto i : order) chosen.push_back(std::move(trials[i]));
+  return chosen;
 }
 
 std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends, double max_trials) {
@@ -470,7 +505,15 @@ std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalo
   };
   json point = json::object();
   over_grid(0, point);
-  return trials;
+  return sampled(sweep, std::move(trials));
+}
+
+std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed) {
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  return order;
 }
 
 }  // namespace attnlab

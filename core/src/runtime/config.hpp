@@ -48,9 +48,19 @@ struct ConfigError : std::runtime_error {
   KEY(double, trial_timeout_s, 0.0, keys::range(0, 1e7),                                              \
       "kill a trial's process after this long and record it as timed out (0: no limit)")            \
   KEY(std::int64_t, max_attempts, 1, keys::range(1, 100),                                             \
-      "attempts per trial: a crash, a timeout or a lost worker is retried until this many")
-// How trials run (trial_timeout_s, max_attempts) is not part of a trial's key: changing it
-// never invalidates a result.
+      "attempts per trial: a crash, a timeout or a lost worker is retried until this many")            \
+  KEY(std::int64_t, rounds, 1, keys::range(1, 1000),                                                  \
+      "bench: run every trial this many times, each round in a new shuffled order, and pool the repeats") \
+  KEY(std::int64_t, sample, 0, keys::range(0, 1e6),                                                   \
+      "run only this many grid points, drawn uniformly without replacement with [sweep] seed (random search; 0: all)") \
+  KEY(std::string, prune, "none", keys::one_of({"none", "median"}),                                   \
+      "distill: stop a trial whose best prune_metric so far is worse than the median of the finished trials at that step") \
+  KEY(std::string, prune_metric, "train/kl", keys::any(), "distill: the per-step metric the pruner compares (lower is better)") \
+  KEY(std::int64_t, prune_warmup, 5, keys::range(0, 1e6), "distill: logged steps of a trial before the pruner may stop it") \
+  KEY(std::int64_t, prune_min_trials, 3, keys::range(1, 1e6),                                        \
+      "distill: finished trials of the same sweep and seq_len needed at a step before the pruner acts")
+// How trials run (trial_timeout_s, max_attempts, rounds, sample, prune*) is not part of a
+// trial's key: changing it never invalidates a result.
 struct SweepHead {
   ATTNLAB_SWEEP_KEYS(ATTNLAB_KEY_FIELD)
 };
@@ -79,6 +89,8 @@ struct KindSchema {
   std::vector<std::pair<std::string, std::vector<keys::Key>>> sections;  // e.g. ("data", ...)
   nlohmann::json sweep_defaults = nlohmann::json::object();             // [sweep] defaults it changes
   std::string summary;                                                  // one line, for docs
+  std::vector<std::string> curves;  // per-step metrics it logs (a pruner may watch them)
+  bool times_repeats = false;       // its trials time repeated calls ([sweep] rounds pools them)
 };
 
 struct Axis {
@@ -97,6 +109,7 @@ struct SweepSpec : SweepHead {
   std::map<std::string, std::string> backend_where;       // [backend.X] table, or X in [grid] backend
   nlohmann::json sections = nlohmann::json::object();     // kind sections, checked
   SlurmSpec slurm;                                        // [slurm], defaults where absent
+  std::map<std::string, std::string> head_where;          // [sweep] key -> "file:line:column"
 };
 
 struct TrialSpec {
@@ -122,6 +135,10 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
 inline constexpr double kMaxTrials = 1e6;
 std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends,
                                      double max_trials = kMaxTrials);
+
+// A permutation of 0..n-1 from `seed` (Fisher-Yates on mt19937_64 with a plain modulo: the
+// same on every platform and standard library, which std::shuffle is not).
+std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed);
 
 // Hex digest of a trial's canonical JSON: the trial key (see config.cpp for its constants).
 std::string stable_hash(const std::string& text);

@@ -7,6 +7,10 @@
 
 #include <unistd.h>
 
+#ifdef ATTNLAB_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -103,6 +107,44 @@ double measure_sgemm_gflops(int n, int repeats) {
   return 2.0 * n * static_cast<double>(n) * n / seconds[seconds.size() / 2] / 1e9;
 }
 
+// Every visible GPU: name, memory, compute capability, with the driver's and the runtime's
+// CUDA versions (12040 = 12.4). Empty without a CUDA build or without a device.
+static nlohmann::json gpu_devices() {
+  nlohmann::json devices = nlohmann::json::array();
+#ifdef ATTNLAB_WITH_CUDA
+  int count = 0, driver = 0, runtime = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return devices;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    devices.push_back({{"name", p.name},
+                       {"memory_gib", static_cast<double>(p.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0)},
+                       {"compute_capability", std::to_string(p.major) + "." + std::to_string(p.minor)},
+                       {"driver_cuda_version", driver},
+                       {"runtime_cuda_version", runtime}});
+  }
+#endif
+  return devices;
+}
+
+// "NVIDIA H100 80GB HBM3 (79.1 GiB, sm_90, driver CUDA 12.4, runtime 12.4)", one per device.
+static std::string describe_gpus(const nlohmann::json& devices) {
+  std::string out;
+  auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+  for (const auto& d : devices) {
+    char memory[32];
+    std::snprintf(memory, sizeof memory, "%.1f GiB", d["memory_gib"].get<double>());
+    std::string cc = d["compute_capability"];
+    cc.erase(std::remove(cc.begin(), cc.end(), '.'), cc.end());
+    out += (out.empty() ? "" : "; ") + d["name"].get<std::string>() + " (" + memory + ", sm_" + cc +
+           ", driver CUDA " + version(d["driver_cuda_version"]) + ", runtime " + version(d["runtime_cuda_version"]) +
+           ")";
+  }
+  return out;
+}
+
 nlohmann::json collect_context(bool measure_sgemm) {
   nlohmann::json c;
   const std::string src = ATTNLAB_SOURCE_DIR;
@@ -117,7 +159,8 @@ nlohmann::json collect_context(bool measure_sgemm) {
   c["threads"] = at::get_num_threads();
   c["cpu"] = cpu_model();
   c["cores"] = std::thread::hardware_concurrency();
-  c["gpu"] = "";
+  c["gpu_devices"] = gpu_devices();
+  c["gpu"] = describe_gpus(c["gpu_devices"]);
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   c["hostname"] = host;

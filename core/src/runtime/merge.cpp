@@ -9,9 +9,10 @@
 namespace attnlab {
 namespace {
 
-// Better results win: done over failed over running over pending.
+// Better results win: done over pruned over failed over running over pending.
 int rank(const std::string& status) {
-  if (status == "done") return 3;
+  if (status == "done") return 4;
+  if (status == "pruned") return 3;
   if (status == "failed") return 2;
   if (status == "running") return 1;
   return 0;

@@ -16,7 +16,7 @@ std::string now_utc() {
   return buffer;
 }
 
-// Version 2 (a version-1 file is migrated: migrate_from_1). Views are the query presets
+// Version 3 (an older file is migrated: migrate_to_3). Views are the query presets
 // (docs/RESULTS.md). Writers take the lock up front
 // (BEGIN IMMEDIATE): a deferred read-then-write transaction cannot wait for a second writer.
 const char* kSchema = R"SQL(
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS trials (
   run_id INTEGER REFERENCES runs(id),
   key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, backend TEXT NOT NULL, ordinal INTEGER,
   config_json TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('pending','running','done','failed')),
+  status TEXT NOT NULL CHECK (status IN ('pending','running','done','failed','pruned')),
   error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
   claimed_by TEXT, attempt INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
   takeovers INTEGER NOT NULL DEFAULT 0, lease_until REAL, heartbeat_at REAL,
@@ -56,9 +56,26 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE TABLE IF NOT EXISTS trial_info (
   trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
   key TEXT NOT NULL, value TEXT, PRIMARY KEY (trial_id, key));
+-- A done trial's metrics when it is run again (--force, --rerun-stale): kept, tagged with
+-- the run that made them, for before/after comparisons (attnlab compare --against-run).
+CREATE TABLE IF NOT EXISTS superseded_metrics (
+  trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  run_id INTEGER, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL,
+  PRIMARY KEY (trial_id, run_id, name, step));
 
+)SQL";
+
+// The trials table's columns in order (the version-2 table is copied into version 3's by them).
+const char* kTrialsColumns =
+    "id, sweep_id, run_id, key, name, backend, ordinal, config_json, status, error, created_at, started_at, "
+    "finished_at, claimed_by, attempt, failures, takeovers, lease_until, heartbeat_at, plugin_version, plugin_build, "
+    "attnlab_build";
+
+// Views hold no data: every one is dropped and made again on each open for writing, so a
+// database always has the current query presets (a new column reaches old files too).
+const char* kViews = R"SQL(
 -- One row per trial with its axes and headline numbers (final values, step = -1).
-CREATE VIEW IF NOT EXISTS trial_summary AS
+CREATE VIEW trial_summary AS
 SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.backend, t.status,
   (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS seq_len,
   (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'pass') AS pass,
@@ -72,13 +89,13 @@ SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.bac
 FROM trials t JOIN sweeps s ON s.id = t.sweep_id;
 
 -- Every final metric with its trial's sweep and backend: the long format for pivots.
-CREATE VIEW IF NOT EXISTS final_metrics AS
+CREATE VIEW final_metrics AS
 SELECT s.name AS sweep, t.id AS trial_id, t.name AS trial, t.backend, m.name AS metric, m.value
 FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.sweep_id
 WHERE m.step = -1;
 
 -- Per-step curves (loss, KL, blend weights ...).
-CREATE VIEW IF NOT EXISTS curves AS
+CREATE VIEW curves AS
 SELECT s.name AS sweep, t.id AS trial_id, t.name AS trial, t.backend, m.name AS metric, m.step, m.value
 FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.sweep_id
 WHERE m.step >= 0;
@@ -151,20 +168,19 @@ SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
 FROM keyed GROUP BY sweep, method, eval_len)SQL";
 
 void ResultStore::create_schema() {
+  migrate_to_3();
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   db_->exec(kSchema);
-  // Views hold no data: redefined on every open for writing, so a database always has the
-  // current query presets.
-  db_->exec("DROP VIEW IF EXISTS distill_methods");
-  db_->exec("DROP VIEW IF EXISTS distill_summary");
+  for (const char* view : {"distill_methods", "distill_summary", "trial_summary", "final_metrics", "curves"})
+    db_->exec(std::string("DROP VIEW IF EXISTS ") + view);
+  db_->exec(kViews);
   db_->exec(distill_summary_view());
   db_->exec(kDistillMethodsView);
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();
     version.reset();
-    if (found == 1) migrate_from_1();
-    else if (found != kSchemaVersion)
+    if (found != kSchemaVersion)
       throw std::runtime_error("database " + db_->getFilename() + " has schema version " + std::to_string(found) +
                                ", this attnlab uses " + std::to_string(kSchemaVersion) +
                                " (a newer attnlab wrote it: use that one, or another --db)");
@@ -174,16 +190,52 @@ void ResultStore::create_schema() {
   tx.commit();
 }
 
-// In place, inside create_schema's transaction: the new columns, empty for old rows (their
-// results have no recorded provenance, so they read as stale until rerun).
-void ResultStore::migrate_from_1() {
-  for (const char* column : {"claimed_by TEXT", "attempt INTEGER NOT NULL DEFAULT 0",
-                             "failures INTEGER NOT NULL DEFAULT 0", "takeovers INTEGER NOT NULL DEFAULT 0", "lease_until REAL",
-                             "heartbeat_at REAL", "plugin_version TEXT", "plugin_build TEXT", "attnlab_build TEXT"})
-    db_->exec(std::string("ALTER TABLE trials ADD COLUMN ") + column);
-  for (const char* column : {"build_sha TEXT", "sdpa_backend TEXT"})
-    db_->exec(std::string("ALTER TABLE runs ADD COLUMN ") + column);
-  db_->exec("UPDATE schema_info SET version = 2");
+// An older file is brought to version 3 in place, in one transaction, before anything else
+// touches it. Version 1 lacks the claim and provenance columns (empty for old rows: their
+// results have no recorded provenance, so they read as stale until rerun); version 2's
+// trials table refuses the status 'pruned', and SQLite cannot alter a CHECK, so the table is
+// rebuilt (SQLite's documented 12-step procedure: foreign keys off, which works only outside
+// a transaction, else dropping the old table would cascade into every result).
+void ResultStore::migrate_to_3() {
+  int found = 0;
+  {
+    SQLite::Statement has(*db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_info'");
+    if (!has.executeStep()) return;  // a new file
+    SQLite::Statement version(*db_, "SELECT version FROM schema_info");
+    if (!version.executeStep()) return;
+    found = version.getColumn(0).getInt();
+  }
+  if (found >= 3) return;
+  db_->exec("PRAGMA foreign_keys=OFF");
+  {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (found == 1) {
+      for (const char* column : {"claimed_by TEXT", "attempt INTEGER NOT NULL DEFAULT 0",
+                                 "failures INTEGER NOT NULL DEFAULT 0", "takeovers INTEGER NOT NULL DEFAULT 0",
+                                 "lease_until REAL", "heartbeat_at REAL", "plugin_version TEXT", "plugin_build TEXT",
+                                 "attnlab_build TEXT"})
+        db_->exec(std::string("ALTER TABLE trials ADD COLUMN ") + column);
+      for (const char* column : {"build_sha TEXT", "sdpa_backend TEXT"})
+        db_->exec(std::string("ALTER TABLE runs ADD COLUMN ") + column);
+    }
+    // Views name the table: they go first (create_schema makes them again).
+    std::vector<std::string> views;
+    SQLite::Statement list(*db_, "SELECT name FROM sqlite_master WHERE type = 'view'");
+    while (list.executeStep()) views.push_back(list.getColumn(0).getString());
+    for (const auto& v : views) db_->exec("DROP VIEW \"" + v + "\"");
+    std::string create = kSchema;
+    const auto from = create.find("CREATE TABLE IF NOT EXISTS trials (");
+    const auto to = create.find(");", from) + 2;
+    create = create.substr(from, to - from);
+    create.replace(create.find("trials ("), 6, "trials_v3");
+    db_->exec(create);
+    db_->exec("INSERT INTO trials_v3 SELECT " + std::string(kTrialsColumns) + " FROM trials");
+    db_->exec("DROP TABLE trials");
+    db_->exec("ALTER TABLE trials_v3 RENAME TO trials");
+    db_->exec("UPDATE schema_info SET version = 3");
+    tx.commit();
+  }
+  db_->exec("PRAGMA foreign_keys=ON");
 }
 
 std::int64_t ResultStore::begin_run(const nlohmann::json& given, const std::string& command) {
@@ -371,15 +423,24 @@ bool holds(SQLite::Database& db, const Claim& claim, const std::string& worker) 
 
 void ResultStore::want(const std::vector<std::int64_t>& trial_ids) {
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-  db_->exec("CREATE TEMP TABLE IF NOT EXISTS wanted (id INTEGER PRIMARY KEY)");
+  // rank: the order trials are claimed in (the sweep's, or a round's shuffle).
+  db_->exec("CREATE TEMP TABLE IF NOT EXISTS wanted (id INTEGER PRIMARY KEY, rank INTEGER)");
   db_->exec("DELETE FROM wanted");
-  SQLite::Statement insert(*db_, "INSERT OR IGNORE INTO wanted (id) VALUES (?)");
-  for (auto id : trial_ids) {
-    insert.bind(1, static_cast<int64_t>(id));
+  SQLite::Statement insert(*db_, "INSERT OR IGNORE INTO wanted (id, rank) VALUES (?, ?)");
+  for (std::size_t i = 0; i < trial_ids.size(); ++i) {
+    insert.bind(1, static_cast<int64_t>(trial_ids[i]));
+    insert.bind(2, static_cast<int64_t>(i));
     insert.exec();
     insert.reset();
   }
   tx.commit();
+}
+
+void ResultStore::reopen_for_round(std::int64_t trial_id) {
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', failures = 0, takeovers = 0,
+    claimed_by = NULL, lease_until = NULL WHERE id = ? AND status = 'done')SQL");
+  update.bind(1, static_cast<int64_t>(trial_id));
+  update.exec();
 }
 
 // Running trials of dead local owners get an expired lease, so the claim below can take them.
@@ -409,7 +470,7 @@ std::optional<Claim> ResultStore::claim(std::int64_t run_id, const std::string& 
     WHERE t.failures < :max AND
       (t.status = 'pending' OR
        (t.status = 'running' AND (t.lease_until IS NULL OR t.lease_until < :now) AND t.takeovers < :takeovers))
-    ORDER BY t.ordinal, t.id LIMIT 1)SQL");
+    ORDER BY w.rank, t.ordinal, t.id LIMIT 1)SQL");
   pick.bind(":now", now);
   pick.bind(":max", policy.max_attempts);
   pick.bind(":takeovers", policy.max_takeovers);
@@ -484,6 +545,24 @@ bool ResultStore::fail_claimed(const Claim& claim, const std::string& worker, co
   return true;
 }
 
+bool ResultStore::end_claimed(const Claim& claim, const std::string& worker, const std::string& status,
+                              const std::string& reason, const TrialRecord& partial) {
+  if (status != "failed" && status != "pruned") throw std::invalid_argument("end_claimed: status " + status);
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  if (!holds(*db_, claim, worker)) return false;
+  clear_results(*db_, claim.trial_id);
+  write_record(*db_, claim.trial_id, partial);
+  SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = ?, error = ?, finished_at = ?, lease_until = NULL
+    WHERE id = ?)SQL");
+  update.bind(1, status);
+  update.bind(2, reason);
+  update.bind(3, now_utc());
+  update.bind(4, static_cast<int64_t>(claim.trial_id));
+  update.exec();
+  tx.commit();
+  return true;
+}
+
 bool ResultStore::release(const Claim& claim, const std::string& worker) {
   SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', claimed_by = NULL, lease_until = NULL
     WHERE id = ? AND claimed_by = ? AND attempt = ? AND status = 'running')SQL");
@@ -510,17 +589,24 @@ int ResultStore::reap(const ClaimPolicy& policy, const std::function<bool(const 
 }
 
 std::map<std::string, int> ResultStore::wanted_status() {
-  std::map<std::string, int> counts{{"pending", 0}, {"running", 0}, {"done", 0}, {"failed", 0}};
+  std::map<std::string, int> counts{{"pending", 0}, {"running", 0}, {"done", 0}, {"failed", 0}, {"pruned", 0}};
   SQLite::Statement q(*db_, "SELECT t.status, count(*) FROM trials t JOIN wanted w ON w.id = t.id GROUP BY t.status");
   while (q.executeStep()) counts[q.getColumn(0).getString()] = q.getColumn(1).getInt();
   return counts;
 }
 
 void ResultStore::reset_trial(std::int64_t trial_id) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement keep(*db_, R"SQL(INSERT OR REPLACE INTO superseded_metrics (trial_id, run_id, name, step, value)
+    SELECT m.trial_id, t.run_id, m.name, m.step, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id
+    WHERE t.id = ? AND t.status = 'done')SQL");
+  keep.bind(1, static_cast<int64_t>(trial_id));
+  keep.exec();
   SQLite::Statement update(*db_, R"SQL(UPDATE trials SET status = 'pending', failures = 0, takeovers = 0,
     claimed_by = NULL, lease_until = NULL WHERE id = ? AND status != 'running')SQL");
   update.bind(1, static_cast<int64_t>(trial_id));
   update.exec();
+  tx.commit();
 }
 
 Provenance ResultStore::provenance(std::int64_t trial_id) {
@@ -546,8 +632,9 @@ void ResultStore::fail_trial(std::int64_t trial_id, const std::string& error, co
   tx.commit();
 }
 
-ResultStore::Table ResultStore::query(const std::string& sql) {
+ResultStore::Table ResultStore::query(const std::string& sql, const std::vector<std::string>& params) {
   SQLite::Statement statement(*db_, sql);
+  for (std::size_t i = 0; i < params.size(); ++i) statement.bind(static_cast<int>(i + 1), params[i]);
   Table table;
   for (int i = 0; i < statement.getColumnCount(); ++i) table.columns.push_back(statement.getColumnName(i));
   while (statement.executeStep()) {

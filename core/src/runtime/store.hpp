@@ -22,8 +22,9 @@ namespace attnlab {
 // 2: trials carry their claim (claimed_by, attempt = claims so far, the fencing token;
 // failures, takeovers; lease_until, heartbeat_at) and who made
 // their result (plugin_version, plugin_build, attnlab_build); runs their build_sha and
-// sdpa_backend. A version-1 file is migrated in place when opened for writing.
-inline constexpr int kSchemaVersion = 2;
+// sdpa_backend. 3: the status 'pruned'; superseded_metrics keeps a rerun trial's earlier
+// results. An older file is migrated in place when opened for writing.
+inline constexpr int kSchemaVersion = 3;
 
 struct MetricRow {
   std::string name;
@@ -85,8 +86,8 @@ class ResultStore {
                                                     int ordinal, const nlohmann::json& config);
   std::optional<std::string> trial_status(const std::string& key);
 
-  // Claims (one transaction): the trials of this invocation are those passed to want(); a
-  // pending one, or a running one whose lease has expired (a takeover), within the policy's
+  // Claims (one transaction): the trials of this invocation are those passed to want(), in
+  // that order of preference; a pending one, or a running one whose lease has expired (a takeover), within the policy's
   // limits, first by ordinal. Running trials whose owner is gone (owner_alive says so: a local pid that no
   // longer exists) count as expired at once. Empty when there is nothing to claim.
   void want(const std::vector<std::int64_t>& trial_ids);
@@ -101,14 +102,22 @@ class ResultStore {
   // `error` as the last reason), else failed with it. Only under the claim.
   bool fail_claimed(const Claim& claim, const std::string& worker, const std::string& error,
                     const TrialRecord& partial, int max_attempts);
+  // Ends the trial for good under the claim, with no retry: status "failed" (it diverged: a
+  // rerun would diverge again) or "pruned" (a pruner stopped it), keeping its curves so far.
+  bool end_claimed(const Claim& claim, const std::string& worker, const std::string& status,
+                   const std::string& reason, const TrialRecord& partial);
   // Gives the claim back, counting no failure (the worker was asked to stop).
   bool release(const Claim& claim, const std::string& worker);
   // Wanted trials whose workers vanished max_takeovers times become failed; returns how many.
   int reap(const ClaimPolicy& policy, const std::function<bool(const std::string& owner)>& owner_alive);
-  // Of the wanted trials: how many are pending, running, done, failed.
+  // Of the wanted trials: how many are pending, running, done, failed, pruned.
   std::map<std::string, int> wanted_status();
   // Back to pending with no failures counted (--force, --rerun-stale, a new run of failed ones).
+  // A done trial's metrics are kept in superseded_metrics under the run that made them.
   void reset_trial(std::int64_t trial_id);
+  // A done trial back to pending for its next [sweep] round (its results stay: the next
+  // execution pools its repeats with them and replaces them; nothing is superseded).
+  void reopen_for_round(std::int64_t trial_id);
   // The provenance of a done trial (empty fields where a version-1 database had none).
   Provenance provenance(std::int64_t trial_id);
 
@@ -125,13 +134,14 @@ class ResultStore {
     std::vector<std::string> columns;
     std::vector<std::vector<std::optional<std::string>>> rows;
   };
-  Table query(const std::string& sql);
+  // `params` are bound to the statement's ?1, ?2, ... (text): user input never enters SQL text.
+  Table query(const std::string& sql, const std::vector<std::string>& params = {});
 
   SQLite::Database& db();
 
  private:
   void create_schema();
-  void migrate_from_1();
+  void migrate_to_3();
   std::unique_ptr<SQLite::Database> db_;
 };
 

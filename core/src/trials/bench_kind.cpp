@@ -22,6 +22,8 @@ class BenchKind final : public TrialKind {
     o.min_time_s = env.sweep.min_time_s;
     o.seed = env.sweep.seed;
     o.sgemm_gflops = env.sgemm_gflops;
+    o.round = env.round;
+    o.prior_repeats_ms = env.prior_repeats_ms;
     BackendInit init;
     init.n_heads = o.heads;
     init.head_dim = o.head_dim;

@@ -20,6 +20,8 @@ struct TrialEnv {
   const PluginRegistry& registry;
   std::string results_dir = "results";  // teachers, caches
   double sgemm_gflops = 0.0;            // this run's ceiling (0 when the kind does not time)
+  int round = 1;                        // [sweep] rounds: this execution's round
+  std::vector<double> prior_repeats_ms;  // the earlier rounds' timed repeats, to pool with this one's
 };
 
 class TrialKind {

@@ -10,6 +10,7 @@ KindSchema bench_schema() {
   s.name = "bench";
   s.summary = "the attention op of one backend, timed and measured (time, memory, FLOPs, density)";
   s.grid = bench_keys().keys();
+  s.times_repeats = true;
   return s;
 }
 
@@ -24,6 +25,7 @@ KindSchema distill_schema() {
   // One pass per trial: timing repeats mean nothing here (and these values are in the keys of
   // every distill trial recorded so far).
   s.sweep_defaults = {{"warmup", 0}, {"repeats", 1}};
+  s.curves = {"train/loss", "train/ce", "train/kl", "train/reg"};  // logged every log_every steps (distill.cpp)
   return s;
 }
 

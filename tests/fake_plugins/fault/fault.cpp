@@ -7,7 +7,9 @@
 // What it does when built (parameter "fault"): none | segfault | abort | hang | sigkill (what
 // the kernel's out-of-memory killer sends) | throw | exit | crash_once (crashes unless the file
 // $ATTNLAB_FAULT_LOG.once-<tag> exists, which it creates: a transient failure). "sleep_ms"
-// makes each forward take that long. When $ATTNLAB_FAULT_LOG is set, every construction
+// makes each forward take that long; "nan_after" = N makes every forward after the first N
+// return NaN (a diverging trial, for the divergence guard). $ATTNLAB_FAULT_EXTRA_SLEEP_MS
+// adds that much to every forward: a slowdown outside the trial's key, for before/after tests. When $ATTNLAB_FAULT_LOG is set, every construction
 // appends "start <tag> <pid> <seconds>" and every destruction "end <tag> <pid> <seconds>" to
 // it (O_APPEND: whole lines, whatever the number of writers), so a test counts executions,
 // not database rows.
@@ -21,6 +23,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -42,7 +45,10 @@ void log_line(const std::string& what, const std::string& tag) {
 class FaultBackend : public attnlab::AttentionBackend {
  public:
   explicit FaultBackend(const attnlab::BackendInit& init)
-      : AttentionBackend("FaultBackend"), tag_(init.params.get_string("tag")), sleep_ms_(init.params.get_int("sleep_ms")) {
+      : AttentionBackend("FaultBackend"),
+        tag_(init.params.get_string("tag")),
+        sleep_ms_(init.params.get_int("sleep_ms")),
+        nan_after_(init.params.get_int("nan_after")) {
     log_line("start", tag_);
     const std::string fault = init.params.get_string("fault");
     if (fault == "segfault") ::raise(SIGSEGV);
@@ -69,18 +75,25 @@ class FaultBackend : public attnlab::AttentionBackend {
                               {"none", "segfault", "abort", "hang", "sigkill", "throw", "exit", "crash_once"},
                               "how the backend misbehaves when built"),
             ParamSpec::text("tag", "", "names the trial in $ATTNLAB_FAULT_LOG"),
-            ParamSpec::integer("sleep_ms", 0, 0, 600000, "each forward sleeps this long")};
+            ParamSpec::integer("sleep_ms", 0, 0, 600000, "each forward sleeps this long"),
+            ParamSpec::integer("nan_after", -1, -1, 1000000, "forwards after this many return NaN (-1: never)")};
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
     if (sleep_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
+    if (const char* extra = std::getenv("ATTNLAB_FAULT_EXTRA_SLEEP_MS"))
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(extra)));
     const auto T = v.size(2);
-    return v.cumsum(2) / at::arange(1, T + 1, v.options()).view({1, 1, T, 1});
+    const auto out = v.cumsum(2) / at::arange(1, T + 1, v.options()).view({1, 1, T, 1});
+    if (nan_after_ >= 0 && calls_++ >= nan_after_) return out * std::numeric_limits<float>::quiet_NaN();
+    return out;
   }
 
  private:
   std::string tag_;
   std::int64_t sleep_ms_;
+  std::int64_t nan_after_;
+  std::int64_t calls_ = 0;
 };
 
 }  // namespace
