@@ -390,3 +390,19 @@ TEST_CASE("report: unknown sweep and missing gnuplot are clear errors", "[report
   CHECK_FALSE(fs::exists(fx.dir / "z" / "plots"));
   fs::remove_all(fx.dir);  // left in place when a REQUIRE stops the test, for inspection
 }
+
+TEST_CASE("compare: a baseline that matches two variants of its backend is an error listing them", "[report]") {
+  report::SweepData sweep;
+  for (const std::string execution : {"sdpa", "math"}) {
+    report::TrialData t;
+    t.backend = "dense";
+    t.status = "done";
+    t.params = {{"backend", "dense"}, {"backend.execution", execution}, {"seq_len", "128"}};
+    sweep.trials.push_back(t);
+  }
+  CHECK_THROWS_WITH(report::require_one_baseline_variant(sweep, report::parse_baseline("dense"), "dense"),
+                    Catch::Contains("--baseline dense matches 2 variants of 'dense': dense/execution=math, "
+                                    "dense/execution=sdpa; pin one, e.g. --baseline dense/execution=math"));
+  CHECK_NOTHROW(report::require_one_baseline_variant(sweep, report::parse_baseline("dense/execution=sdpa"),
+                                                     "dense/execution=sdpa"));
+}

@@ -67,6 +67,7 @@ void setup(CLI::App& root, int& exit_code) {
       const auto baseline = report::parse_baseline(args->baseline);
       ResultStore store(args->db, /*read_only=*/true);
       const auto sweep = report::load_sweep_data(store, args->sweep);
+      report::require_one_baseline_variant(sweep, baseline, args->baseline);
       bool found = false;
       for (const auto& t : sweep.trials) found = found || t.backend == baseline.backend;
       if (!found)

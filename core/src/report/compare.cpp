@@ -36,6 +36,23 @@ const TrialData* find_baseline(const SweepData& sweep, const BaselineSpec& basel
   return nullptr;
 }
 
+void require_one_baseline_variant(const SweepData& sweep, const BaselineSpec& baseline, const std::string& text) {
+  std::set<std::string> variants;
+  for (const auto& t : sweep.trials) {
+    if (t.backend != baseline.backend) continue;
+    bool pinned = true;
+    for (const auto& [name, value] : baseline.params) pinned = pinned && t.param(name) == value;
+    if (pinned) variants.insert(sweep.variant_label(t));
+  }
+  if (variants.size() <= 1) return;
+  std::string listed;
+  for (const auto& v : variants) listed += (listed.empty() ? "" : ", ") + v;
+  // A variant label ("dense/execution=sdpa") is itself a pinned --baseline.
+  throw std::invalid_argument("--baseline " + text + " matches " + std::to_string(variants.size()) +
+                              " variants of '" + baseline.backend + "': " + listed +
+                              "; pin one, e.g. --baseline " + *variants.begin());
+}
+
 std::optional<double> ratio(std::optional<double> numerator, std::optional<double> denominator) {
   if (!numerator || !denominator || *denominator == 0.0) return std::nullopt;
   return *numerator / *denominator;

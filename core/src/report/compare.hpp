@@ -22,6 +22,11 @@ struct BaselineSpec {
 // Parses "dense" or "dense/execution=sdpa/tile=64"; throws std::invalid_argument on a bad form.
 BaselineSpec parse_baseline(const std::string& text);
 
+// Throws std::invalid_argument listing the candidates when the baseline matches trials of more
+// than one variant of its backend (dense with execution = sdpa and math): `attnlab compare`
+// refuses to pick one silently.
+void require_one_baseline_variant(const SweepData& sweep, const BaselineSpec& baseline, const std::string& text);
+
 // The baseline trial for `trial`, or nullptr.
 const TrialData* find_baseline(const SweepData& sweep, const BaselineSpec& baseline, const TrialData& trial);
 
