@@ -17,52 +17,13 @@
 // (cpu::parallel_chunks: at::parallel_for when built with OpenMP, else std::thread).
 // fp32 and fp64 natively; other floating dtypes run in fp32 and are cast back.
 //
-// Versions and measured results. Causal-full layout, B=1 H=8 T=4096 D=64, tile 64, fp32,
-// at::set_num_threads(2), on this project's 2-vCPU AMD EPYC (Zen 3) VM while other engineers
-// compiled (load 5-9). Ratios are taken side by side in one process, median of 3, against
-// std::get<0>(at::_scaled_dot_product_attention(q,k,v,{},0,false,/*is_causal=*/true)) and
-// at::mm 2048x2048 (the sgemm ceiling, same run). GFLOP/s count computed tiles (4·D per
-// element). "per CPU-s" divides by process CPU time, which removes most of the load noise.
-// Through v6 "sdpa" is LibTorch 1.13's CPU SDPA: a composite math path (the full T x T
-// scores, a float mask, T x T weights kept), a weak peer; the "x sdpa" figures of v1-v6
-// overstate the kernel's standing. From v7 the peer is LibTorch 2.6's flash SDPA.
-//   v1  tile products through OpenBLAS sgemm_:        T=2048 fwd 1.1 GFLOP/s, 0.29x sdpa
-//       (OpenBLAS opens an OpenMP team per tiny call and spin-waits; see cpu_gemm.cpp)
-//   v2  own AVX2 6x16 kernel, accumulators in an array: fwd 30 GFLOP/s per CPU-s,
-//       fwd 3.0x sdpa, fwd+bwd 1.9-2.5x sdpa, 0.37-0.41 of the sgemm ceiling
-//   v3  named accumulators + K^T in 16-key panels (this file):
-//       fwd 319-325 ms = 54-55 GFLOP/s = 0.86-0.89 of sgemm (61-62 GFLOP/s in that run);
-//       5.4-5.6x faster than sdpa forward, fwd+bwd 1004-1015 ms = 3.8x faster than sdpa;
-//       peak CPU-allocator bytes: fwd 24 MiB vs 1096 MiB (1/45), fwd+bwd 72 vs 1560 (1/21.6).
-//       Same at T=2048: fwd 88-92 ms, 6.0-6.3x sdpa, fwd+bwd 3.7x sdpa, 0.63-0.68 of sgemm
-//       (75-77 GFLOP/s in that run); peak fwd+bwd 36 vs 396 MiB (1/11).
-//       Runs under heavier load (8 on 2 vCPUs) ranged 0.52-0.78 of sgemm, fwd+bwd 2.2-4.6x.
-//   tile 32 / 64 / 128 (v3, load 4, one run each): fwd 339 / 319-325 / 300 ms, fwd+bwd
-//       1128 / 1004-1015 / 1048 ms (5.5 / 5.4-5.6 / 6.1x sdpa fwd; 4.0 / 3.8 / 3.6x fwd+bwd).
-//   v4  v3 measured single-threaded by accident: at::parallel_for was serial here (no
-//       -fopenmp, see block_sparse_plan.hpp); with cpu::parallel_chunks (std::thread), T=4096:
-//       fwd 143-319 ms, 0.73-0.90 of sgemm (one run 1.16 when both vCPUs were free: 122 vs 105
-//       GFLOP/s), 5.0-6.3x sdpa forward (11.5x in that run), fwd+bwd 3.5-3.7x; T=2048: fwd
-//       4.8-6.2x, fwd+bwd 3.7-3.8x, 0.51-0.64 of sgemm. Another engineer's compiler held one
-//       vCPU through most runs (top: cc1plus 99%), so both sides often had one core.
-//   kChunkKeys 128 / 256 / 512: equal within noise (62-68 GFLOP/s per CPU-s, 1 thread).
-//   v5  fixed costs that did not shrink with the layout, found with perf at T=2048 and 1/16
-//       block density (a quarter of the time outside the tile products): chunks of
-//       non-adjacent tiles (one softmax update per chunk), AVX2 masking, one parallel
-//       AVX2 pack of K^T (was ATen pad + permute: two copies, two fresh allocations),
-//       partial tiles only over their rows' spans. One thread, CPU time, T=2048:
-//       1/16 density 14.9 -> 11.5 ms, causal-full 67.7 -> 64.0 ms (ratio 0.22 -> 0.18).
-//       Gathering a chunk's V rows for one deeper P V product: no faster, not kept.
-//   v7  (2026-12-02, a 2-vCPU Intel Xeon with AVX-512, Sapphire/Emerald Rapids class; the
-//       strong peer is LibTorch 2.6's flash SDPA in the Debian 13 build): with v6 the kernel
-//       read 0.6-0.86x that SDPA (AVX2 code against its AVX-512 code). AVX-512 GEMM (6x64)
-//       and row math: 1.03-1.27x. Scores kept key-major (no K^T copy of the whole sequence):
-//       forward peak memory 16.1 -> 8.1 MiB at T=4096 (SDPA: 9.3). One thread, T=4096, best
-//       of 6 alternating runs: v6 175 ms, 8x32 AVX-512 micro-kernel + key-major 129 ms. The
-//       6x64 micro-kernel that replaced 8x32: 153 ms against 8x32's 176 ms when both were
-//       run again, alternating, in one later (busier) session. Perf of the v7 forward: the
-//       two tile products 68%, exp 11%, column max 3%.
-//       Tried, no faster: P V in 64-key slices so V stays in L1 (1.01-1.04x slower).
+// Versions (the measurements, machines and peers of each: docs/KERNEL_HISTORY.md):
+//   v1  tile products through OpenBLAS sgemm_ (an OpenMP team per tiny call: 0.29x math SDPA)
+//   v2  own AVX2 6x16 micro-kernel: 0.37-0.41 of the sgemm ceiling
+//   v3  named accumulators, K^T in 16-key panels: 0.63-0.89 of sgemm (measured 1 thread: v4)
+//   v4  cpu::parallel_chunks (at::parallel_for was serial without -fopenmp): 0.73-0.90 of sgemm
+//   v5  fixed costs that did not shrink with the layout (chunks of non-adjacent tiles, AVX2 masks)
+//   v7  AVX-512 6x64 GEMM and row math, key-major scores: 1.03-1.27x LibTorch 2.6 flash SDPA
 // The official numbers come from experiments/kernel_density.toml (docs/BENCHMARKS.md).
 #include <attnlab/kernels/attention.hpp>
 
