@@ -77,7 +77,8 @@ const char* kViews = R"SQL(
 -- One row per trial with its axes and headline numbers (final values, step = -1).
 CREATE VIEW trial_summary AS
 SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.backend, t.status,
-  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS seq_len,
+  -- Numbers as numbers (params hold text): ORDER BY seq_len puts 256 before 1024.
+  CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS INTEGER) AS seq_len,
   (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'pass') AS pass,
   (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'time/median_ms' AND m.step = -1) AS median_ms,
   (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'time/cv' AND m.step = -1) AS cv,
@@ -134,7 +135,7 @@ WITH ev AS (
     substr(m.name, 7 + instr(substr(m.name, 7), '/')) AS field, m.value
   FROM metrics m WHERE m.name LIKE 'eval/T%/%' AND m.step = -1)
 SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
-  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seed') AS seed,
+  CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seed') AS INTEGER) AS seed,
   MAX(CASE WHEN ev.field = 'hard_student_ppl' THEN 1 ELSE 0 END) AS hard)SQL";
   for (const char* f : {"teacher_ppl", "teacher_bpb", "teacher_tokens_per_s", "teacher_attention_ms", "windows"})
     sql += ",\n  " + plain(f);
