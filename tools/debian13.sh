@@ -27,13 +27,17 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 say() { echo "[debian13] $*"; }
 
 # Bump when the package list changes, so an older chroot gets the new packages.
-recipe=3
+recipe=4
+# python3-torch (2.6, the same source package as libtorch-dev) and pandas: the Python
+# package's tests (python/tests) load the op library into it.
 packages=(
   libtorch-dev cmake ninja-build g++ ccache pkg-config git
   libboost-dev libboost-filesystem-dev libtomlplusplus-dev libsqlitecpp-dev libsqlite3-dev sqlite3
   libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev libopenblas0-openmp
   gnuplot-nox libsleef-dev nodejs slurm-wlm munge procps
+  python3-torch python3-numpy python3-pandas
 )
+# Compiled FlexAttention (tools/flex_peer.py, tools/python_bench.py) also needs these.
 peer_packages=(python3-torch python3-numpy python3-dev python3-setuptools)
 
 mirror() {
@@ -133,7 +137,7 @@ inside dpkg-query -W -f='[debian13] LibTorch ${Version}\n' libtorch-dev
 
 case "$mode" in
   peers)
-    if ! inside dpkg-query -W python3-torch >/dev/null 2>&1; then
+    if ! inside dpkg-query -W python3-setuptools python3-dev >/dev/null 2>&1; then
       say "installing python3-torch (about 270 MB, 2.5 min)"
       inside apt-get install -y -qq --no-install-recommends "${peer_packages[@]}" >/dev/null
       inside apt-get clean
