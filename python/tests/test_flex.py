@@ -45,7 +45,7 @@ class FlexRoundTrip(unittest.TestCase):
         ref_grads = torch.autograd.grad(ref, (q, k, v), g_out)
         for name, a, b in zip("qkv", grads, ref_grads):
             with self.subTest(grad=name):
-                torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=0)
+                torch.testing.assert_close(a.double(), b.double(), atol=1e-4, rtol=0)
 
     def test_sink_window_shared(self):
         # T = 300: not a multiple of flex's 128 blocks nor of attnlab's 64 tiles.
