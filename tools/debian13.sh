@@ -137,7 +137,9 @@ inside dpkg-query -W -f='[debian13] LibTorch ${Version}\n' libtorch-dev
 
 case "$mode" in
   peers)
-    if ! inside dpkg-query -W python3-setuptools python3-dev >/dev/null 2>&1; then
+    # dpkg-query -W succeeds for a package dpkg merely knows of ("un"): ask for installed.
+    if [ "$(inside dpkg-query -W -f='${Status}\n' "${peer_packages[@]}" 2>/dev/null | grep -c 'install ok installed')" \
+         != "${#peer_packages[@]}" ]; then
       say "installing python3-torch (about 270 MB, 2.5 min)"
       inside apt-get install -y -qq --no-install-recommends "${peer_packages[@]}" >/dev/null
       inside apt-get clean
