@@ -44,7 +44,10 @@ std::vector<std::string> search_path() {
     std::string self = info.dli_fname;  // .../lib/libattnlab_ops.so
     const auto slash = self.rfind('/');
     const std::string lib = slash == std::string::npos ? "." : self.substr(0, slash);
-    dirs.push_back(lib + "/../plugins");
+    dirs.push_back(lib + "/../plugins");  // the build tree (and an install with libdir "lib")
+    // An install whose libdir is deeper (lib/x86_64-linux-gnu): plugins/ sits under the prefix.
+    const std::string installed = lib + "/" + ATTNLAB_OPS_PLUGIN_DIR;
+    if (installed != dirs.back()) dirs.push_back(installed);
   }
   return dirs;
 }
