@@ -15,9 +15,16 @@ shapes), at T in --seq (default 2048 4096), masks causal and sink:4|window:256, 
   flex     torch.compile(flex_attention) with the same mask as a BlockMask (inference only on
            CPU in 2.6: its fwd+bwd is attempted once and the error printed)
 Timing: one warm-up call each (flex: the compile), then --reps rounds; in each round every
-method runs once, in turn (interleaved, so load drifts hit all alike). Reported: median ms
+method runs once, in turn (interleaved, so load drifts hit all alike; the order rotates from
+round to round, since the call after SDPA's large frees pays fresh page faults). Reported: median ms
 and the p10-p90 spread of the rounds; overhead = attnlab median / c++ median - 1, with the
 same ratio from the minima (the least disturbed calls), and per round (median, p10…p90).
+On a shared 2-vCPU machine that spread (±10-20%) is far wider than the Python call's cost, so
+the fixed cost per call is also measured where the kernel is tiny (--overhead-T, default 64):
+--overhead-calls single calls per side, alternating (the c++ side: one _time_cxx call of one
+repetition, timed from Python around the op, so it pays one dispatch too); the least disturbed
+calls (min, p10) of each side differ by what Python and the wrapper's checks add, whatever T
+is; that difference is then divided by the C++ median at each T of the table.
 
 Run (Debian 13 chroot with python3-torch 2.6; see tools/debian13.sh):
   tools/debian13.sh build && tools/debian13.sh peers
@@ -32,6 +39,8 @@ ap.add_argument("--seq", type=int, nargs="+", default=[2048, 4096])
 ap.add_argument("--reps", type=int, default=9, help="interleaved rounds (attnlab, c++, sdpa)")
 ap.add_argument("--flex-reps", type=int, default=3, help="rounds that include flex (it is slow)")
 ap.add_argument("--no-flex", action="store_true")
+ap.add_argument("--overhead-T", type=int, default=64, help="T of the fixed-cost measurement")
+ap.add_argument("--overhead-calls", type=int, default=1000, help="calls per side (fixed cost)")
 args = ap.parse_args()
 
 THREADS, B, H, D, SINK, WINDOW = 2, 1, 8, 64, 4, 256
@@ -106,6 +115,7 @@ print("| T | mask | pass | attnlab ms | c++ ms | overhead: medians / minima / pe
 print("|---|---|---|---|---|---|---|---|---|")
 notes = []
 flex_bwd_error = None
+cxx_median = {"fwd": {}, "fwd+bwd": {}}  # causal, per T: the denominators of the fixed cost
 for T in args.seq:
     torch.manual_seed(0)
     base = [torch.randn(B, H, T, D) for _ in range(3)]
@@ -158,13 +168,22 @@ for T in args.seq:
                     ref = sdpa(base[0], base[1], base[2], causal=True)
                     err = (attnlab.attention(base[0], base[1], base[2], mask) - ref).abs().max().item()
                     notes.append(f"T={T}: max |attnlab - sdpa| (causal, fwd) = {err:.1e}")
+                def timed(fn):
+                    t0 = time.perf_counter()
+                    fn()
+                    return 1e3 * (time.perf_counter() - t0)
+
+                steps = {"attnlab": lambda: timed(run_py), "c++": run_cxx, "sdpa": lambda: timed(run_sdpa),
+                         "flex": lambda: timed(run_flex)}
                 for r in range(args.reps):
-                    t0 = time.perf_counter(); run_py(); times["attnlab"].append(1e3 * (time.perf_counter() - t0))
-                    times["c++"].append(run_cxx())
-                    t0 = time.perf_counter(); run_sdpa(); times["sdpa"].append(1e3 * (time.perf_counter() - t0))
-                    if use_flex and r < args.flex_reps:
-                        t0 = time.perf_counter(); run_flex(); times["flex"].append(1e3 * (time.perf_counter() - t0))
+                    # The order rotates every round: whoever runs right after SDPA (which frees
+                    # large buffers) pays fresh page faults, so no method may always be that one.
+                    order = [m for m in steps if m != "flex" or (use_flex and r < args.flex_reps)]
+                    for m in order[r % len(order):] + order[:r % len(order)]:
+                        times[m].append(steps[m]())
             med = {m: statistics.median(x) if x else None for m, x in times.items()}
+            if mask_name == "causal":
+                cxx_median[pass_][T] = med["c++"]
             per_round = [a / c - 1 for a, c in zip(times["attnlab"], times["c++"])]
             over = med["attnlab"] / med["c++"] - 1
             flex_cell = f"{med['flex']:.1f}" if med["flex"] else ("n/a (fails)" if flex else "n/a")
@@ -178,3 +197,32 @@ for T in args.seq:
                   f"{cell('sdpa')} | {flex_cell} | {med['sdpa'] / med['attnlab']:.2f}× |", flush=True)
 for n in notes:
     print(f"# {n}")
+
+# Fixed cost per call: tiny T, single calls alternating, the least disturbed (min, p10) of each.
+T, N = args.overhead_T, args.overhead_calls
+torch.manual_seed(0)
+base = [torch.randn(B, H, T, D) for _ in range(3)]
+dout = torch.randn(B, H, T, D)
+mask = masks(T)["causal"][0]
+lay = attnlab.layout(mask)
+print(f"# fixed cost per call at T={T}: {N} single calls each, alternating; min and p10 of each side")
+for pass_ in ("fwd", "fwd+bwd"):
+    backward = pass_ == "fwd+bwd"
+    q, k, v = (x.clone().requires_grad_(backward) for x in base)
+    py, cxx = [], []
+    with (torch.enable_grad() if backward else torch.no_grad()):
+        for i in range(N):
+            for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                t0 = time.perf_counter()
+                if side == 0:
+                    out = attnlab.attention(q, k, v, mask)
+                    if backward:
+                        out.backward(dout)
+                else:
+                    torch.ops.attnlab._time_cxx(q, k, v, *lay.tensors(), D ** -0.5, dout if backward else None, 1)
+                (py if side == 0 else cxx).append((time.perf_counter() - t0) * 1e6)
+    for label, stat in (("min", min), ("p10", lambda xs: pct(xs, .1))):
+        fixed = stat(py) - stat(cxx)
+        cells = ", ".join(f"T={t}: {100 * fixed / (1e3 * ms):+.2f}%" for t, ms in sorted(cxx_median[pass_].items()))
+        print(f"# {pass_} {label}: python {stat(py):.1f} us/call, c++ {stat(cxx):.1f} us/call; difference "
+              f"{fixed:+.1f} us/call = of the c++ causal median {cells}")
