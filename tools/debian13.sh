@@ -7,7 +7,8 @@
 #   tools/debian13.sh build        configure and build only
 #   tools/debian13.sh run CMD...   run CMD in the chroot, in the checkout (e.g. a sweep with
 #                                  /root/build/bin/attnlab); the build is not redone
-#   tools/debian13.sh peers        also install python3-torch (tools/flex_peer.py) and exit
+#   tools/debian13.sh peers        also install what compiled FlexAttention needs (tools/flex_peer.py,
+#                                  tools/python_bench.py) and exit; python3-torch is always there
 #   tools/debian13.sh unmount      unmount every bind (before deleting the cache folder: rm -rf
 #                                  of a chroot with live binds would reach /dev and the checkout)
 #   ATTNLAB_DEBIAN13_ROOT=DIR      where the chroot lives (default ~/.cache/attnlab/debian13)
