@@ -7,7 +7,8 @@
 #   tools/debian13.sh build        configure and build only
 #   tools/debian13.sh run CMD...   run CMD in the chroot, in the checkout (e.g. a sweep with
 #                                  /root/build/bin/attnlab); the build is not redone
-#   tools/debian13.sh peers        also install python3-torch (tools/flex_peer.py) and exit
+#   tools/debian13.sh peers        also install what compiled FlexAttention needs (tools/flex_peer.py,
+#                                  tools/python_bench.py) and exit; python3-torch is always there
 #   tools/debian13.sh unmount      unmount every bind (before deleting the cache folder: rm -rf
 #                                  of a chroot with live binds would reach /dev and the checkout)
 #   ATTNLAB_DEBIAN13_ROOT=DIR      where the chroot lives (default ~/.cache/attnlab/debian13)
@@ -27,13 +28,17 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 say() { echo "[debian13] $*"; }
 
 # Bump when the package list changes, so an older chroot gets the new packages.
-recipe=3
+recipe=4
+# python3-torch (2.6, the same source package as libtorch-dev) and pandas: the Python
+# package's tests (python/tests) load the op library into it.
 packages=(
   libtorch-dev cmake ninja-build g++ ccache pkg-config git
   libboost-dev libboost-filesystem-dev libtomlplusplus-dev libsqlitecpp-dev libsqlite3-dev sqlite3
   libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev libopenblas0-openmp
   gnuplot-nox libsleef-dev nodejs slurm-wlm munge procps
+  python3-torch python3-numpy python3-pandas
 )
+# Compiled FlexAttention (tools/flex_peer.py, tools/python_bench.py) also needs these.
 peer_packages=(python3-torch python3-numpy python3-dev python3-setuptools)
 
 mirror() {
@@ -133,7 +138,9 @@ inside dpkg-query -W -f='[debian13] LibTorch ${Version}\n' libtorch-dev
 
 case "$mode" in
   peers)
-    if ! inside dpkg-query -W python3-torch >/dev/null 2>&1; then
+    # dpkg-query -W succeeds for a package dpkg merely knows of ("un"): ask for installed.
+    if [ "$(inside dpkg-query -W -f='${Status}\n' "${peer_packages[@]}" 2>/dev/null | grep -c 'install ok installed')" \
+         != "${#peer_packages[@]}" ]; then
       say "installing python3-torch (about 270 MB, 2.5 min)"
       inside apt-get install -y -qq --no-install-recommends "${peer_packages[@]}" >/dev/null
       inside apt-get clean

@@ -2,6 +2,8 @@
 # Installs everything a fresh Debian 12 machine lacks to build, test and run attnlab.
 # Idempotent: a second run checks, installs nothing new and returns quickly.
 #   tools/setup.sh            system packages (apt) + data (npm) + BLAS alternative
+#                             (python3-torch is Debian's PyTorch over the same LibTorch the
+#                             build links: the Python package and its tests load into it)
 #   ATTNLAB_SKIP_APT=1 ...    skip apt (for machines that are already set up by hand)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ packages=(
   gnuplot-nox git
   slurm-wlm munge
   clang libclang-rt-dev
+  python3 python3-torch python3-numpy python3-pandas
 )
 # node/npm only fetch data; a machine that already has them (any source) keeps its own.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
