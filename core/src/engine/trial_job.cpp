@@ -115,7 +115,7 @@ TrialJob TrialJob::from_json(const json& j) {
   return job;
 }
 
-int run_trial_job(const std::string& job_path, const std::string& result_path) {
+int run_trial_job(const std::string& job_path, const std::string& result_path, const std::string& spawn) {
   std::string error;
   RecordingSink* sink_seen = nullptr;
   try {
@@ -136,6 +136,7 @@ int run_trial_job(const std::string& job_path, const std::string& result_path) {
     const auto start = Clock::now();
     trials::trial_kind(sweep.kind).run(trials::TrialEnv{sweep, *trial, registry, job.results_dir, job.sgemm_gflops}, sink);
     sink.metric("trial/wall_s", std::chrono::duration<double>(Clock::now() - start).count(), -1);
+    sink.info("engine.spawn", spawn);
     sink.clear_line();
     const LoadedPlugin& plugin = registry.get(trial->backend);
     write_atomically(result_path, {{"record", record_json(sink.record)},

@@ -40,7 +40,9 @@ struct TrialOutcome {
 
 // Child side: loads the sweep from the job, runs the trial of that key, writes the result
 // file (atomically: a half-written file is never read). Returns the process exit code.
-int run_trial_job(const std::string& job_path, const std::string& result_path);
+// `spawn` says how its process was started ("exec", or "fork-server": engine/fork_server.hpp);
+// it is recorded as the trial's info `engine.spawn`.
+int run_trial_job(const std::string& job_path, const std::string& result_path, const std::string& spawn = "exec");
 
 // Worker side: what the child left in `result_path` (ok = false with a reason when it left
 // nothing readable).
