@@ -1,12 +1,12 @@
 #pragma once
 // Child processes for trials, and who holds a claim.
 //
-// A worker runs each trial in a child (fork + exec of this very binary): a segfault, an
-// abort, an out-of-memory kill or a hang then fails that trial alone. The parent watches the
-// child's stderr (keeping its tail for the error message), heartbeats the claim while it
-// runs, and kills the child's whole process group on a timeout or a lost claim. The child is
-// killed too when the parent dies (PR_SET_PDEATHSIG), so a kill -9 of `attnlab run` leaves no
-// orphan computing a trial that someone else will claim again.
+// A worker runs each trial in a child (engine/fork_server.hpp forks it; exec of this binary
+// with ATTNLAB_FORK_SERVER=0): a segfault, an abort, an out-of-memory kill or a hang fails that
+// trial alone. The parent watches the child's stderr (keeping its tail for the error message),
+// heartbeats the claim while it runs, and kills the child's process group on a timeout or a
+// lost claim. The child dies with its parent too (PR_SET_PDEATHSIG), so a kill -9 of `attnlab
+// run` leaves no orphan computing a trial that someone else will claim again.
 #include <atomic>
 #include <chrono>
 #include <cstdint>

@@ -1,8 +1,8 @@
 #pragma once
 // One trial in its own process. The worker writes a job file, runs
 //
-//   attnlab _trial JOB.json RESULT.json
-//
+//   attnlab _trial JOB.json RESULT.json   (or its fork server forks a child that calls
+//                                         run_trial_job alike, without exec: fork_server.hpp)
 // and reads RESULT.json back when the child exits 0: the record (metrics, samples, info) and
 // the provenance of the plugin build the child really loaded. On an exception the child
 // writes {"error": ...} and exits kExitTrialError; a crash writes nothing, and the worker
