@@ -34,8 +34,31 @@ file(STRINGS ${SOURCE_DIR}/core/include/attnlab/masks.hpp masks_backend REGEX "^
 if(masks_backend)
   list(APPEND problems "core/include/attnlab/masks.hpp includes attnlab/backend.hpp")
 endif()
+# Without LibTorch: the static library attnlab_store (the results database, shard paths) and
+# bin/attnlab, which links only that so that query, trials, status and --help start in
+# milliseconds (loading LibTorch alone takes ~0.6 s; tools/attnlab/front.cpp). Their sources
+# may include only each other: any other header of core/src, the SDK, LibTorch or ATen would
+# bring LibTorch back (tests/test_cli_front.sh also checks the linked binary with ldd).
+set(torch_free core/src/runtime/store.hpp core/src/runtime/store.cpp core/src/engine/shard_paths.hpp
+    core/src/engine/shard_paths.cpp tools/attnlab/front.cpp tools/attnlab/cmd_query.cpp
+    tools/attnlab/cmd_status.cpp tools/attnlab/table.cpp tools/attnlab/table.hpp tools/attnlab/commands.hpp
+    tools/attnlab/command_catalog.hpp)
+set(torch_free_headers runtime/store.hpp engine/shard_paths.hpp commands.hpp command_catalog.hpp table.hpp)
+foreach(file ${torch_free})
+  file(STRINGS ${SOURCE_DIR}/${file} includes REGEX "^#include ")
+  foreach(line ${includes})
+    if(line MATCHES "^#include <(torch|ATen|c10|attnlab)/")
+      list(APPEND problems "${file}: must build without LibTorch, but includes ${line}")
+    elseif(line MATCHES "^#include \"([^\"]+)\"")
+      list(FIND torch_free_headers "${CMAKE_MATCH_1}" found)
+      if(found EQUAL -1)
+        list(APPEND problems "${file}: must build without LibTorch, but includes ${line}")
+      endif()
+    endif()
+  endforeach()
+endforeach()
 if(problems)
   string(REPLACE ";" "\n" text "${problems}")
   message(FATAL_ERROR "layer violations:\n${text}")
 endif()
-message(STATUS "layers: every include runs downward")
+message(STATUS "layers: every include runs downward; the database commands include no LibTorch")

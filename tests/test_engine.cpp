@@ -188,6 +188,64 @@ TEST_CASE("kill -9 of --jobs 2 workers, round after round: every trial ends done
               << executions.total_started << " executions started for " << n << " trials");
 }
 
+// The fork server (engine/fork_server.hpp): trials are forked from it, not exec'd (each
+// records how its process started as trial_info engine.spawn); a crash in a forked child
+// fails that trial alone, with its signal, and the next trial runs; ATTNLAB_FORK_SERVER=0
+// goes back to exec with the same outcomes.
+TEST_CASE("trials run in children of the fork server, and a crash there fails that trial alone", "[engine][fork_server]") {
+  const auto dir = fresh_dir("fork_server");
+  const auto sweep = write(dir / "forked.toml", fault_sweep("forked", "", "fault = [\"segfault\", \"none\", \"throw\", \"abort\"]\n"
+                                                                          "tag = [\"a\", \"b\"]"));
+  for (const std::string spawn : {"fork-server", "exec"}) {
+    for (const std::string jobs : {"1", "2"}) {
+      INFO(spawn << ", --jobs " << jobs);
+      const auto db = (dir / (spawn + jobs + ".sqlite")).string();
+      const std::string env = spawn == "exec" ? "ATTNLAB_FORK_SERVER=0 " : "";
+      const auto run = shell(env + cli_with_faults(dir / "log") + " run --no-progress --no-ceiling --jobs " + jobs + " " +
+                             sweep + " --db " + db + " 2>&1");
+      INFO(run.out);
+      REQUIRE(run.status == 1);
+      REQUIRE_THAT(run.out, Catch::Contains("8 trials: 2 ran, 0 already done, 6 failed"));
+      ResultStore store(db, /*read_only=*/true);
+      REQUIRE(cell(store, "select count(*) from trials where status = 'failed' and name like '%fault:segfault%' "
+                          "and error like 'killed by signal 11%'") == "2");
+      REQUIRE(cell(store, "select count(*) from trials where status = 'failed' and name like '%fault:abort%' "
+                          "and error like 'killed by signal 6%'") == "2");
+      REQUIRE(cell(store, "select count(*) from trials where status = 'failed' and error like '%asked to throw%'") == "2");
+      // Every done trial (those after a crash included) says how its process started.
+      REQUIRE(cell(store, "select count(*) from trials t join trial_info i on i.trial_id = t.id "
+                          "where t.status = 'done' and i.key = 'engine.spawn' and i.value = '" + spawn + "'") == "2");
+    }
+  }
+}
+
+// kill -9 of `attnlab run` while a forked trial runs: the server dies with the runner and the
+// trial with the server (PR_SET_PDEATHSIG on both), so no orphan goes on computing.
+TEST_CASE("kill -9 of the runner leaves no forked trial behind", "[engine][fork_server][kill]") {
+  const auto dir = fresh_dir("fork_orphan");
+  const auto sweep = write(dir / "long.toml", fault_sweep("long", "", "sleep_ms = 60000\ntag = \"long\""));
+  const auto started = shell("sh -c 'exec env " + cli_with_faults(dir / "log") + " run --no-progress --no-ceiling " +
+                             sweep + " --db " + (dir / "r.sqlite").string() + " > " + (dir / "out").string() +
+                             " 2>&1' & echo $!");
+  const std::string runner = started.out.substr(0, started.out.find('\n'));
+  std::string trial;
+  for (int i = 0; i < 600 && trial.empty(); ++i) {  // up to 60 s for the trial to start
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::ifstream in(dir / "log");
+    std::string what, tag, pid, when;
+    while (in >> what >> tag >> pid >> when)
+      if (what == "start") trial = pid;
+  }
+  INFO(attnlab::test::file_bytes(dir / "out"));
+  REQUIRE_FALSE(trial.empty());
+  REQUIRE(trial != runner);
+  REQUIRE(shell("kill -9 " + runner).status == 0);
+  // Gone within 10 s (in practice at once: the kernel sends both signals as each parent dies);
+  // a zombie waiting for init to reap it counts as gone.
+  REQUIRE(shell("for i in $(seq 100); do s=$(cat /proc/" + trial + "/stat 2>/dev/null) || exit 0; "
+                "case \"$s\" in *') Z '*) exit 0;; esac; sleep 0.1; done; exit 1").status == 0);
+}
+
 TEST_CASE("a network filesystem is recognised by its statfs magic", "[engine][filesystem]") {
   REQUIRE(engine::network_filesystem_name(0x6969) == std::optional<std::string>("nfs"));
   REQUIRE(engine::network_filesystem_name(0x0BD00BD0) == std::optional<std::string>("lustre"));

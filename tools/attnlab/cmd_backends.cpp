@@ -10,7 +10,7 @@ namespace attnlab::cli {
 namespace {
 
 void setup(CLI::App& root, int& exit_code) {
-  auto* cmd = root.add_subcommand("backends", "list attention backend plugins and their parameters");
+  auto* cmd = root.add_subcommand("backends", command_description("backends"));
   cmd->callback([&exit_code] {
     PluginRegistry registry;
     registry.discover();

@@ -37,7 +37,7 @@ ParamValue parse_value(const std::string& text) {
 
 void setup(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<CheckArgs>();
-  auto* cmd = root.add_subcommand("check", "run the backend contract (shapes, causality, reference, kernel...) on a plugin");
+  auto* cmd = root.add_subcommand("check", command_description("check"));
   cmd->add_option("backend", args->backend, "backend name (attnlab backends)")->required();
   cmd->add_option("--set", args->sets, "a backend parameter: key=value");
   cmd->add_option("--seq", args->seq_lens, "sequence lengths to check")->delimiter(',')->capture_default_str();

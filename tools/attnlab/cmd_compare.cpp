@@ -38,7 +38,7 @@ void before_after(const CompareArgs& args, int& exit_code) {
 
 void setup(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<CompareArgs>();
-  auto* cmd = root.add_subcommand("compare", "ratios of every trial to the baseline backend at the same grid point");
+  auto* cmd = root.add_subcommand("compare", command_description("compare"));
   cmd->add_option("--sweep", args->sweep, "sweep name")->required();
   cmd->add_option("--baseline", args->baseline, "baseline backend, optionally pinned: dense/execution=sdpa")
       ->capture_default_str();

@@ -78,7 +78,7 @@ std::string keys_document(bool markdown) {
 
 void setup(CLI::App& root, int& exit_code) {
   auto markdown = std::make_shared<bool>(false);
-  auto* cmd = root.add_subcommand("keys", "every sweep key: type, allowed values, default, doc (docs/CONFIG.md)");
+  auto* cmd = root.add_subcommand("keys", command_description("keys"));
   cmd->add_flag("--markdown", *markdown, "print docs/CONFIG.md");
   cmd->callback([markdown] { std::cout << keys_document(*markdown); });
 }

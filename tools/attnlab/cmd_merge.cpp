@@ -17,7 +17,7 @@ struct MergeArgs {
 
 void setup(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<MergeArgs>();
-  auto* cmd = root.add_subcommand("merge", "fold shard databases (attnlab submit's) into one, by trial key");
+  auto* cmd = root.add_subcommand("merge", command_description("merge"));
   cmd->add_option("--db", args->db, "target database (created if missing)")->capture_default_str();
   cmd->add_option("shards", args->shards, "shard databases")->required()->check(CLI::ExistingFile);
   cmd->callback([args, &exit_code] {

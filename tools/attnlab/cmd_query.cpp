@@ -101,9 +101,11 @@ struct QueryArgs {
   std::string db = default_db_path(), format = "table", sql, sweep;
 };
 
-void setup(CLI::App& root, int& exit_code) {
+}  // namespace
+
+void setup_query_commands(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<QueryArgs>();
-  auto* query = root.add_subcommand("query", "run read-only SQL on the results database");
+  auto* query = root.add_subcommand("query", command_description("query"));
   query->add_option("sql", args->sql, "SQL, e.g. \"select * from trial_summary\"")->required();
   query->add_option("--db", args->db, "results database")->capture_default_str();
   query->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
@@ -119,7 +121,7 @@ void setup(CLI::App& root, int& exit_code) {
     }
   });
 
-  auto* trials = root.add_subcommand("trials", "per-trial summary: backend, seq_len, pass, median ms, peak MiB, GFLOP/s");
+  auto* trials = root.add_subcommand("trials", command_description("trials"));
   trials->add_option("--db", args->db, "results database")->capture_default_str();
   trials->add_option("--sweep", args->sweep, "only this sweep");
   trials->add_option("--format", args->format, "output format")->check(CLI::IsMember({"table", "csv", "json"}))
@@ -141,8 +143,6 @@ void setup(CLI::App& root, int& exit_code) {
   });
 }
 
-}  // namespace
-
-ATTNLAB_COMMAND(setup);
+ATTNLAB_COMMAND(setup_query_commands);
 
 }  // namespace attnlab::cli

@@ -20,7 +20,7 @@ struct ReportArgs {
 
 void setup(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<ReportArgs>();
-  auto* cmd = root.add_subcommand("report", "write a report (index.md, index.html, plots) for one sweep");
+  auto* cmd = root.add_subcommand("report", command_description("report"));
   cmd->add_option("--sweep", args->sweep, "sweep name (see `attnlab query \"select name from sweeps\"`)")->required();
   cmd->add_option("--db", args->db, "results database")->capture_default_str();
   cmd->add_option("--out", args->out, "output directory (default results/reports/<sweep>)");

@@ -40,7 +40,7 @@ struct RunArgs {
 
 void setup(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<RunArgs>();
-  auto* cmd = root.add_subcommand("run", "run a TOML sweep; results go to SQLite");
+  auto* cmd = root.add_subcommand("run", command_description("run"));
   cmd->add_option("sweep", args->sweep_path, "sweep file (experiments/*.toml)")->required();
   cmd->add_option("--db", args->db, "results database")->capture_default_str();
   cmd->add_option("--results-dir", args->results_dir, "folder for teachers and caches")->capture_default_str();
@@ -110,7 +110,7 @@ void setup(CLI::App& root, int& exit_code) {
   });
 
   auto trial_args = std::make_shared<std::pair<std::string, std::string>>();
-  auto* trial = root.add_subcommand("_trial", "one trial in a worker's child process");
+  auto* trial = root.add_subcommand("_trial", command_description("_trial"));
   trial->group("");  // hidden from --help
   trial->add_option("job", trial_args->first)->required();
   trial->add_option("result", trial_args->second)->required();

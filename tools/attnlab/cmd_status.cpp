@@ -5,8 +5,9 @@
 #include "commands.hpp"
 #include "table.hpp"
 
-#include "engine/slurm.hpp"
+#include "engine/shard_paths.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -26,9 +27,11 @@ int rank(const std::string& status) {
   return status == "done" ? 4 : status == "pruned" ? 3 : status == "failed" ? 2 : status == "running" ? 1 : 0;
 }
 
-void setup(CLI::App& root, int& exit_code) {
+}  // namespace
+
+void setup_status_command(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<StatusArgs>();
-  auto* cmd = root.add_subcommand("status", "each trial's state, from the database (and a Slurm sweep's shards)");
+  auto* cmd = root.add_subcommand("status", command_description("status"));
   cmd->add_option("--sweep", args->sweep, "sweep name")->required();
   cmd->add_option("--db", args->db, "results database")->capture_default_str();
   cmd->callback([args, &exit_code] {
@@ -87,8 +90,6 @@ void setup(CLI::App& root, int& exit_code) {
   });
 }
 
-}  // namespace
-
-ATTNLAB_COMMAND(setup);
+ATTNLAB_COMMAND(setup_status_command);
 
 }  // namespace attnlab::cli

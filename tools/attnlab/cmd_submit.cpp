@@ -30,7 +30,7 @@ struct SubmitArgs {
 
 void setup(CLI::App& root, int& exit_code) {
   auto args = std::make_shared<SubmitArgs>();
-  auto* cmd = root.add_subcommand("submit", "run a sweep as a Slurm job array, one shard database per task");
+  auto* cmd = root.add_subcommand("submit", command_description("submit"));
   cmd->add_option("sweep", args->sweep_path, "sweep file")->required();
   cmd->add_option("--db", args->db, "the database the shards are merged into (attnlab merge)")->capture_default_str();
   cmd->add_option("--results-dir", args->results_dir, "folder for teachers and caches")->capture_default_str();

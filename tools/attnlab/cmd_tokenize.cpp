@@ -11,7 +11,7 @@ namespace attnlab::cli {
 namespace {
 
 void setup(CLI::App& root, int& exit_code) {
-  auto* cmd = root.add_subcommand("tokenize", "print the token ids of each stdin line, space-separated");
+  auto* cmd = root.add_subcommand("tokenize", command_description("tokenize"));
   static std::string kind = "gpt2";
   static std::string data_dir;
   cmd->add_option("--tokenizer", kind, "gpt2 (byte-level BPE, 50257 ids) or bytes (256 ids)")

@@ -4,6 +4,8 @@
 // where setup_function(CLI::App& root, int& exit_code) adds a subcommand whose callback does
 // the work and sets exit_code (0 ok, 1 runtime failure, 2 bad input). Order in --help
 // follows registration order, which is file order; main() sorts nothing.
+#include "command_catalog.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
@@ -17,6 +19,11 @@ namespace attnlab::cli {
 using CommandSetup = void (*)(CLI::App& root, int& exit_code);
 
 std::vector<CommandSetup>& command_list();
+
+// The database commands by name, for bin/attnlab (front.cpp), which adds every command in
+// catalog order rather than in registration order.
+void setup_query_commands(CLI::App& root, int& exit_code);  // query and trials
+void setup_status_command(CLI::App& root, int& exit_code);
 
 struct RegisterCommand {
   explicit RegisterCommand(CommandSetup setup) { command_list().push_back(setup); }

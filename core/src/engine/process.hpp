@@ -1,13 +1,14 @@
 #pragma once
 // Child processes for trials, and who holds a claim.
 //
-// A worker runs each trial in a child (fork + exec of this very binary): a segfault, an
-// abort, an out-of-memory kill or a hang then fails that trial alone. The parent watches the
-// child's stderr (keeping its tail for the error message), heartbeats the claim while it
-// runs, and kills the child's whole process group on a timeout or a lost claim. The child is
-// killed too when the parent dies (PR_SET_PDEATHSIG), so a kill -9 of `attnlab run` leaves no
-// orphan computing a trial that someone else will claim again.
+// A worker runs each trial in a child (engine/fork_server.hpp forks it; exec of this binary
+// with ATTNLAB_FORK_SERVER=0): a segfault, an abort, an out-of-memory kill or a hang fails that
+// trial alone. The parent watches the child's stderr (keeping its tail for the error message),
+// heartbeats the claim while it runs, and kills the child's process group on a timeout or a
+// lost claim. The child dies with its parent too (PR_SET_PDEATHSIG), so a kill -9 of `attnlab
+// run` leaves no orphan computing a trial that someone else will claim again.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -47,6 +48,24 @@ struct ChildResult {
 // Runs argv[0] with argv, waits for it. `heartbeat` returns false when the claim is lost.
 ChildResult run_child(const std::vector<std::string>& argv, const ChildOptions& options,
                       const std::function<bool()>& heartbeat);
+
+// A started child as the watch loop sees it, whoever forked it (run_child here, or the fork
+// server of engine/fork_server.hpp): the leader of its own process group, the read end of the
+// pipe that carries its stdout and stderr, and how to learn that it ended.
+struct WatchedChild {
+  int pid = -1;
+  int out_fd = -1;
+  int exit_fd = -1;  // readable once it may have ended, so an exit is seen at once (-1: none)
+  std::chrono::steady_clock::time_point started;
+  // Non-blocking: true, with its wait status (as waitpid gives it), once it has ended.
+  std::function<bool(int& status)> ended;
+};
+
+// Reads its output (keeping the tail), heartbeats, stops its process group on a timeout, a
+// lost claim or options.stop (SIGTERM, SIGKILL 5 s later), and returns how it ended. On return
+// whatever was left in its group is killed and out_fd is closed.
+ChildResult watch_child(const WatchedChild& child, const ChildOptions& options,
+                        const std::function<bool()>& heartbeat);
 
 // Path of the running executable (/proc/self/exe).
 std::string self_executable();

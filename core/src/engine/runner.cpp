@@ -2,6 +2,7 @@
 #include "engine/runner.hpp"
 
 #include "engine/filesystem.hpp"
+#include "engine/fork_server.hpp"
 #include "engine/process.hpp"
 #include "engine/trial_job.hpp"
 #include "runtime/context.hpp"
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <mutex>
 #include <thread>
@@ -76,15 +78,52 @@ struct Shared {
   std::mutex log{};
 };
 
+// One trial's process: from the worker's fork server when it has one (LibTorch already
+// loaded: milliseconds), else exec'd (`attnlab _trial`, ~0.6 s of loading first).
+engine::ChildResult run_trial_process(engine::ForkServer* server, const std::string& job_path,
+                                      const std::string& result_path, const engine::ChildOptions& options,
+                                      const std::function<bool()>& heartbeat) {
+  if (server && server->alive()) {
+    try {
+      engine::ChildResult result = server->run_trial(job_path, result_path, options, heartbeat);
+      if (!server->alive()) spdlog::warn("the fork server died; this worker's next trials are exec'd");
+      return result;
+    } catch (const std::runtime_error& e) {
+      // Thrown only before the trial started: running it the old way loses nothing.
+      spdlog::warn("fork server: {}; this trial is exec'd", e.what());
+    }
+  }
+  return engine::run_child({engine::self_executable(), "_trial", job_path, result_path}, options, heartbeat);
+}
+
+// One fork server per worker, forked now, while this process has one thread and no thread
+// pool (engine/fork_server.hpp). Null entries exec their trials.
+std::vector<std::unique_ptr<engine::ForkServer>> start_fork_servers(int jobs) {
+  std::vector<std::unique_ptr<engine::ForkServer>> servers(static_cast<std::size_t>(jobs));
+  if (!engine::fork_server_wanted()) {
+    spdlog::info("ATTNLAB_FORK_SERVER=0: every trial is exec'd");
+    return servers;
+  }
+  for (auto& server : servers) {
+    std::string why_not;
+    server = engine::ForkServer::start(why_not);
+    if (!server) {
+      spdlog::warn("no fork server ({}): trials are exec'd", why_not);
+      break;
+    }
+  }
+  spdlog::debug("trials are forked from {} fork server(s)", servers.front() ? jobs : 0);
+  return servers;
+}
+
 // One worker: claim, run in a child, record; until nothing is left that anyone could claim.
-void work(Shared& shared, int worker_index) {
+void work(Shared& shared, int worker_index, engine::ForkServer* server) {
   const std::string me = engine::worker_id() + (worker_index ? "/" + std::to_string(worker_index) : "");
   ResultStore store(shared.options.db_path, false, !engine::network_filesystem_of(shared.options.db_path));
   store.want(shared.wanted);
   const fs::path scratch = fs::temp_directory_path() /
                            ("attnlab-" + std::to_string(::getpid()) + "-" + std::to_string(worker_index));
   fs::create_directories(scratch);
-  const std::string self = engine::self_executable();
 
   while (!stop_requested) {
     auto claim = store.claim(shared.run_id, me, shared.policy, shared.owner_alive);
@@ -121,7 +160,7 @@ void work(Shared& shared, int worker_index) {
     child.heartbeat_s = std::max(0.2, shared.policy.lease_s / 3);
     child.forward_stderr = shared.live;
     child.stop = &stop_requested;
-    const auto result = engine::run_child({self, "_trial", job_path, result_path}, child, [&] {
+    const auto result = run_trial_process(server, job_path, result_path, child, [&] {
       return store.heartbeat(*claim, me, shared.policy.lease_s);
     });
     if (result.stopped) {
@@ -254,11 +293,13 @@ std::vector<std::int64_t> prepare_round(ResultStore& store, const SweepSpec& swe
   return order;
 }
 
-void run_workers(Shared& shared, int jobs) {
+// One round of work: `jobs` workers, each starting its trials through its own fork server
+// (started once per run, before any thread: see start_fork_servers), until none is left.
+void run_workers(Shared& shared, int jobs, const std::vector<std::unique_ptr<engine::ForkServer>>& servers) {
   StopOnSignals signals;
   std::vector<std::thread> workers;
-  for (int w = 1; w < jobs; ++w) workers.emplace_back(work, std::ref(shared), w);
-  work(shared, 0);
+  for (int w = 1; w < jobs; ++w) workers.emplace_back(work, std::ref(shared), w, servers[w].get());
+  work(shared, 0, servers[0].get());
   for (auto& w : workers) w.join();
 }
 
@@ -297,6 +338,8 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
     spdlog::info(jobs == 1 ? "bench trials run one at a time: timings must not share cores (--jobs N overrides)"
                            : "--jobs {}: bench trials share the cores, and their timings show it",
                  jobs);
+  // Before anything below starts a thread or a thread pool (the sgemm ceiling does).
+  auto servers = start_fork_servers(jobs);
   const int threads = configure_threads(static_cast<int>(sweep.threads));
   spdlog::info("sweep '{}' ({}): {} trials, {} to run, {} worker(s), {} threads each, database {}{}", sweep.name,
                sweep.kind, summary.total, left.at("pending") + left.at("running"), jobs, threads, options.db_path,
@@ -328,7 +371,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
       shared.prior = prior;
     }
     shared.round = round;
-    run_workers(shared, jobs);
+    run_workers(shared, jobs, servers);
   }
   summary.ran = shared.ran;
   summary.failed = shared.failed;

@@ -25,12 +25,6 @@ std::string quote(const std::string& text) {  // for a POSIX shell
   return out + "'";
 }
 
-std::string safe_name(const std::string& name) {
-  std::string out;
-  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
-  return out;
-}
-
 // Keys of the trials done in the database at `path` (none when it does not exist yet).
 std::set<std::string> done_keys(const std::string& path) {
   std::set<std::string> keys;
@@ -64,17 +58,6 @@ std::string run_capture(const std::string& command, int& status) {
 }
 
 }  // namespace
-
-std::string shard_folder(const std::string& db_path, const std::string& sweep_name) {
-  const fs::path db = fs::absolute(db_path);
-  return (db.parent_path() / (db.stem().string() + ".slurm") / safe_name(sweep_name)).string();
-}
-
-std::string shard_path(const std::string& db_path, const std::string& sweep_name, int i, int n) {
-  return (fs::path(shard_folder(db_path, sweep_name)) /
-          ("shard-" + std::to_string(i) + "-of-" + std::to_string(n) + ".sqlite"))
-      .string();
-}
 
 Submission submit(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const SubmitOptions& options) {
   const SlurmSpec& s = options.slurm;

@@ -12,6 +12,7 @@
 // skips work. A task that Slurm requeues resumes its shard. Submitting again sends only the
 // tasks that still have trials done neither in DB nor in their shard. The truth about a
 // trial is in these databases, never in sacct (which needs slurmdbd).
+#include "engine/shard_paths.hpp"
 #include "runtime/config.hpp"
 
 #include <string>
@@ -33,10 +34,6 @@ struct Submission {
   std::string job_id;              // from sbatch --parsable ("" on a dry run or when nothing is left)
   std::string sbatch_command;      // as run
 };
-
-// The folder of a sweep's shards, and shard i of n in it.
-std::string shard_folder(const std::string& db_path, const std::string& sweep_name);
-std::string shard_path(const std::string& db_path, const std::string& sweep_name, int i, int n);
 
 Submission submit(const SweepSpec& sweep, const std::vector<TrialSpec>& trials, const SubmitOptions& options);
 

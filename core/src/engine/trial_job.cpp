@@ -131,7 +131,7 @@ static std::string seq_len_of(const TrialSpec& trial) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-int run_trial_job(const std::string& job_path, const std::string& result_path) {
+int run_trial_job(const std::string& job_path, const std::string& result_path, const std::string& spawn) {
   std::string error;
   RecordingSink* sink_seen = nullptr;
   try {
@@ -164,6 +164,7 @@ int run_trial_job(const std::string& job_path, const std::string& result_path) {
       return kExitTrialError;
     }
     sink.metric("trial/wall_s", std::chrono::duration<double>(Clock::now() - start).count(), -1);
+    sink.info("engine.spawn", spawn);
     sink.clear_line();
     const LoadedPlugin& plugin = registry.get(trial->backend);
     write_atomically(result_path, {{"record", record_json(sink.record)},

@@ -1,8 +1,8 @@
 #pragma once
 // One trial in its own process. The worker writes a job file, runs
 //
-//   attnlab _trial JOB.json RESULT.json
-//
+//   attnlab _trial JOB.json RESULT.json   (or its fork server forks a child that calls
+//                                         run_trial_job alike, without exec: fork_server.hpp)
 // and reads RESULT.json back when the child exits 0: the record (metrics, samples, info) and
 // the provenance of the plugin build the child really loaded. On an exception the child
 // writes {"error": ...} and exits kExitTrialError; a crash writes nothing, and the worker
@@ -48,7 +48,9 @@ struct TrialOutcome {
 
 // Child side: loads the sweep from the job, runs the trial of that key, writes the result
 // file (atomically: a half-written file is never read). Returns the process exit code.
-int run_trial_job(const std::string& job_path, const std::string& result_path);
+// `spawn` says how its process was started ("exec", or "fork-server": engine/fork_server.hpp);
+// it is recorded as the trial's info `engine.spawn`.
+int run_trial_job(const std::string& job_path, const std::string& result_path, const std::string& spawn = "exec");
 
 // Worker side: what the child left in `result_path` (ok = false with a reason when it left
 // nothing readable).
