@@ -13,9 +13,12 @@
 // output row has exactly one writer. Only the tiles of the layout are visited, and element
 // masks only on partial tiles, so work follows block density as on the CPU.
 //
-// Versions: this first version is written for clarity and was compiled (nvcc 13, sm_80/90)
-// but not yet run: the machine it was written on has no GPU. Validate with
-// tests/test_kernels_cuda.cpp and record numbers against LibTorch's attention on the GPU.
+// Launches take one BlockSparseParams (block_sparse_cuda_kernels.hpp), passed by value.
+//
+// Versions: this first version is written for clarity and was compiled (nvcc 13 and Debian
+// 13's nvcc 12.4, sm_80/90; CI builds it with the latter) but not yet run: no GPU was at hand.
+// Validate with tools/gpu_check.sh (tests/test_kernels_cuda.cpp, compute-sanitizer, timings
+// against SDPA and FlexAttention) on a GPU machine.
 #include "block_sparse_cuda_kernels.hpp"
 
 #include <cuda_runtime.h>
