@@ -228,7 +228,7 @@ def projected_s(history, key, T, fallback_s):
     return 2 * ms / 1e3 * (T / T0) ** 2
 
 
-def run_kernel(args, D, T, layout_paths, clock, out):
+def run_kernel(args, D, T, layout_paths, clock):
     """attnlab_kernel_bench on this T's layout files; returns {(layout, pass): (ms, reps)}."""
     cmd = [args.bench_bin, "--device", args.device.split(":")[0], "--dtype", args.kernel_dtype,
            "--heads", str(args.heads), "--head-dim", str(D), "--reps", str(args.reps),
@@ -292,7 +292,7 @@ def main():
                         out.row(impl="attnlab", dtype=args.kernel_dtype, H=args.heads, D=D, T=T, layout=name,
                                 **{"pass": p}, note=f"skipped: projected {need:.0f} s > {clock.left():.0f} s left")
             else:
-                res, note = run_kernel(args, D, T, paths, clock, out)
+                res, note = run_kernel(args, D, T, paths, clock)
                 for name in layouts:
                     ref_density = grids[name].sum().item() / grids[name].numel()
                     for p in passes:
