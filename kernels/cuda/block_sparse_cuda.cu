@@ -13,9 +13,12 @@
 // output row has exactly one writer. Only the tiles of the layout are visited, and element
 // masks only on partial tiles, so work follows block density as on the CPU.
 //
-// Versions: this first version is written for clarity and was compiled (nvcc 13, sm_80/90)
-// but not yet run: the machine it was written on has no GPU. Validate with
-// tests/test_kernels_cuda.cpp and record numbers against LibTorch's attention on the GPU.
+// Launches take one BlockSparseParams (block_sparse_cuda_kernels.hpp), passed by value.
+//
+// Versions: this first version is written for clarity and was compiled (nvcc 13 and Debian
+// 13's nvcc 12.4, sm_80/90; CI builds it with the latter) but not yet run: no GPU was at hand.
+// Validate with tools/gpu_check.sh (tests/test_kernels_cuda.cpp, compute-sanitizer, timings
+// against SDPA and FlexAttention) on a GPU machine.
 #include "block_sparse_cuda_kernels.hpp"
 
 #include <cuda_runtime.h>
@@ -80,15 +83,19 @@ struct LayoutRef {
 };
 
 template <typename scalar_t>
-__global__ void forward_kernel(const scalar_t* __restrict__ q, const scalar_t* __restrict__ k,
-                               const scalar_t* __restrict__ v, scalar_t* __restrict__ out,
-                               scalar_t* __restrict__ lse, std::int64_t T, std::int64_t S,
-                               std::int64_t D, scalar_t scale, DeviceLayouts layouts) {
+__global__ void forward_kernel(const BlockSparseParams<scalar_t> args) {
+  const scalar_t* __restrict__ q = args.q;
+  const scalar_t* __restrict__ k = args.k;
+  const scalar_t* __restrict__ v = args.v;
+  scalar_t* __restrict__ out = args.out;
+  scalar_t* __restrict__ lse = args.lse;
+  const std::int64_t T = args.T, S = args.S, D = args.D;
+  const scalar_t scale = static_cast<scalar_t>(args.scale);
   extern __shared__ unsigned char shared_bytes[];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
   const std::int64_t bh = blockIdx.y, t = static_cast<std::int64_t>(blockIdx.x) * kWarps + warp;
   if (t >= T) return;  // whole warp leaves together; no block-wide barriers below
-  const LayoutRef L(layouts, bh);
+  const LayoutRef L(args.rows, bh);
   scalar_t* q_row = reinterpret_cast<scalar_t*>(shared_bytes) + warp * D;
   for (std::int64_t d = lane; d < D; d += kLanes) q_row[d] = q[(bh * T + t) * D + d];
   __syncwarp();
@@ -134,18 +141,21 @@ __global__ void forward_kernel(const scalar_t* __restrict__ q, const scalar_t* _
 }
 
 template <typename scalar_t>
-__global__ void backward_dq_kernel(const scalar_t* __restrict__ q, const scalar_t* __restrict__ k,
-                                   const scalar_t* __restrict__ v,
-                                   const scalar_t* __restrict__ dout,
-                                   const scalar_t* __restrict__ lse,
-                                   const scalar_t* __restrict__ delta, scalar_t* __restrict__ dq,
-                                   std::int64_t T, std::int64_t S, std::int64_t D, scalar_t scale,
-                                   DeviceLayouts layouts) {
+__global__ void backward_dq_kernel(const BlockSparseParams<scalar_t> args) {
+  const scalar_t* __restrict__ q = args.q;
+  const scalar_t* __restrict__ k = args.k;
+  const scalar_t* __restrict__ v = args.v;
+  const scalar_t* __restrict__ dout = args.dout;
+  const scalar_t* __restrict__ lse = args.lse;
+  const scalar_t* __restrict__ delta = args.delta;
+  scalar_t* __restrict__ dq = args.dq;
+  const std::int64_t T = args.T, S = args.S, D = args.D;
+  const scalar_t scale = static_cast<scalar_t>(args.scale);
   extern __shared__ unsigned char shared_bytes[];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
   const std::int64_t bh = blockIdx.y, t = static_cast<std::int64_t>(blockIdx.x) * kWarps + warp;
   if (t >= T) return;
-  const LayoutRef L(layouts, bh);
+  const LayoutRef L(args.rows, bh);
   scalar_t* q_row = reinterpret_cast<scalar_t*>(shared_bytes) + warp * 2 * D;
   scalar_t* do_row = q_row + D;
   for (std::int64_t d = lane; d < D; d += kLanes) {
@@ -190,20 +200,22 @@ __global__ void backward_dq_kernel(const scalar_t* __restrict__ q, const scalar_
 }
 
 template <typename scalar_t>
-__global__ void backward_dkdv_kernel(const scalar_t* __restrict__ q,
-                                     const scalar_t* __restrict__ k,
-                                     const scalar_t* __restrict__ v,
-                                     const scalar_t* __restrict__ dout,
-                                     const scalar_t* __restrict__ lse,
-                                     const scalar_t* __restrict__ delta,
-                                     scalar_t* __restrict__ dk, scalar_t* __restrict__ dv,
-                                     std::int64_t T, std::int64_t S, std::int64_t D,
-                                     scalar_t scale, DeviceLayouts layouts) {
+__global__ void backward_dkdv_kernel(const BlockSparseParams<scalar_t> args) {
+  const scalar_t* __restrict__ q = args.q;
+  const scalar_t* __restrict__ k = args.k;
+  const scalar_t* __restrict__ v = args.v;
+  const scalar_t* __restrict__ dout = args.dout;
+  const scalar_t* __restrict__ lse = args.lse;
+  const scalar_t* __restrict__ delta = args.delta;
+  scalar_t* __restrict__ dk = args.dk;
+  scalar_t* __restrict__ dv = args.dv;
+  const std::int64_t T = args.T, S = args.S, D = args.D;
+  const scalar_t scale = static_cast<scalar_t>(args.scale);
   extern __shared__ unsigned char shared_bytes[];
   const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
   const std::int64_t bh = blockIdx.y, s = static_cast<std::int64_t>(blockIdx.x) * kWarps + warp;
   if (s >= S) return;
-  const LayoutRef L(layouts, bh);  // transposed: CSR rows are key tiles
+  const LayoutRef L(args.cols, bh);  // transposed: CSR rows are key tiles
   scalar_t* k_row = reinterpret_cast<scalar_t*>(shared_bytes) + warp * 2 * D;
   scalar_t* v_row = k_row + D;
   for (std::int64_t d = lane; d < D; d += kLanes) {
@@ -262,39 +274,22 @@ dim3 grid_for(std::int64_t rows, std::int64_t BH) {
 }  // namespace
 
 template <typename scalar_t>
-void launch_forward(const scalar_t* q, const scalar_t* k, const scalar_t* v, scalar_t* out,
-                    scalar_t* lse, std::int64_t BH, std::int64_t T, std::int64_t S,
-                    std::int64_t D, double scale, DeviceLayouts rows, void* stream) {
-  if (T == 0 || BH == 0) return;
-  const size_t shared = sizeof(scalar_t) * kWarps * D;
-  forward_kernel<scalar_t><<<grid_for(T, BH), kWarps * kLanes, shared,
-                             static_cast<cudaStream_t>(stream)>>>(
-      q, k, v, out, lse, T, S, D, static_cast<scalar_t>(scale), rows);
+void launch_forward(const BlockSparseParams<scalar_t>& p) {
+  if (p.T == 0 || p.BH == 0) return;
+  const size_t shared = sizeof(scalar_t) * kWarps * p.D;  // one q row per warp
+  forward_kernel<scalar_t><<<grid_for(p.T, p.BH), kWarps * kLanes, shared,
+                             static_cast<cudaStream_t>(p.stream)>>>(p);
 }
 
 template <typename scalar_t>
-void launch_backward_dq(const scalar_t* q, const scalar_t* k, const scalar_t* v,
-                        const scalar_t* dout, const scalar_t* lse, const scalar_t* delta,
-                        scalar_t* dq, std::int64_t BH, std::int64_t T, std::int64_t S,
-                        std::int64_t D, double scale, DeviceLayouts rows, void* stream) {
-  if (T == 0 || BH == 0) return;
-  const size_t shared = sizeof(scalar_t) * kWarps * 2 * D;
-  backward_dq_kernel<scalar_t><<<grid_for(T, BH), kWarps * kLanes, shared,
-                                 static_cast<cudaStream_t>(stream)>>>(
-      q, k, v, dout, lse, delta, dq, T, S, D, static_cast<scalar_t>(scale), rows);
-}
-
-template <typename scalar_t>
-void launch_backward_dkdv(const scalar_t* q, const scalar_t* k, const scalar_t* v,
-                          const scalar_t* dout, const scalar_t* lse, const scalar_t* delta,
-                          scalar_t* dk, scalar_t* dv, std::int64_t BH, std::int64_t T,
-                          std::int64_t S, std::int64_t D, double scale, DeviceLayouts cols,
-                          void* stream) {
-  if (S == 0 || BH == 0) return;
-  const size_t shared = sizeof(scalar_t) * kWarps * 2 * D;
-  backward_dkdv_kernel<scalar_t><<<grid_for(S, BH), kWarps * kLanes, shared,
-                                   static_cast<cudaStream_t>(stream)>>>(
-      q, k, v, dout, lse, delta, dk, dv, T, S, D, static_cast<scalar_t>(scale), cols);
+void launch_backward(const BlockSparseParams<scalar_t>& p) {
+  if (p.BH == 0) return;
+  const size_t shared = sizeof(scalar_t) * kWarps * 2 * p.D;  // two rows per warp
+  const auto stream = static_cast<cudaStream_t>(p.stream);
+  if (p.T > 0)
+    backward_dq_kernel<scalar_t><<<grid_for(p.T, p.BH), kWarps * kLanes, shared, stream>>>(p);
+  if (p.S > 0)
+    backward_dkdv_kernel<scalar_t><<<grid_for(p.S, p.BH), kWarps * kLanes, shared, stream>>>(p);
 }
 
 const char* last_error() {
@@ -302,21 +297,9 @@ const char* last_error() {
   return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
 }
 
-#define ATTNLAB_INSTANTIATE(scalar_t)                                                        \
-  template void launch_forward<scalar_t>(const scalar_t*, const scalar_t*, const scalar_t*,  \
-                                         scalar_t*, scalar_t*, std::int64_t, std::int64_t,   \
-                                         std::int64_t, std::int64_t, double, DeviceLayouts,  \
-                                         void*);                                             \
-  template void launch_backward_dq<scalar_t>(                                                \
-      const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*,   \
-      const scalar_t*, scalar_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,    \
-      double, DeviceLayouts, void*);                                                         \
-  template void launch_backward_dkdv<scalar_t>(                                              \
-      const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*,   \
-      const scalar_t*, scalar_t*, scalar_t*, std::int64_t, std::int64_t, std::int64_t,       \
-      std::int64_t, double, DeviceLayouts, void*);
-ATTNLAB_INSTANTIATE(float)
-ATTNLAB_INSTANTIATE(double)
-#undef ATTNLAB_INSTANTIATE
+template void launch_forward<float>(const BlockSparseParams<float>&);
+template void launch_forward<double>(const BlockSparseParams<double>&);
+template void launch_backward<float>(const BlockSparseParams<float>&);
+template void launch_backward<double>(const BlockSparseParams<double>&);
 
 }  // namespace attnlab::kernels::cuda

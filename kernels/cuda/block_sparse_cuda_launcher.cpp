@@ -77,6 +77,19 @@ void check_cuda_inputs(const char* who, const at::Tensor& q, const at::Tensor& k
               " on CUDA, got ", q.size(3));
 }
 
+// Sizes, scale and stream, common to both passes; the caller adds the pointers.
+template <typename scalar_t>
+BlockSparseParams<scalar_t> shape_params(const at::Tensor& q, const at::Tensor& k, double scale) {
+  BlockSparseParams<scalar_t> params;
+  params.BH = q.size(0) * q.size(1);
+  params.T = q.size(2);
+  params.S = k.size(2);
+  params.D = q.size(3);
+  params.scale = scale;
+  params.stream = c10::cuda::getCurrentCUDAStream().stream();
+  return params;
+}
+
 void throw_if_failed(const char* who) {
   const char* error = last_error();
   TORCH_CHECK(error == nullptr, who, ": CUDA kernel failed: ", error ? error : "");
@@ -101,16 +114,18 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward_cuda(const at::Tensor& q
   at::Tensor out = at::empty(qc.sizes(), qc.options());
   at::Tensor lse = at::empty({q.size(0), q.size(1), q.size(2)}, qc.options());
   const UploadedLayouts rows = upload(slices, views, false, q.device());
-  const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
-  void* stream = c10::cuda::getCurrentCUDAStream().stream();
-  if (compute == at::kDouble)
-    launch_forward<double>(qc.data_ptr<double>(), kc.data_ptr<double>(), vc.data_ptr<double>(),
-                           out.data_ptr<double>(), lse.data_ptr<double>(), BH, T, S, D, scale,
-                           rows.view(), stream);
-  else
-    launch_forward<float>(qc.data_ptr<float>(), kc.data_ptr<float>(), vc.data_ptr<float>(),
-                          out.data_ptr<float>(), lse.data_ptr<float>(), BH, T, S, D, scale,
-                          rows.view(), stream);
+  auto run = [&](auto tag) {
+    using scalar_t = decltype(tag);
+    BlockSparseParams<scalar_t> params = shape_params<scalar_t>(q, k, scale);
+    params.q = qc.data_ptr<scalar_t>();
+    params.k = kc.data_ptr<scalar_t>();
+    params.v = vc.data_ptr<scalar_t>();
+    params.out = out.data_ptr<scalar_t>();
+    params.lse = lse.data_ptr<scalar_t>();
+    params.rows = rows.view();
+    launch_forward(params);
+  };
+  if (compute == at::kDouble) run(double{}); else run(float{});
   throw_if_failed(who);
   return {out.to(q.scalar_type()), lse};
 }
@@ -139,19 +154,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward_cuda(
              dv = at::empty(vc.sizes(), vc.options());
   const UploadedLayouts rows = upload(slices, views, false, q.device());
   const UploadedLayouts cols = upload(slices, views, true, q.device());
-  const std::int64_t BH = q.size(0) * q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
-  void* stream = c10::cuda::getCurrentCUDAStream().stream();
   auto run = [&](auto tag) {
     using scalar_t = decltype(tag);
-    launch_backward_dq<scalar_t>(qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(),
-                                 vc.data_ptr<scalar_t>(), doc.data_ptr<scalar_t>(),
-                                 lsec.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(),
-                                 dq.data_ptr<scalar_t>(), BH, T, S, D, scale, rows.view(), stream);
-    launch_backward_dkdv<scalar_t>(qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(),
-                                   vc.data_ptr<scalar_t>(), doc.data_ptr<scalar_t>(),
-                                   lsec.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(),
-                                   dk.data_ptr<scalar_t>(), dv.data_ptr<scalar_t>(), BH, T, S, D,
-                                   scale, cols.view(), stream);
+    BlockSparseParams<scalar_t> params = shape_params<scalar_t>(q, k, scale);
+    params.q = qc.data_ptr<scalar_t>();
+    params.k = kc.data_ptr<scalar_t>();
+    params.v = vc.data_ptr<scalar_t>();
+    params.dout = doc.data_ptr<scalar_t>();
+    params.lse = lsec.data_ptr<scalar_t>();
+    params.delta = delta.data_ptr<scalar_t>();
+    params.dq = dq.data_ptr<scalar_t>();
+    params.dk = dk.data_ptr<scalar_t>();
+    params.dv = dv.data_ptr<scalar_t>();
+    params.rows = rows.view();
+    params.cols = cols.view();
+    launch_backward(params);
   };
   if (compute == at::kDouble) run(double{}); else run(float{});
   throw_if_failed(who);

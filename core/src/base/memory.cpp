@@ -120,10 +120,15 @@ auto aggregate_allocated() {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
   return stats.allocated_bytes[kAggregateStat];
 }
+// A CUDA LibTorch on a machine without a GPU (CI's CUDA build): the allocator's calls would
+// throw "no CUDA-capable device", and nothing was allocated there, so 0 and no-op.
+bool have_device() { return c10::cuda::device_count() > 0; }
 }  // namespace
-std::int64_t cuda_current_bytes() { return aggregate_allocated().current; }
-std::int64_t cuda_peak_bytes() { return aggregate_allocated().peak; }
-void reset_cuda_peak() { c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device()); }
+std::int64_t cuda_current_bytes() { return have_device() ? aggregate_allocated().current : 0; }
+std::int64_t cuda_peak_bytes() { return have_device() ? aggregate_allocated().peak : 0; }
+void reset_cuda_peak() {
+  if (have_device()) c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
+}
 }  // namespace attnlab::memory
 #else
 namespace attnlab::memory {

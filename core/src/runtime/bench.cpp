@@ -77,7 +77,7 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
     drop_gradients();
     const std::int64_t live_before = cuda ? memory::cuda_current_bytes() : memory::cpu_current_bytes();
     memory::reset_cpu_peak();
-    memory::reset_cuda_peak();
+    if (cuda) memory::reset_cuda_peak();
     const auto t0 = std::chrono::steady_clock::now();
     one_pass();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
