@@ -7,6 +7,7 @@
 
 #include "catch.hpp"
 
+#include "engine_support.hpp"
 #include "support.hpp"
 
 #include <signal.h>
@@ -25,24 +26,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using attnlab::test::cell;
 using attnlab::test::cli;
+using attnlab::test::cli_with_faults;
 using attnlab::test::fresh_dir;
 using attnlab::test::shell;
+using attnlab::test::write;
 
 std::string fault_sweep(const std::string& name, const std::string& sweep_extra, const std::string& fault_table) {
   return "[sweep]\nname = \"" + name + "\"\nkind = \"bench\"\nwarmup = 0\nrepeats = 1\n" + sweep_extra +
          "\n[grid]\nbackend = [\"fault\"]\nseq_len = 8\nheads = 1\nhead_dim = 4\n\n[backend.fault]\n" + fault_table + "\n";
-}
-
-// `attnlab` with the fault plugin on the search path and its execution log at `log`.
-std::string cli_with_faults(const fs::path& log) {
-  return "ATTNLAB_PLUGIN_PATH=" + std::string(ATTNLAB_BINARY_DIR) + "/test_plugins ATTNLAB_FAULT_LOG=" + log.string() +
-         " " + cli();
-}
-
-std::string write(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-  return path.string();
 }
 
 // tag -> how many executions started / ended, from the fault backend's log.
@@ -65,12 +58,6 @@ std::string tags(int n) {
   std::string out = "tag = [";
   for (int i = 0; i < n; ++i) out += (i ? ", " : "") + std::string("\"t") + std::to_string(i) + "\"";
   return out + "]";
-}
-
-std::string cell(ResultStore& store, const std::string& sql) {
-  const auto t = store.query(sql);
-  REQUIRE(t.rows.size() == 1);
-  return t.rows[0][0].value_or("NULL");
 }
 
 }  // namespace

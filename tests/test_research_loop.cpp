@@ -9,6 +9,7 @@
 
 #include "catch.hpp"
 
+#include "engine_support.hpp"
 #include "support.hpp"
 
 #include <filesystem>
@@ -23,26 +24,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using attnlab::test::cell;
 using attnlab::test::cli;
+using attnlab::test::cli_with_faults;
 using attnlab::test::fresh_dir;
 using attnlab::test::shell;
-
-std::string write(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-  return path.string();
-}
-
-// `attnlab` with the test plugins (fault) on the search path, its execution log at `log`.
-std::string cli_with_faults(const fs::path& log, const std::string& env = "") {
-  return env + " ATTNLAB_PLUGIN_PATH=" + std::string(ATTNLAB_BINARY_DIR) +
-         "/test_plugins ATTNLAB_FAULT_LOG=" + log.string() + " " + cli();
-}
-
-std::string cell(ResultStore& store, const std::string& sql) {
-  const auto t = store.query(sql);
-  REQUIRE(t.rows.size() == 1);
-  return t.rows[0][0].value_or("NULL");
-}
+using attnlab::test::write;
 
 // A distill sweep small enough for a test: a 1-layer teacher on a tiny corpus, students of
 // `backends` trained `steps` steps, every step logged.
