@@ -128,6 +128,39 @@ LayoutViews block_list_views(const char* who, const at::Tensor& q, const at::Ten
 
 }  // namespace cpu
 
+LayoutSet block_list_layouts(const BlockSelection& sel, std::int64_t T) {
+  const std::int64_t tile = sel.tile, nq = (T + tile - 1) / tile;
+  TORCH_CHECK(sel.kv_num_blocks.dim() == 3 && sel.kv_num_blocks.size(2) == nq,
+              "block_list_layouts: kv_num_blocks must be [B, H, nq = ", nq, "]");
+  const at::Tensor num = sel.kv_num_blocks.to(at::kLong).cpu().contiguous();
+  const at::Tensor idx = sel.kv_indices.to(at::kLong).cpu().contiguous();
+  const std::int64_t BH = num.size(0) * num.size(1), kmax = idx.size(-1);
+  const at::Tensor masks = diagonal_masks(T, tile);
+  LayoutSet out;
+  for (std::int64_t bh = 0; bh < BH; ++bh) {
+    const std::int64_t* nums = num.data_ptr<std::int64_t>() + bh * nq;
+    auto layout = std::make_shared<BlockLayout>();
+    layout->T = layout->S = T;
+    layout->tile = tile;
+    layout->masks = masks;
+    layout->row_ptr = at::zeros({nq + 1}, at::kLong);
+    std::int64_t* row_ptr = layout->row_ptr.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < nq; ++i) row_ptr[i + 1] = row_ptr[i] + nums[i];
+    layout->col_idx = at::empty({row_ptr[nq]}, at::kLong);
+    layout->tile_mask = at::empty({row_ptr[nq]}, at::kLong);
+    for (std::int64_t i = 0; i < nq; ++i) {
+      std::int64_t* cols = layout->col_idx.data_ptr<std::int64_t>() + row_ptr[i];
+      const std::int64_t* chosen = idx.data_ptr<std::int64_t>() + (bh * nq + i) * kmax;
+      std::copy(chosen, chosen + nums[i], cols);
+      std::sort(cols, cols + nums[i]);
+      std::int64_t* kinds = layout->tile_mask.data_ptr<std::int64_t>() + row_ptr[i];
+      for (std::int64_t e = 0; e < nums[i]; ++e) kinds[e] = cols[e] < i ? -1 : i == nq - 1 && T % tile ? 1 : 0;
+    }
+    out.push_back(std::move(layout));
+  }
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> block_select_forward(const at::Tensor& q, const at::Tensor& k,
                                                         const at::Tensor& v, const BlockSelection& sel,
                                                         double scale) {

@@ -85,6 +85,9 @@ ATTNLAB_KERNELS_API at::Tensor pooled_block_scores(const at::Tensor& q, const at
 // (forced ones included; future blocks never). Top-k and sort over all (b, h) at once.
 ATTNLAB_KERNELS_API BlockSelection select_blocks(const at::Tensor& block_scores, std::int64_t k_blocks,
                                                  std::int64_t sink_blocks, std::int64_t tile);
+// The selection as one BlockLayout per (b, h) (B*H, row-major), built in O(nnz) each: what a
+// backend reports as layouts() for the selection it executed.
+ATTNLAB_KERNELS_API LayoutSet block_list_layouts(const BlockSelection& sel, std::int64_t T);
 // The selection as a bool [B, H, T, T] element mask (causal within the chosen tiles): for
 // checks and the reference kernel only (it is T x T).
 ATTNLAB_KERNELS_API at::Tensor block_list_to_dense(const BlockSelection& sel, std::int64_t T);
