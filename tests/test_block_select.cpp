@@ -106,9 +106,16 @@ TEST_CASE("select_blocks keeps the diagonal, the sinks and the best earlier bloc
   const at::Tensor q = at::randn({B, H, T, D}), k = at::randn({B, H, T, D});
   const at::Tensor scores = pooled_block_scores(q, k, tile, 0.25);
   REQUIRE(scores.sizes() == at::IntArrayRef({B, H, nq, nq}));
-  // Mean pooling, the short last block over its own 60 positions.
-  const at::Tensor qbar = q[1][2].narrow(0, 640, 60).mean(0), kbar = k[1][2].narrow(0, 64, 64).mean(0);
-  CHECK(std::abs(scores[1][2][10][1].item<double>() - 0.25 * qbar.dot(kbar).item<double>()) < 1e-5);
+  // Mean pooling: keys over their block (the short last one over its 60 positions), queries over
+  // the 64 positions ending at their block's first query (577..640 for block 10; q[0] for 0).
+  const at::Tensor qbar = q[1][2].narrow(0, 577, 64).mean(0), kbar = k[1][2].narrow(0, 640, 60).mean(0);
+  CHECK(std::abs(scores[1][2][10][10].item<double>() - 0.25 * qbar.dot(kbar).item<double>()) < 1e-5);
+  CHECK(std::abs(scores[0][1][0][0].item<double>() - 0.25 * q[0][1][0].dot(k[0][1].narrow(0, 0, 64).mean(0)).item<double>()) < 1e-5);
+  // Causal: a later token of block 3 does not change block 3's scores.
+  at::Tensor q2 = q.clone();
+  q2[0][0][200].add_(5.0);
+  const at::Tensor scores2 = pooled_block_scores(q2, k, tile, 0.25);
+  CHECK(at::equal(scores2.narrow(2, 0, 4), scores.narrow(2, 0, 4)));
 
   for (std::int64_t sink : {0, 2}) {
     const std::int64_t k_blocks = 4;

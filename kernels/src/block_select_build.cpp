@@ -1,9 +1,14 @@
 // Building a block list (kernels' BlockSelection) from block scores, batched over (b, h).
 //
 //   q, k [B, H, T, D]; nq = ceil(T / tile) blocks of `tile` positions (the last may be short)
-//   pooled_block_scores:  qbar[i] = mean_{t in block i} q[t],  kbar[j] = mean_{s in block j} k[s]
+//   pooled_block_scores:  kbar[j] = mean_{s in block j} k[s]  (mean pooling, MoBA's)
+//                         qbar[i] = mean of q over the `tile` positions ending at block i's
+//                                   first query, (i·tile - tile, i·tile] (q[0] for i = 0)
 //                         scores[b,h,i,j] = qbar[i]·kbar[j] * scale        [B, H, nq, nq]
-//                         (mean pooling, MoBA's; one batched matmul over B·H)
+//                         (one batched matmul over B·H). Why the query window is shifted: every
+//                         query t of block i is >= i·tile, so its choice of key blocks depends
+//                         only on tokens <= t (the block's own mean would let a later token of
+//                         the block change an earlier token's output: not causal).
 //   select_blocks:        per query block i keep the diagonal block i, the sink blocks j < sink
 //                         (j <= i), then the best-scoring earlier blocks j < i until `k_blocks`
 //                         blocks in all (rows with fewer causal blocks keep them all);
@@ -31,13 +36,21 @@ at::Tensor block_means(const at::Tensor& x, std::int64_t tile) {
   return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
 }
 
+// qbar as above: [B, H, nq, D]. Block i >= 1's window is block i - 1 of q[1:].
+at::Tensor causal_query_means(const at::Tensor& q, std::int64_t tile) {
+  const std::int64_t T = q.size(2), nq = (T + tile - 1) / tile;
+  const at::Tensor first = q.narrow(2, 0, 1);
+  if (nq == 1) return first;
+  return at::cat({first, block_means(q.narrow(2, 1, T - 1), tile).narrow(2, 0, nq - 1)}, 2);
+}
+
 }  // namespace
 
 at::Tensor pooled_block_scores(const at::Tensor& q, const at::Tensor& k, std::int64_t tile, double scale) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && q.size(2) == k.size(2), "pooled_block_scores: q and k must be ",
               "[B, H, T, D] with T == S, got ", q.sizes(), " and ", k.sizes());
   TORCH_CHECK(tile >= 1, "pooled_block_scores: tile must be >= 1, got ", tile);
-  return at::matmul(block_means(q, tile), block_means(k, tile).transpose(-2, -1)) * scale;
+  return at::matmul(causal_query_means(q, tile), block_means(k, tile).transpose(-2, -1)) * scale;
 }
 
 BlockSelection select_blocks(const at::Tensor& block_scores, std::int64_t k_blocks, std::int64_t sink_blocks,

@@ -3,14 +3,18 @@
 // [B, H, nq, nq], higher = keep; kernels::select_blocks turns it into the block list.
 //
 //   q, k [B, H, T, D], blocks of `tile` positions (the last may be short), nq = ceil(T / tile)
-//   mean     qbar_i · kbar_j * scale, qbar / kbar = the mean of q / k over the block (MoBA)
+//   mean     qbar_i · kbar_j * scale (kernels::pooled_block_scores): kbar = the mean of k over
+//            the block (MoBA), qbar = the mean of q over the tile positions ending at the block's
+//            first query, so that no query's choice depends on a later token (causal)
 //   learned  (qbar_i Wq_h) · (kbar_j Wk_h) * scale,  Wq, Wk [H, D, G] (SeerAttention's AttnGate
 //            on pooled q / k; init: the first G columns of the identity, so G = D starts as
 //            `mean`), inputs detached; trained by
 //            KL(A_i ‖ softmax_{j <= i} gate_ij) averaged over (b, h, i), A = block_mass below
 //   oracle   A itself: the true attention mass, computed densely (T x T) — an upper bound,
-//            not deployable
-//   random   uniform noise from the backend's seeded generator: the lower-bound control
+//            not deployable and not causal (block i's mass uses all its queries, so an early
+//            query's tiles depend on later tokens of its block; `attnlab check` fails it)
+//   random   uniform noise from a generator seeded afresh every forward (seed, layer): the
+//            same tiles for the same T, the lower-bound control
 //   block_mass  A[b,h,i,j] = mean_{t in block i} sum_{s in block j} softmax_s(q_t·k_s*scale, s <= t)
 #include <attnlab/kernels/attention.hpp>
 
@@ -36,6 +40,14 @@ inline at::Tensor pool(const at::Tensor& x, std::int64_t dim, std::int64_t tile,
   std::vector<std::int64_t> view(x.dim(), 1);
   view[dim] = nb;
   return sums / counts.view(view);
+}
+
+// The learned gate's query side: as pooled_block_scores' qbar, [B, H, nq, D].
+inline at::Tensor causal_query_means(const at::Tensor& q, std::int64_t tile) {
+  const std::int64_t T = q.size(2), nq = (T + tile - 1) / tile;
+  const at::Tensor first = q.narrow(2, 0, 1);
+  if (nq == 1) return first;
+  return at::cat({first, pool(q.narrow(2, 1, T - 1), 2, tile, /*mean=*/true).narrow(2, 0, nq - 1)}, 2);
 }
 
 // A [B, H, nq, nq]: each row a distribution over key blocks j <= i (dense T x T softmax).

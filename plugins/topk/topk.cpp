@@ -29,7 +29,7 @@
 // learned gate trains by KL to the layer's own block-pooled attention (inputs detached), returned
 // as regularizer() (scaled by the sweep's lambda) while training. The statistic select_ms is the
 // last forward's gate + top-k wall time. execution = reference runs the same selection as a
-// T x T masked reference (checks only).
+// T x T masked reference (checks only). gate = oracle is not causal (block_gate.hpp).
 #include "block_gate.hpp"
 
 #include <attnlab/kernels/attention.hpp>
@@ -60,7 +60,7 @@ class TopkAttention : public attnlab::AttentionBackend {
         tile_(init.params.get_int("tile")),
         gate_(init.params.get_string("gate")),
         sink_blocks_(init.params.get_int("sink_blocks")),
-        generator_(attnlab::seeded_generator(init.seed)) {
+        seed_(init.seed * 1000003ull + static_cast<std::uint64_t>(init.layer_index)) {
     log_gain_ = register_parameter("log_gain", torch::zeros({init.n_heads, init.head_dim}));
     if (granularity_ == "query_block" && gate_ == "learned") {
       const std::int64_t D = init.head_dim, G = init.params.get_int("gate_dim") ? init.params.get_int("gate_dim") : D;
@@ -212,7 +212,7 @@ class TopkAttention : public attnlab::AttentionBackend {
   // [B, H, nq, nq]; differentiable (w.r.t. the gate's own weights) only for gate = learned.
   torch::Tensor gate_scores(const torch::Tensor& q, const torch::Tensor& k, double scale) {
     if (gate_ == "learned") {
-      const auto qbar = attnlab::topk_gate::pool(q.detach(), 2, tile_, /*mean=*/true);
+      const auto qbar = attnlab::topk_gate::causal_query_means(q.detach(), tile_);
       const auto kbar = attnlab::topk_gate::pool(k.detach(), 2, tile_, /*mean=*/true);
       return torch::matmul(torch::matmul(qbar, gate_q_.to(q.scalar_type())),
                            torch::matmul(kbar, gate_k_.to(q.scalar_type())).transpose(-2, -1)) * scale;
@@ -221,7 +221,9 @@ class TopkAttention : public attnlab::AttentionBackend {
     if (gate_ == "oracle") return attnlab::topk_gate::block_mass(q, k, tile_, scale);
     if (gate_ == "random") {
       const std::int64_t nq = (q.size(2) + tile_ - 1) / tile_;
-      return at::rand({q.size(0), q.size(1), nq, nq}, generator_, q.options().dtype(at::kFloat));
+      // Seeded afresh: the same tiles at every call (a fixed random control, not fresh noise).
+      auto generator = attnlab::seeded_generator(seed_);
+      return at::rand({q.size(0), q.size(1), nq, nq}, generator, q.options().dtype(at::kFloat));
     }
     return attnlab::kernels::pooled_block_scores(q, k, tile_, scale);
   }
@@ -315,7 +317,7 @@ class TopkAttention : public attnlab::AttentionBackend {
   std::int64_t tile_;
   std::string gate_;
   std::int64_t sink_blocks_;
-  at::Generator generator_;                          // gate = random
+  std::uint64_t seed_;                               // gate = random (seed, layer)
   torch::Tensor gate_q_, gate_k_, gate_loss_;        // gate = learned
   attnlab::kernels::BlockSelection last_selection_;  // query_block: the last forward's
   std::int64_t last_T_ = 0;

@@ -76,8 +76,9 @@ ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_select_attention_ls
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockSelection& sel, double scale);
 
 // ---- Building a block list, batched over (b, h) (block_select_build.cpp).
-// Mean-pooled block scores: qbar_i · kbar_j * scale, where qbar_i / kbar_j are the means of q / k
-// over block i / j (the last block may be short): [B, H, nq, nq], one batched matmul.
+// Mean-pooled block scores: qbar_i · kbar_j * scale, [B, H, nq, nq], one batched matmul; kbar_j
+// the mean of k over block j (the last may be short), qbar_i the mean of q over the `tile`
+// positions ending at block i's first query (causal: no query of block i sees a later token).
 ATTNLAB_KERNELS_API at::Tensor pooled_block_scores(const at::Tensor& q, const at::Tensor& k,
                                                    std::int64_t tile, double scale);
 // From any block scores [B, H, nq, nq] (higher = keep): per query block the diagonal block,
