@@ -66,6 +66,11 @@ std::vector<Given> variants(const std::string& name) {
     // MoBA on the kernel: blocks are the kernel's tiles, the layout built from the block choice.
     out.push_back({{"granularity", std::string("block")}, {"block", std::int64_t(16)}, {"k", std::int64_t(2)},
                    {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
+    // Tiles per query tile on the block-selection kernel, every deployable gate (oracle reads
+    // its tile's later queries: not causal by design, an upper bound only).
+    for (const char* gate : {"mean", "learned", "random"})
+      out.push_back({{"granularity", std::string("query_block")}, {"gate", std::string(gate)}, {"k", std::int64_t(3)},
+                     {"sink_blocks", std::int64_t(1)}, {"tile", std::int64_t(16)}});
   }
   return out;
 }

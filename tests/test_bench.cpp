@@ -85,3 +85,28 @@ TEST_CASE("bench FLOPs: useful counts the mask's allowed elements, tiles the who
     REQUIRE(sink.final("flops/fraction_of_sgemm") == Approx(sink.final("flops/gflops") / 100.0));
   }
 }
+
+TEST_CASE("bench mode = hard runs the backend hard mode and topk block selection reports its time",
+          "[bench][mode]") {
+  auto o = small("fwd");
+  o.seq_len = 512;  // 8 tiles of 64: the causal layout keeps 36 of 64
+  const std::map<std::string, ParamValue> moba{{"granularity", std::string("block")}, {"block", std::int64_t{64}},
+                                               {"k", std::int64_t{2}}, {"execution", std::string("block_sparse")}};
+  MemorySink soft, hard;
+  o.mode = "soft";
+  run_bench(*make("topk", moba, o.heads, o.head_dim), o, soft);
+  o.mode = "hard";
+  run_bench(*make("topk", moba, o.heads, o.head_dim), o, hard);
+  // Soft topk is masked T x T math (every score computed); hard runs the kernel on the causal
+  // tiles its selection touches (per-query MoBA choices unioned per tile: most of them here).
+  CHECK(soft.final("density/block") == Approx(36.0 / 64.0));
+  CHECK(hard.final("flops/computed") < 0.75 * soft.final("flops/computed"));
+  CHECK(soft.metrics.count("time/select_ms") == 0);
+
+  MemorySink selected;
+  const std::map<std::string, ParamValue> blocks{{"granularity", std::string("query_block")}, {"k", std::int64_t{2}}};
+  run_bench(*make("topk", blocks, o.heads, o.head_dim), o, selected);
+  CHECK(selected.final("density/block") == Approx(15.0 / 64.0));  // the diagonal + 1 earlier tile per row
+  CHECK(selected.final("time/select_ms") > 0.0);
+  CHECK(selected.final("time/select_ms") < selected.final("time/max_ms"));  // part of the timed pass
+}

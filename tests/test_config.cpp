@@ -63,6 +63,15 @@ TEST_CASE("trial keys are stable across loads and change with any setting", "[co
   REQUIRE(c[0].key != a[0].key);
 }
 
+TEST_CASE("bench mode is a [grid] axis like any other", "[config]") {
+  const auto plain = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas()), registry());
+  const auto both = expand_trials(
+      load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"grid.mode=[\"soft\", \"hard\"]"}), registry());
+  CHECK(both.size() == 2 * plain.size());
+  CHECK_THROWS_WITH(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"grid.mode=\"deployed\""}),
+                    Catch::Contains("mode"));
+}
+
 TEST_CASE("min_time_s enters a trial's key only when set", "[config]") {
   const auto plain = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas()), registry());
   const auto zero = expand_trials(load_sweep(sweep_file("good.toml"), registry(), trials::all_schemas(), {"sweep.min_time_s=0"}), registry());

@@ -298,6 +298,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
   TORCH_CHECK(q.device().is_cpu(), "block_sparse_backward: tensors must be on the CPU (this build "
                                    "has no CUDA kernels)");
   const auto views = cpu::check_inputs("block_sparse_backward", q, k, v, layouts, true);
+  return cpu::backward_views(dout, q, k, v, out, lse, views, scale, dlse);
+}
+
+namespace cpu {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_views(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, const LayoutViews& views, double scale,
+    const at::Tensor& dlse) {
   TORCH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(),
               "block_sparse_backward: dout and out must have q's shape ", q.sizes());
   TORCH_CHECK(lse.dim() == 3 && lse.size(0) == q.size(0) && lse.size(1) == q.size(1) &&
@@ -326,5 +335,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_backward(
                       : backward_cpu<float>(doc, qc, kc, vc, lsec, delta, views, scale, dk, dv);
   return {dq.reshape(q.sizes()).to(q.scalar_type()), dk.to(k.scalar_type()), dv.to(v.scalar_type())};
 }
+
+}  // namespace cpu
 
 }  // namespace attnlab::kernels

@@ -200,6 +200,14 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward(const at::Tensor& q, con
               "block_sparse_forward: q, k, v must be on the CPU (this build has no CUDA kernels)");
   TORCH_CHECK(at::isFloatingType(q.scalar_type()), "block_sparse_forward: q must be floating");
   const auto views = cpu::check_inputs("block_sparse_forward", q, k, v, layouts, /*with_transpose=*/true);
+  return cpu::forward_views(q, k, v, views, scale);
+}
+
+namespace cpu {
+
+std::tuple<at::Tensor, at::Tensor> forward_views(const at::Tensor& q, const at::Tensor& k,
+                                                 const at::Tensor& v, const LayoutViews& views,
+                                                 double scale) {
   const at::ScalarType compute =
       q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor qc = q.to(compute).contiguous(), kc = k.to(compute).contiguous(),
@@ -212,5 +220,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_forward(const at::Tensor& q, con
     forward_cpu<float>(qc, kc, vc, views, scale, out, lse);
   return {out.to(q.scalar_type()), lse};
 }
+
+}  // namespace cpu
 
 }  // namespace attnlab::kernels

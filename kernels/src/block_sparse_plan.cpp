@@ -19,44 +19,50 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
   view.tile_mask = layout.nnz() ? layout.tile_mask.data_ptr<std::int64_t>() : nullptr;
   view.masks = layout.masks.defined() && layout.masks.numel() ? layout.masks.data_ptr<bool>()
                                                                : nullptr;
+  view.index_masks(view.masks ? layout.masks.size(0) : 0, with_transpose);
+  if (with_transpose) view.build_transpose();
+  return view;
+}
+
+void LayoutView::index_masks(std::int64_t n_partial, bool with_transpose) {
   // First and last allowed element of every row (by_column: column) of every partial mask.
-  const std::int64_t n_partial = view.masks ? layout.masks.size(0) : 0, tile = view.tile;
   auto spans = [&](std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi, bool by_column) {
     lo.assign(n_partial * tile, tile);
     hi.assign(n_partial * tile, 0);
     for (std::int64_t i = 0; i < n_partial; ++i)
       for (std::int64_t r = 0; r < tile; ++r)
         for (std::int64_t c = 0; c < tile; ++c) {
-          if (!view.mask_of(i)[r * tile + c]) continue;
+          if (!mask_of(i)[r * tile + c]) continue;
           const std::int64_t line = i * tile + (by_column ? c : r), at = by_column ? r : c;
           lo[line] = std::min(lo[line], at);
           hi[line] = std::max(hi[line], at + 1);
         }
   };
-  spans(view.row_lo, view.row_hi, false);
-  if (with_transpose) {
-    spans(view.col_lo, view.col_hi, true);
-    view.t_masks.resize(n_partial * tile * tile);
-    for (std::int64_t i = 0; i < n_partial; ++i)
-      for (std::int64_t r = 0; r < tile; ++r)
-        for (std::int64_t c = 0; c < tile; ++c)
-          view.t_masks[(i * tile + c) * tile + r] = view.mask_of(i)[r * tile + c];
-    const std::int64_t nnz = layout.nnz();
-    view.t_col_ptr.assign(view.n_k_tiles + 1, 0);
-    for (std::int64_t e = 0; e < nnz; ++e) ++view.t_col_ptr[view.col_idx[e] + 1];
-    for (std::int64_t j = 0; j < view.n_k_tiles; ++j) view.t_col_ptr[j + 1] += view.t_col_ptr[j];
-    view.t_row_idx.resize(nnz);
-    view.t_tile_mask.resize(nnz);
-    std::vector<std::int64_t> fill(view.t_col_ptr.begin(), view.t_col_ptr.end() - 1);
-    for (std::int64_t i = 0; i < view.n_q_tiles; ++i) {
-      for (std::int64_t e = view.row_ptr[i]; e < view.row_ptr[i + 1]; ++e) {
-        const std::int64_t slot = fill[view.col_idx[e]]++;
-        view.t_row_idx[slot] = i;
-        view.t_tile_mask[slot] = view.tile_mask[e];
-      }
+  spans(row_lo, row_hi, false);
+  if (!with_transpose) return;
+  spans(col_lo, col_hi, true);
+  t_masks.resize(n_partial * tile * tile);
+  for (std::int64_t i = 0; i < n_partial; ++i)
+    for (std::int64_t r = 0; r < tile; ++r)
+      for (std::int64_t c = 0; c < tile; ++c)
+        t_masks[(i * tile + c) * tile + r] = mask_of(i)[r * tile + c];
+}
+
+void LayoutView::build_transpose() {
+  const std::int64_t nnz = row_ptr[n_q_tiles];
+  t_col_ptr.assign(n_k_tiles + 1, 0);
+  for (std::int64_t e = 0; e < nnz; ++e) ++t_col_ptr[col_idx[e] + 1];
+  for (std::int64_t j = 0; j < n_k_tiles; ++j) t_col_ptr[j + 1] += t_col_ptr[j];
+  t_row_idx.resize(nnz);
+  t_tile_mask.resize(nnz);
+  std::vector<std::int64_t> fill(t_col_ptr.begin(), t_col_ptr.end() - 1);
+  for (std::int64_t i = 0; i < n_q_tiles; ++i) {
+    for (std::int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
+      const std::int64_t slot = fill[col_idx[e]]++;
+      t_row_idx[slot] = i;
+      t_tile_mask[slot] = tile_mask[e];
     }
   }
-  return view;
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace attnlab::kernels::cpu {
@@ -42,6 +43,11 @@ struct LayoutView {
   std::vector<unsigned char> t_masks;
 
   static LayoutView of(const BlockLayout& layout, bool with_transpose);
+  // Pieces of of(), also used by views built from a block list (block_select.cpp):
+  // row/column spans (and, with_transpose, the transposed masks) of the n_partial masks at
+  // `masks`; the CSR transpose of row_ptr / col_idx / tile_mask, O(nnz + n_k_tiles).
+  void index_masks(std::int64_t n_partial, bool with_transpose);
+  void build_transpose();
   const bool* mask_of(std::int64_t mask_index) const { return masks + mask_index * tile * tile; }
   const bool* t_mask_of(std::int64_t mask_index) const {
     return reinterpret_cast<const bool*>(t_masks.data()) + mask_index * tile * tile;
@@ -73,6 +79,10 @@ struct LayoutView {
 struct LayoutViews {
   std::vector<LayoutView> distinct;
   std::vector<std::int64_t> index;  // [B * H]
+  // What views built from a block list point into (their CSR arrays and partial masks);
+  // shared, so a copy of the views stays valid.
+  std::shared_ptr<const std::vector<std::int64_t>> csr;
+  at::Tensor masks;
   const LayoutView& of(std::int64_t bh) const { return distinct[index[bh]]; }
   std::vector<LayoutView> each() const;  // one per (b, h), or one if all share it
 };
@@ -81,6 +91,17 @@ struct LayoutViews {
 // same for every batch entry) or B*H (one per (b, h), row-major).
 LayoutViews check_inputs(const char* who, const at::Tensor& q, const at::Tensor& k,
                          const at::Tensor& v, const LayoutSet& layouts, bool with_transpose);
+
+// The kernels' bodies behind their public entries (block_sparse_* and block_select_*), on views
+// already checked against q, k, v (forward: built with_transpose for the mask transposes;
+// backward: with the CSR transpose too).
+std::tuple<at::Tensor, at::Tensor> forward_views(const at::Tensor& q, const at::Tensor& k,
+                                                 const at::Tensor& v, const LayoutViews& views,
+                                                 double scale);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_views(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, const LayoutViews& views, double scale,
+    const at::Tensor& dlse);
 
 // The set as one layout per (b, h) (a single shared layout stays single): for code that
 // indexes layouts by slice.

@@ -65,7 +65,10 @@ class ATTNLAB_API AttentionBackend : public torch::nn::Module {
   // Default: an undefined tensor, meaning "no term".
   virtual torch::Tensor regularizer();
 
-  // Numbers worth logging at this point of training. Default: none.
+  // Numbers worth logging at this point of training. Default: none. A backend that chooses
+  // what it computes from its input reports "select_ms": the wall time (ms) of its last
+  // forward's selection (scoring and building the block list); bench trials record its median
+  // over the timed passes as time/select_ms.
   virtual std::vector<Statistic> statistics();
 
   // Called once per optimizer step, before forward (annealing schedules). Default: nothing.

@@ -51,6 +51,16 @@ torch::Tensor total_regularizer(const GPT2& model) {
 struct StudentDensity {
   double element = 0.0, block = 0.0, relative = 0.0;
 };
+// The selection time of the model's last forward: the statistic "select_ms" (backend.hpp)
+// summed over layers; -1 when no layer reports one (no metric is recorded then).
+double selection_ms(const GPT2& model) {
+  double total = -1.0;
+  for (const auto& backend : model.backends())
+    for (const auto& stat : backend->statistics())
+      if (stat.name == "select_ms") total = std::max(total, 0.0) + stat.value;
+  return total;
+}
+
 StudentDensity mean_density(const GPT2& model, std::int64_t T) {
   StudentDensity mean;
   const auto backends = model.backends();
@@ -238,6 +248,8 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
       sink.metric(metric_T(T, p + "causal_fraction"), density.relative);
       sink.metric(metric_T(T, p + "tokens_per_s"), speed.tokens_per_s);
       sink.metric(metric_T(T, p + "attention_ms"), speed.attention_ms);
+      // The selection's share of the last timed forward (all layers), included in the times above.
+      if (const double select = selection_ms(student); select >= 0) sink.metric(metric_T(T, p + "select_ms"), select);
       sink.metric(metric_T(T, p + "speedup"), speed.tokens_per_s / std::max(best.tokens_per_s, 1e-12));
       sink.metric(metric_T(T, p + "attention_speedup"), best.attention_ms / std::max(speed.attention_ms, 1e-12));
       sink.metric(metric_T(T, p + "peak_mib"), double(peak[m]) / (1024.0 * 1024.0));

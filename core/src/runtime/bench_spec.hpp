@@ -15,7 +15,9 @@ namespace attnlab {
   KEY(std::int64_t, head_dim, 64, keys::range(1, 1024), "D")                                      \
   KEY(std::string, pass, "fwd", keys::one_of({"fwd", "fwd+bwd"}),                                 \
       "fwd: one forward under no_grad; fwd+bwd: forward and the gradients of q, k, v and parameters") \
-  KEY(std::string, dtype, "float32", keys::one_of({"float32", "float64"}), "dtype of q, k and v")
+  KEY(std::string, dtype, "float32", keys::one_of({"float32", "float64"}), "dtype of q, k and v") \
+  KEY(std::string, mode, "soft", keys::one_of({"soft", "hard"}),                                  \
+      "soft: the backend as it trains; hard: set_hard(true) first, what a deployed student runs")
 struct BenchGrid {
   ATTNLAB_BENCH_KEYS(ATTNLAB_KEY_FIELD)
 };

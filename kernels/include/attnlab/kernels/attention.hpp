@@ -51,4 +51,46 @@ ATTNLAB_KERNELS_API at::Tensor block_sparse_attention(const at::Tensor& q, const
 ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_sparse_attention_lse(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, LayoutSet layouts, double scale);
 
+// ---- Block-selection path (block_select.cpp): causal self-attention (S == T) over a per-(b, h)
+// block list in FlexAttention's BlockMask shape, one row per query tile of `tile` queries:
+//   kv_num_blocks int32 [B, H, nq], kv_indices int32 [B, H, nq, kmax], nq = ceil(T / tile);
+//   query tile i computes key tiles kv_indices[b,h,i,:kv_num_blocks[b,h,i]] (each in [0, i],
+//   no repeats, any order), the diagonal one (j == i) masked causally. No T x T or per-(b, h)
+//   tile² structure is built: O(nnz) host work per (b, h). CPU only.
+struct ATTNLAB_KERNELS_API BlockSelection {
+  at::Tensor kv_num_blocks, kv_indices;
+  std::int64_t tile = 64;
+};
+
+ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_select_forward(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockSelection& sel, double scale);
+ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor, at::Tensor> block_select_backward(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, const BlockSelection& sel, double scale,
+    const at::Tensor& dlse = {});
+// Autograd wrappers (no gradient for the selection), as block_sparse_attention(_lse).
+ATTNLAB_KERNELS_API at::Tensor block_select_attention(const at::Tensor& q, const at::Tensor& k,
+                                                      const at::Tensor& v, const BlockSelection& sel,
+                                                      double scale);
+ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_select_attention_lse(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockSelection& sel, double scale);
+
+// ---- Building a block list, batched over (b, h) (block_select_build.cpp).
+// Mean-pooled block scores: qbar_i · kbar_j * scale, [B, H, nq, nq], one batched matmul; kbar_j
+// the mean of k over block j (the last may be short), qbar_i the mean of q over the `tile`
+// positions ending at block i's first query (causal: no query of block i sees a later token).
+ATTNLAB_KERNELS_API at::Tensor pooled_block_scores(const at::Tensor& q, const at::Tensor& k,
+                                                   std::int64_t tile, double scale);
+// From any block scores [B, H, nq, nq] (higher = keep): per query block the diagonal block,
+// the `sink_blocks` leading blocks, then the best earlier blocks, `k_blocks` blocks in all
+// (forced ones included; future blocks never). Top-k and sort over all (b, h) at once.
+ATTNLAB_KERNELS_API BlockSelection select_blocks(const at::Tensor& block_scores, std::int64_t k_blocks,
+                                                 std::int64_t sink_blocks, std::int64_t tile);
+// The selection as one BlockLayout per (b, h) (B*H, row-major), built in O(nnz) each: what a
+// backend reports as layouts() for the selection it executed.
+ATTNLAB_KERNELS_API LayoutSet block_list_layouts(const BlockSelection& sel, std::int64_t T);
+// The selection as a bool [B, H, T, T] element mask (causal within the chosen tiles): for
+// checks and the reference kernel only (it is T x T).
+ATTNLAB_KERNELS_API at::Tensor block_list_to_dense(const BlockSelection& sel, std::int64_t T);
+
 }  // namespace attnlab::kernels
