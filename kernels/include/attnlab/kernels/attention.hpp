@@ -51,4 +51,11 @@ ATTNLAB_KERNELS_API at::Tensor block_sparse_attention(const at::Tensor& q, const
 ATTNLAB_KERNELS_API std::tuple<at::Tensor, at::Tensor> block_sparse_attention_lse(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, LayoutSet layouts, double scale);
 
+// Tiles the CPU forward kernel has computed since the last reset: one per layout entry
+// (b·h, query tile, key tile) it walked, summed over every call in this process. A relaxed
+// atomic added to once per thread chunk, so it costs nothing measurable; it lets a test hold
+// a backend's reported layouts to what actually ran (CUDA calls are not counted).
+ATTNLAB_KERNELS_API std::int64_t forward_tiles_computed();
+ATTNLAB_KERNELS_API void reset_forward_tiles_computed();
+
 }  // namespace attnlab::kernels
