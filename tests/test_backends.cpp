@@ -152,8 +152,8 @@ TEST_CASE("the contract fails a backend that is not the attention its layouts de
                                         attnlab::test::cli() + " check fault");
   REQUIRE(out.status == 1);
   REQUIRE_THAT(out.out, Catch::Contains("contract: FAILED"));
-  REQUIRE_THAT(out.out, Catch::Contains("reference  hard  FAIL"));
-  REQUIRE_THAT(out.out, Catch::Contains("causal     hard  pass"));
+  REQUIRE_THAT(out.out, Catch::Contains("reference   hard  FAIL"));
+  REQUIRE_THAT(out.out, Catch::Contains("causal      hard  pass"));
 }
 
 TEST_CASE("blend with only the causal candidate equals dense, whatever the weights", "[backends][blend]") {
