@@ -33,6 +33,7 @@
 #include "cpu_row_math.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -42,6 +43,8 @@ namespace attnlab::kernels {
 namespace {
 
 constexpr std::int64_t kChunkKeys = 256;
+
+std::atomic<std::int64_t> g_forward_tiles{0};  // forward_tiles_computed()
 
 // Keys [s0, s0 + width) at row `offset` of the chunk's scores: consecutive full tiles
 // (mask -1) or one partial tile (mask = its mask index).
@@ -179,16 +182,22 @@ void forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 
   cpu::parallel_chunks(work.n_chunks, [&](std::int64_t chunk) {
     ForwardScratch<scalar_t> scratch(work.max_tile, D);
+    std::int64_t tiles = 0;
     for (std::int64_t item = work.bounds[chunk]; item < work.bounds[chunk + 1]; ++item) {
       const std::int64_t bh = work.bh[item];
+      tiles += views.of(bh).row_ptr[work.tile[item] + 1] - views.of(bh).row_ptr[work.tile[item]];
       forward_query_tile<scalar_t>(views.of(bh), work.tile[item], q_ptr + bh * T * D,
                                    k_ptr + bh * S * D, v_ptr + bh * S * D, out_ptr + bh * T * D,
                                    lse_ptr + bh * T, D, static_cast<scalar_t>(scale), scratch);
     }
+    g_forward_tiles.fetch_add(tiles, std::memory_order_relaxed);
   });
 }
 
 }  // namespace
+
+std::int64_t forward_tiles_computed() { return g_forward_tiles.load(std::memory_order_relaxed); }
+void reset_forward_tiles_computed() { g_forward_tiles.store(0, std::memory_order_relaxed); }
 
 std::tuple<at::Tensor, at::Tensor> block_sparse_forward(const at::Tensor& q, const at::Tensor& k,
                                                         const at::Tensor& v,

@@ -17,12 +17,38 @@
 //
 // mixing = "normalized" (what the study trains):
 //   w[h,:] = softmax(logit[h,:])                              on the simplex: sum_k w[h,k] = 1
-//   P[b,h,t,:] = sum_k w[h,k] softmax over M_k of the scores   (soft = "mixture": one kernel pass
-//                per candidate, mixed by w_k e^{lse_k}; soft = "masked": log(sum_k w M_k + eps) bias)
+//   P[b,h,t,:] = sum_k w[h,k] softmax over M_k of the scores, i.e. out = sum_k w[h,k] out_k
+//                (soft = "mixture": one kernel pass per candidate; soft = "masked": K masked
+//                softmaxes of one T x T score matrix)
+//   Changed in blend 3.0: before it, both soft forms weighted candidate k by w_k·Z_k (Z_k =
+//   e^{lse_k}, its softmax normaliser), i.e. softmax(scores + log sum_k w_k M_k): nested
+//   candidates leaned on the larger mask beyond its weight. Trials from 2.x measured that.
 //   regularizer = "expected_cost"  mean_h sum_k w[h,k] · cost_k(T),
 //                 cost_k(T) = block density of M_k / block density of causal, at the forward's T
 //   Not scale-invariant: weight moved to a cheap candidate lowers the penalty, so lambda trades
 //   KL for compute, from the causal layout at lambda = 0 towards the cheapest candidate.
+//
+// selection = "st_gumbel" (normalized only): trains the way it is deployed, one mask per head.
+//   training forward: c[h] = argmax_k (logit[h,k] + G[h,k]),  G ~ Gumbel(0, 1) seeded by
+//     (trial seed, layer, step): the same draw for every forward of one step
+//   y[h,:] = softmax((logit[h,:] + G[h,:]) / tau),  tau annealed linearly tau -> tau_final by on_step
+//   out[b,h] = (1 - sg(y[h,c]) + y[h,c]) · attention over M_{c[h]}   (value: the hard choice;
+//     gradient: straight through the relaxed weight, GDAS-style: one pass, the chosen mask)
+//   eval (not training) forward and hard mode: c[h] = argmax_k logit[h,k], no noise
+//   regularizer "expected_cost" stays sum_k w_k cost_k: the expected cost of the sampled choice
+// selection = "search": the baseline learning must match (DuoAttention / MoA-style). The first
+//   `search_batches` training forwards run dense causal attention and measure, per head h and
+//   candidate k, delta[h,k] = mean_{b,t} (lse_causal[t] - lse_k[t]) = KL(causal attention ||
+//   attention restricted to M_k) of that head on those batches (-log of the causal attention mass
+//   M_k keeps; 30 nats where M_k leaves a query no key). A local measure of each (layer, head,
+//   candidate) switch, taken on the teacher's own q, k (every layer runs causal meanwhile), not
+//   the model's output KL. Then greedy under `budget` (search.hpp): mean_h cost_{c[h]} <= budget,
+//   cost = block density / causal's. From then on each head runs its chosen mask; the logits
+//   are unused (no regularizer term).
+// hard_after_step = n >= 0: from step n on, training runs the hard (deployed) masks: a hard
+//   fine-tune phase (logits get no gradient there; with train = "all" the model adapts)
+// init_noise: std of a seeded N(0, 1) added to every initial logit (seed and layer), so that
+//   seeds start from different weights and break ties between equal candidates
 //
 // q [B, H, T, D], k [B, H, S, D], v [B, H, S, D] -> out [B, H, T, D]   (S == T)
 // With the single candidate "causal", blend equals dense for any weight.
@@ -34,10 +60,14 @@
 // soft = "mixture" never materializes T x T; for "unnormalized" it equals "masked" wherever
 // sum_k w[h,k] M_k <= 1 (eps -> 0):
 //   (out_k, lse_k) = block_sparse_attention_lse(q, k, v, layout(M_k))
-//   out = sum_k w[h,k] e^{lse_k} out_k / sum_k w[h,k] e^{lse_k}
+//   unnormalized: out = sum_k w[h,k] e^{lse_k} out_k / sum_k w[h,k] e^{lse_k}
+//   normalized:   out = sum_k w[h,k] out_k
+#include "search.hpp"
+
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/masks.hpp>
 #include <attnlab/plugin.hpp>
+#include <attnlab/random.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -66,7 +96,16 @@ class BlendAttention : public attnlab::AttentionBackend {
         mixture_(init.params.get_string("soft") == "mixture"),
         tile_(init.params.get_int("tile")),
         n_heads_(init.n_heads),
-        max_seq_len_(init.max_seq_len) {
+        max_seq_len_(init.max_seq_len),
+        st_gumbel_(init.params.get_string("selection") == "st_gumbel"),
+        tau_start_(init.params.get_float("tau")),
+        tau_final_(init.params.get_float("tau_final")),
+        tau_(tau_start_),
+        hard_after_step_(init.params.get_int("hard_after_step")),
+        noise_seed_(init.seed * 1000003u + 7919u * static_cast<std::uint64_t>(init.layer_index) + 17u),
+        search_(init.params.get_string("selection") == "search"),
+        budget_(init.params.get_float("budget")),
+        search_batches_(init.params.get_int("search_batches")) {
     const std::int64_t rows = init.params.get_string("per") == "head" ? init.n_heads : 1;
     const double w0 = init.params.get_float("init");
     // Every weight starts at `init` (unnormalized: inverse of the activation); normalized
@@ -81,6 +120,9 @@ class BlendAttention : public attnlab::AttentionBackend {
       const double others = (1.0 - causal_share) / static_cast<double>(candidates_.size() - 1);
       initial.select(1, causal - candidates_.begin()).fill_(std::log(causal_share / others));
     }
+    // Seeded, per layer: seeds then start from different weights (and pick among equals).
+    const double noise = init.params.get_float("init_noise");
+    if (noise > 0) initial += noise * at::randn(initial.sizes(), attnlab::seeded_generator(noise_seed_), initial.options());
     logits_ = register_parameter("logits", initial);
     for (const auto& c : candidates_) densities_.push_back(attnlab::masks::density(c, max_seq_len_, tile_).element);
   }
@@ -105,7 +147,18 @@ class BlendAttention : public attnlab::AttentionBackend {
             ParamSpec::real("eps", 1e-6, 1e-12, 0.1, "log(M + eps) floor of the soft mask"),
             attnlab::param::execution({"reference", "block_sparse"}, "how hard mode runs the surviving union"),
             ParamSpec::choice("soft", "masked", {"masked", "mixture"},
-                              "soft mode: log-mask bias on masked T x T math, or the normalizer-weighted mixture of per-candidate block-sparse passes"),
+                              "soft mode: masked T x T math, or one block-sparse pass per candidate, mixed"),
+            ParamSpec::choice("selection", "soft", {"soft", "st_gumbel", "search"},
+                              "training forward: the soft mixture, one Gumbel-argmax mask per head with "
+                              "straight-through gradients (normalized only), or the measured greedy search"),
+            ParamSpec::real("budget", 0.5, 0.0, 1.0,
+                            "search: mean over heads of the chosen masks' block cost relative to causal"),
+            ParamSpec::integer("search_batches", 4, 1, 100000, "search: training forwards measured before choosing"),
+            ParamSpec::real("tau", 1.0, 1e-3, 100.0, "st_gumbel: relaxation temperature at step 0"),
+            ParamSpec::real("tau_final", 0.1, 1e-3, 100.0, "st_gumbel: temperature reached at the last step (linear)"),
+            ParamSpec::integer("hard_after_step", -1, -1, 1 << 30,
+                               "from this step on, train with the hard (deployed) masks (-1: never)"),
+            ParamSpec::real("init_noise", 0.01, 0.0, 10.0, "std of the seeded noise added to the initial logits"),
             attnlab::param::tile()};
   }
 
@@ -120,6 +173,9 @@ class BlendAttention : public attnlab::AttentionBackend {
                                                    "': normalized weights have constant L1 norm, so " + reg +
                                                    " cannot change them",
                                 "use regularizer = \"expected_cost\" with mixing = \"normalized\"");
+    if (!normalized && params.get_string("selection") == "st_gumbel")
+      throw attnlab::ParamError("selection", "selection = 'st_gumbel' picks one candidate from softmax(logits): it needs mixing = 'normalized'",
+                                "set mixing = \"normalized\" and regularizer = \"expected_cost\"");
     if (!normalized && reg == "expected_cost")
       throw attnlab::ParamError("regularizer", "parameter 'regularizer' = 'expected_cost' needs mixing = 'normalized'",
                                 "set mixing = \"normalized\", or use l1 / compute_l1");
@@ -134,17 +190,39 @@ class BlendAttention : public attnlab::AttentionBackend {
     const std::int64_t T = q.size(2);
     last_T_ = T;
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-    if (hard()) return forward_hard(q, k, v, T, scale);
+    if (hard() || fine_tuning_) return forward_hard(q, k, v, T, scale);
+    if (st_gumbel_) return forward_st_gumbel(q, k, v, scale);
+    if (search_) return forward_search(q, k, v, scale);
     if (mixture_) return forward_mixture(q, k, v, T, scale);
     const auto candidate_masks = candidate_stack(T, q.options());  // [K, T, T]
     const auto support = attnlab::masks::dense(join(candidates_, "|"), T).to(q.device());  // [T, T]
     const auto w = weights().to(q.scalar_type());                                          // [H|1, K]
-    const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T], <= 1 anyway when normalized
+    if (normalized_) {  // sum_k w_k softmax_{M_k}(scores): one masked softmax per candidate
+      const auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+      torch::Tensor P;
+      for (std::int64_t c = 0; c < candidate_masks.size(0); ++c) {
+        const auto term = w.select(1, c).reshape({1, -1, 1, 1}) *
+                          attnlab::kernels::masked_softmax(scores, candidate_masks[c].to(torch::kBool));
+        P = P.defined() ? P + term : term;
+      }
+      return torch::matmul(P, v);
+    }
+    const auto soft = torch::tensordot(w, candidate_masks, {1}, {0}).clamp(0.0, 1.0);      // [H|1, T, T]
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale + torch::log(soft + eps_).unsqueeze(0);
     return torch::matmul(attnlab::kernels::masked_softmax(scores, support), v);
   }
 
+  void on_step(std::int64_t step, std::int64_t total_steps) override {
+    // The trainer passes step = 0 .. total_steps - 1: the last step reaches tau_final.
+    const double progress =
+        total_steps > 1 ? std::clamp(static_cast<double>(step) / static_cast<double>(total_steps - 1), 0.0, 1.0) : 1.0;
+    tau_ = tau_start_ + (tau_final_ - tau_start_) * progress;
+    step_ = step;
+    fine_tuning_ = hard_after_step_ >= 0 && step >= hard_after_step_;
+  }
+
   torch::Tensor regularizer() override {
+    if (search_) return {};  // the search does not use the weights
     auto w = weights();
     if (regularizer_kind_ == "expected_cost") {
       const auto cost = torch::tensor(costs(last_T_ > 0 ? last_T_ : max_seq_len_), torch::TensorOptions().dtype(torch::kDouble));
@@ -153,6 +231,18 @@ class BlendAttention : public attnlab::AttentionBackend {
     if (regularizer_kind_ == "compute_l1")
       w = w * torch::tensor(densities_, torch::TensorOptions().dtype(torch::kDouble)).to(w.device(), w.scalar_type());
     return w.sum(1).mean();
+  }
+
+  std::vector<attnlab::Statistic> statistics() override {
+    auto out = weight_statistics();
+    if (st_gumbel_) out.push_back({"tau", tau_});
+    if (search_ && !searched_.empty()) {
+      const auto c = costs(last_T_ > 0 ? last_T_ : max_seq_len_);
+      double mean = 0;
+      for (const int k : searched_choice_) mean += c[k] / static_cast<double>(searched_choice_.size());
+      out.push_back({"search/mean_cost", mean});
+    }
+    return out;
   }
 
   // Each candidate's block density at T relative to the causal layout's: what keeping it costs
@@ -164,31 +254,34 @@ class BlendAttention : public attnlab::AttentionBackend {
     return out;
   }
 
-  std::vector<attnlab::Statistic> statistics() override {
+  std::vector<attnlab::Statistic> weight_statistics() {
     std::vector<attnlab::Statistic> out;
     const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
     for (std::int64_t h = 0; h < n_heads_; ++h)
       for (std::size_t c = 0; c < candidates_.size(); ++c)
         out.push_back({"weight/h" + std::to_string(h) + "/" + candidates_[c], w[h][c].item<double>()});
-    const auto d = attnlab::density_of(head_layouts(max_seq_len_));
+    const auto d = attnlab::density_of(head_layouts(surviving_unions(), max_seq_len_));
     out.push_back({"density/hard_element", d.element});
     out.push_back({"density/hard_block", d.block});
     return out;
   }
 
-  // Hard mode: each head's surviving union (one layout for all heads when they agree);
-  // soft mode: the support every soft row may attend to, the union of all candidates.
+  // Hard mode (and the fine-tune phase): each head's surviving union (one layout for all heads
+  // when they agree); st_gumbel's training forward: the masks its last forward drew; soft
+  // mode: the support every soft row may attend to, the union of all candidates.
   attnlab::kernels::LayoutSet layouts(std::int64_t T) const override {
-    if (!hard()) return {attnlab::masks::block_layout(join(candidates_, "|"), T, tile_)};
-    auto per_head = head_layouts(T);
+    if (!runs_one_mask_per_head()) return {attnlab::masks::block_layout(join(candidates_, "|"), T, tile_)};
+    const bool drawn = st_gumbel_ && !hard() && !fine_tuning_ && !last_unions_.empty();
+    auto per_head = head_layouts(drawn ? last_unions_ : surviving_unions(), T);
     const bool shared = std::all_of(per_head.begin(), per_head.end(), [&](const auto& l) { return l == per_head[0]; });
     return shared ? attnlab::kernels::LayoutSet{per_head[0]} : per_head;
   }
 
-  // Soft masked math and hard reference compute every element of T x T; the mixture runs one
-  // kernel pass per candidate over that candidate's tiles; hard block_sparse the union's.
+  // Soft masked math and the reference execution compute every element of T x T; the mixture
+  // runs one kernel pass per candidate over that candidate's tiles; one mask per head on the
+  // kernel (hard, fine-tune, st_gumbel) those masks' tiles.
   attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
-    if (!hard() && mixture_) {
+    if (!runs_one_mask_per_head() && mixture_) {
       attnlab::Cost total;
       for (const auto& c : candidates_) {
         const auto one = attnlab::mask_cost({attnlab::masks::block_layout(c, shape.seq_len, tile_)}, shape);
@@ -197,11 +290,59 @@ class BlendAttention : public attnlab::AttentionBackend {
       }
       return total;
     }
-    if (!hard() || execution_ == "reference") return attnlab::full_cost(shape);
+    if (!runs_one_mask_per_head() || execution_ == "reference") return attnlab::full_cost(shape);
     return attnlab::mask_cost(layouts(shape.seq_len), shape);
   }
 
  private:
+  bool runs_one_mask_per_head() const { return hard() || fine_tuning_ || st_gumbel_ || search_; }
+
+  // The search (header): calibration forwards run causal and measure delta; the forward that
+  // completes `search_batches` solves the assignment; every other forward runs its masks.
+  torch::Tensor forward_search(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+    if (!searched_.empty() || !is_training()) return run_unions(q, k, v, surviving_unions(), scale);
+    const std::int64_t T = q.size(2), K = static_cast<std::int64_t>(candidates_.size());
+    auto [out, lse_causal] =
+        attnlab::kernels::block_sparse_attention_lse(q, k, v, {attnlab::masks::block_layout("causal", T, tile_)}, scale);
+    torch::NoGradGuard no_grad;
+    if (delta_sum_.empty()) delta_sum_.assign(n_heads_, std::vector<double>(K, 0.0));
+    for (std::int64_t c = 0; c < K; ++c) {
+      const auto lse_c = std::get<1>(attnlab::kernels::block_sparse_forward(
+          q.detach(), k.detach(), v.detach(), {attnlab::masks::block_layout(candidates_[c], T, tile_)}, scale));
+      const auto d = (lse_causal.detach() - lse_c).to(torch::kDouble).nan_to_num(30.0, 30.0).clamp(0.0, 30.0);
+      const auto per_head = d.mean(std::vector<std::int64_t>{0, 2}).cpu();  // [H]
+      for (std::int64_t h = 0; h < n_heads_; ++h) delta_sum_[h][c] += per_head[h].item<double>();
+    }
+    if (++calibrated_ >= search_batches_) {
+      searched_choice_ = attnlab_blend::greedy_assignment(delta_sum_, costs(T), budget_);
+      for (const int c : searched_choice_) searched_.push_back(candidates_[c]);
+    }
+    return out;
+  }
+
+  // One Gumbel-argmax mask per head (see the header): noise drawn per step, the same for every
+  // forward of that step (so a step's forwards agree, and a seed reproduces them); eval
+  // forwards (not training) take the plain argmax, which is what hard mode deploys.
+  torch::Tensor forward_st_gumbel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+    const auto logits = logits_.to(q.scalar_type());  // [H|1, K]
+    torch::Tensor choice, weight;                     // [H|1]
+    if (is_training()) {
+      auto generator = attnlab::seeded_generator(noise_seed_ + 2654435761u * static_cast<std::uint64_t>(step_ + 1));
+      const auto u = at::rand(logits.sizes(), generator, torch::TensorOptions().dtype(torch::kDouble)).clamp(1e-12, 1.0 - 1e-12);
+      const auto y = torch::softmax((logits - torch::log(-torch::log(u)).to(logits.options())) / tau_, 1);
+      choice = y.argmax(1);
+      const auto y_c = y.gather(1, choice.unsqueeze(1)).squeeze(1);
+      weight = 1.0 - y_c.detach() + y_c;  // 1 in value, y_c's gradient
+    } else {
+      choice = logits.argmax(1);
+      weight = torch::ones({logits.size(0)}, logits.options());
+    }
+    const auto chosen = choice.expand({n_heads_}).contiguous().cpu();
+    last_unions_.clear();
+    for (std::int64_t h = 0; h < n_heads_; ++h) last_unions_.push_back(candidates_[chosen[h].item<std::int64_t>()]);
+    return run_unions(q, k, v, last_unions_, scale) * weight.expand({n_heads_}).reshape({1, -1, 1, 1});
+  }
+
   // sum_k w_k e^{lse_k} out_k / sum_k w_k e^{lse_k}, computed as a softmax over k of
   // log w_k + lse_k (rows where no candidate has a key give 0).
   torch::Tensor forward_mixture(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -214,6 +355,10 @@ class BlendAttention : public attnlab::AttentionBackend {
       lses.push_back(lse.to(q.scalar_type()));
     }
     const auto K = static_cast<std::int64_t>(candidates_.size());
+    if (normalized_) {  // sum_k w_k out_k: each candidate's softmax, weighted by w alone
+      const auto w = weights().to(q.scalar_type()).t().reshape({K, 1, -1, 1, 1});  // [K, 1, H|1, 1, 1]
+      return (w * torch::stack(outs)).sum(0);
+    }
     const auto log_w = torch::log(weights().to(q.scalar_type())).t().reshape({K, 1, -1, 1});  // [K, 1, H|1, 1]
     const auto a = torch::stack(lses) + log_w;                                               // [K, B, H, T]
     auto top = std::get<0>(a.max(0, /*keepdim=*/true)).detach();
@@ -226,36 +371,52 @@ class BlendAttention : public attnlab::AttentionBackend {
 
   // Per head, the canonical union of the candidates at or above the threshold ("" = none).
   std::vector<std::string> surviving_unions() const {
+    if (search_) return searched_.empty() ? std::vector<std::string>(n_heads_, "causal") : searched_;
     const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
     std::vector<std::string> unions;
     for (std::int64_t h = 0; h < n_heads_; ++h) {
       const double top = w[h].max().item<double>();
-      const double cut = threshold_mode_ == "relative" ? threshold_ * top : threshold_mode_ == "absolute" ? threshold_ : top;
+      // st_gumbel deploys the argmax, what its training forward ran.
+      const std::string mode = st_gumbel_ ? "argmax" : threshold_mode_;
+      const double cut = mode == "relative" ? threshold_ * top : mode == "absolute" ? threshold_ : top;
       std::vector<std::string> kept;
       for (std::size_t c = 0; c < candidates_.size(); ++c)
         if (w[h][c].item<double>() >= cut && w[h][c].item<double>() > 0) {
           kept.push_back(candidates_[c]);
-          if (threshold_mode_ == "argmax") break;  // ties: the first candidate listed
+          if (mode == "argmax") break;  // ties: the first candidate listed
         }
       unions.push_back(kept.empty() ? "" : attnlab::masks::canonical(join(kept, "|")));
     }
     return unions;
   }
 
-  // One layout per head: its surviving union, or an empty layout where none survived.
-  attnlab::kernels::LayoutSet head_layouts(std::int64_t T) const {
+  // One layout per head: its union, or an empty layout where none survived.
+  attnlab::kernels::LayoutSet head_layouts(const std::vector<std::string>& unions, std::int64_t T) const {
     attnlab::kernels::LayoutSet per_head;
-    for (const auto& u : surviving_unions())
+    for (const auto& u : unions)
       per_head.push_back(u.empty() ? empty_layout(T) : attnlab::masks::block_layout(u, T, tile_));
     return per_head;
   }
 
-  torch::Tensor forward_hard(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, std::int64_t T,
+  torch::Tensor forward_hard(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, std::int64_t,
                              double scale) {
+    return run_unions(q, k, v, surviving_unions(), scale);
+  }
+
+  // Attention of each head over its own fixed mask (no weights): the kernel with one layout
+  // per head (one, when they agree), or masked math.
+  torch::Tensor run_unions(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           const std::vector<std::string>& unions, double scale) {
     TORCH_CHECK(q.size(1) == n_heads_, "blend: built for ", n_heads_, " heads, got q with ", q.size(1));
-    if (execution_ == "block_sparse") return attnlab::kernels::block_sparse_attention(q, k, v, layouts(T), scale);
+    const std::int64_t T = q.size(2);
+    if (execution_ == "block_sparse") {
+      auto per_head = head_layouts(unions, T);
+      const bool shared = std::all_of(per_head.begin(), per_head.end(), [&](const auto& l) { return l == per_head[0]; });
+      return attnlab::kernels::block_sparse_attention(q, k, v, shared ? attnlab::kernels::LayoutSet{per_head[0]} : per_head,
+                                                      scale);
+    }
     std::vector<torch::Tensor> allowed;
-    for (const auto& u : surviving_unions())
+    for (const auto& u : unions)
       allowed.push_back(u.empty() ? torch::zeros({T, T}, torch::TensorOptions().dtype(torch::kBool))
                                   : attnlab::masks::dense(u, T));
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
@@ -291,9 +452,21 @@ class BlendAttention : public attnlab::AttentionBackend {
   std::vector<double> densities_;
   torch::Tensor logits_;
   mutable std::map<std::int64_t, std::shared_ptr<const attnlab::kernels::BlockLayout>> empty_layouts_;
+  bool st_gumbel_;
+  double tau_start_, tau_final_, tau_;
+  std::int64_t hard_after_step_, step_ = 0;
+  bool fine_tuning_ = false;
+  std::uint64_t noise_seed_;
+  std::vector<std::string> last_unions_;  // st_gumbel: the masks the last training forward drew
+  bool search_;
+  double budget_;
+  std::int64_t search_batches_, calibrated_ = 0;
+  std::vector<std::vector<double>> delta_sum_;  // search: [H][K], summed over calibration forwards
+  std::vector<int> searched_choice_;            // search: the chosen candidate per head, once solved
+  std::vector<std::string> searched_;           // ... and its mask expression
 };
 
 }  // namespace
 
-ATTNLAB_PLUGIN(BlendAttention, "blend", "2.1.0",
+ATTNLAB_PLUGIN(BlendAttention, "blend", "3.0.0",
                "learned blend of candidate masks: unnormalized + L1 (the seed's) or normalized + expected block cost; hard mode runs the kept union")

@@ -114,4 +114,13 @@ ATTNLAB_API Cost full_cost(const AttentionShape& shape);
 ATTNLAB_API Density density_of(const kernels::LayoutSet& layouts);
 ATTNLAB_API Density density_of(const AttentionBackend& backend, std::int64_t T);
 
+// The density one call executes, as the host reports it (bench density/*, distill
+// causal_fraction): {1, 1} when cost() is at least full_cost (masked T x T math computes every
+// element and tile, whatever its mask says), else density_of(layouts(T)). cost() may add work
+// that is not attention tiles (topk's scoring, gating's mixing); only the attention counts here.
+// Where the CPU kernel ran, the bench and distill evaluation take the block density from the
+// kernel's own tile count instead (kernels::forward_tiles_computed), which also counts every
+// pass of a mixture; the `accounting` check (check/contract.hpp) holds hard mode to both.
+ATTNLAB_API Density executed_density(const AttentionBackend& backend, const AttentionShape& shape);
+
 }  // namespace attnlab

@@ -1,6 +1,7 @@
 // The backend contract suite (contract.hpp).
 #include "check/contract.hpp"
 
+#include <attnlab/backend.hpp>
 #include <attnlab/kernels/attention.hpp>
 
 #include <ATen/ATen.h>
@@ -41,6 +42,42 @@ at::Tensor dense_masks(const kernels::LayoutSet& layouts, std::int64_t B, std::i
   if (n == H && n != B * H) return stacked.view({1, H, stacked.size(1), stacked.size(2)});
   return stacked.view({B, H, stacked.size(1), stacked.size(2)});
 }
+
+}  // namespace
+
+// Hard mode runs what it reports: the tiles the CPU kernel computed in one forward equal
+// the layouts' (every (b, h) counted), and a backend that ran none of its work on the kernel
+// (LibTorch attention, masked T x T math) must report at least the causal density, not a
+// sparse layout it never exploited.
+std::string accounting_problem(AttentionBackend& backend, const ContractOptions& o, std::int64_t T) {
+  c10::NoGradGuard no_grad;
+  const auto x = random_qkv(o, T, at::kFloat, 7);
+  kernels::reset_forward_tiles_computed();
+  backend.forward(x.q, x.k, x.v);
+  const std::int64_t ran = kernels::forward_tiles_computed();
+  const auto layouts = backend.layouts(T);
+  const AttentionShape shape{o.batch, o.heads, T, o.head_dim};
+  const Density reported = executed_density(backend, shape);
+  std::ostringstream s;
+  if (ran == 0) {
+    const double causal = causal_density(T, 64).element;
+    if (reported.element + 1e-9 < causal)
+      s << "no tile ran on the kernel, yet it reports element density " << reported.element << " < causal's "
+        << causal << " (masked math must report dense cost)";
+    return s.str();
+  }
+  std::int64_t declared = 0;
+  for (const auto& l : layouts) declared += l->nnz();
+  declared = declared * o.batch * o.heads / static_cast<std::int64_t>(layouts.size());
+  const Density claimed = density_of(layouts);
+  if (ran != declared)
+    s << "the kernel computed " << ran << " tiles, layouts() declare " << declared;
+  else if (std::abs(reported.block - claimed.block) > 1e-9)
+    s << "reported block density " << reported.block << " is not the executed layouts' " << claimed.block;
+  return s.str();
+}
+
+namespace {
 
 class Contract {
  public:
@@ -141,9 +178,11 @@ class Contract {
       if (!hard) {
         out.push_back({"reference", "soft", Outcome::NotApplicable, "hard mode only (soft modes may bias the scores)"});
         out.push_back({"kernel", "soft", Outcome::NotApplicable, "hard mode only"});
+        out.push_back({"accounting", "soft", Outcome::NotApplicable, "hard mode only (a soft mixture runs several passes)"});
         continue;
       }
       if (!make(true, max_T)->exact_in_hard_mode()) {
+        out.push_back(each_length("accounting", hard, [&](std::int64_t T) -> std::string { return accounting(T); }));
         out.push_back({"reference", "hard", Outcome::NotApplicable, "exact_in_hard_mode() is false for these parameters"});
         out.push_back({"kernel", "hard", Outcome::NotApplicable, "exact_in_hard_mode() is false for these parameters"});
         continue;
@@ -168,6 +207,7 @@ class Contract {
         }
         return "";
       }));
+      out.push_back(each_length("accounting", hard, [&](std::int64_t T) -> std::string { return accounting(T); }));
       out.push_back(each_length("kernel", hard, [&](std::int64_t T) -> std::string {
         c10::NoGradGuard no_grad;
         auto backend = make(true, max_T);
@@ -181,6 +221,11 @@ class Contract {
       }));
     }
     return out;
+  }
+
+  std::string accounting(std::int64_t T) const {
+    auto backend = make(true, T);
+    return accounting_problem(*backend, o_, T);
   }
 
  private:

@@ -11,6 +11,9 @@
 //               attention over layouts()'s element masks (n/a where exact_in_hard_mode() is
 //               false, or in soft mode)
 //   kernel      hard mode, float32: out equals attnlab's block-sparse kernel over layouts()
+//   accounting  hard mode: the tiles the CPU kernel computed (kernels::forward_tiles_computed)
+//               equal layouts()'s, and executed_density() is theirs; a backend that ran no
+//               tile on the kernel must report at least the causal density (dense cost)
 //
 // on odd sizes (T = 1, 37 and 130 by default, B = 2, H = 3, D = 19).
 #include <attnlab/registry.hpp>
@@ -38,5 +41,9 @@ struct CheckResult {
 std::vector<CheckResult> run_contract(const PluginRegistry& registry, const std::string& backend,
                                       const ContractOptions& options = {});
 bool all_passed(const std::vector<CheckResult>& results);  // n/a counts as passed
+
+// The accounting check on one backend as it is (mode included) at T, on random float32 inputs
+// of o's B, H, D: "" when it holds, else what disagreed. Resets kernels' tile counter.
+std::string accounting_problem(AttentionBackend& backend, const ContractOptions& o, std::int64_t T);
 
 }  // namespace attnlab::check

@@ -14,6 +14,8 @@
 #include "text/token_data.hpp"
 #include "text/tokenizer.hpp"
 
+#include <attnlab/kernels/attention.hpp>
+
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -46,11 +49,21 @@ torch::Tensor total_regularizer(const GPT2& model) {
   return total;
 }
 
-// Mean over layers of the student's attention density at T; `relative` is the block density
-// as a fraction of the causal layout's at the same tile (1 = every causal tile computed).
+// Mean over layers of the density the student's attention executed on one batch. Elements:
+// executed_density (masked T x T math counts as dense, a mixture counts every pass). Tiles:
+// the CPU kernel's own count for this forward when it ran any (`kernel_tiles`, exact for
+// mixtures too), else executed_density's. `relative` is the block density as a fraction of
+// the causal layout's at the same tile (1 = every causal tile computed). Summed with += over
+// the evaluated batches, then divided.
 struct StudentDensity {
   double element = 0.0, block = 0.0, relative = 0.0;
+  StudentDensity& operator+=(const StudentDensity& o) {
+    element += o.element, block += o.block, relative += o.relative;
+    return *this;
+  }
+  StudentDensity over(double n) const { return {element / n, block / n, relative / n}; }
 };
+
 // The selection time of the model's last forward: the statistic "select_ms" (backend.hpp)
 // summed over layers; -1 when no layer reports one (no metric is recorded then).
 double selection_ms(const GPT2& model) {
@@ -61,20 +74,23 @@ double selection_ms(const GPT2& model) {
   return total;
 }
 
-StudentDensity mean_density(const GPT2& model, std::int64_t T) {
+StudentDensity mean_density(const GPT2& model, const AttentionShape& shape, std::int64_t kernel_tiles) {
   StudentDensity mean;
   const auto backends = model.backends();
+  const double layers = static_cast<double>(backends.size());
+  std::int64_t tile = 64;
   for (const auto& b : backends) {
-    const auto layouts = b->layouts(T);
-    const auto d = density_of(layouts);
-    double relative = 0.0;
-    for (const auto& layout : layouts)
-      relative += layout->block_density() / std::max(causal_density(T, layout->tile).block, 1e-12) /
-                  static_cast<double>(layouts.size());
-    mean.element += d.element / double(backends.size());
-    mean.block += d.block / double(backends.size());
-    mean.relative += relative / double(backends.size());
+    const auto layouts = b->layouts(shape.seq_len);
+    const auto d = executed_density(*b, shape);
+    if (!layouts.empty()) tile = layouts.front()->tile;
+    mean.element += d.element / layers;
+    mean.block += d.block / layers;
   }
+  if (kernel_tiles > 0) {
+    const double tiles_per_slice = std::pow(static_cast<double>((shape.seq_len + tile - 1) / tile), 2.0);
+    mean.block = static_cast<double>(kernel_tiles) / (layers * static_cast<double>(shape.batch * shape.heads) * tiles_per_slice);
+  }
+  mean.relative = mean.block / std::max(causal_density(shape.seq_len, tile).block, 1e-12);
   return mean;
 }
 
@@ -98,25 +114,54 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-// A model's speed on `inputs` (one untimed pass first): tokens per second of the whole
-// forward, and milliseconds spent in its attention backends, each the median over the inputs.
+// One model timed in eval, and how to put it in its mode (a student's hard or soft).
+struct TimedModel {
+  GPT2* model;
+  std::function<void()> prepare;
+};
+
+// A model's speed: tokens per second of the whole forward and milliseconds in its attention
+// backends, medians over the batches; per batch, for the spread and for paired ratios.
 struct Speed {
   double tokens_per_s = 0, attention_ms = 0;
+  double select_ms = -1;  // median selection time per forward (all layers); -1: none reported
+  std::vector<double> batch_tokens_per_s;
+  double lo() const { return *std::min_element(batch_tokens_per_s.begin(), batch_tokens_per_s.end()); }
+  double hi() const { return *std::max_element(batch_tokens_per_s.begin(), batch_tokens_per_s.end()); }
 };
-Speed time_model(GPT2& model, const std::vector<at::Tensor>& inputs) {
+
+// Every model on every input, interleaved: input i runs model 0, 1, 2, ... before input i + 1,
+// so a drift of the machine (clock, a neighbour's load) falls on every model alike rather
+// than on whichever was timed last. One untimed pass of each model first.
+std::vector<Speed> time_interleaved(const std::vector<TimedModel>& models, const std::vector<at::Tensor>& inputs) {
   torch::NoGradGuard no_grad;
-  model.forward(inputs.front());
-  std::vector<double> seconds, attention;
-  for (const auto& x : inputs) {
-    double in_attention = 0;
-    model.set_attention_clock(&in_attention);
-    const auto start = Clock::now();
-    model.forward(x);
-    seconds.push_back(seconds_since(start) / static_cast<double>(x.numel()));
-    attention.push_back(in_attention);
-    model.set_attention_clock(nullptr);
+  for (const auto& m : models) {
+    m.prepare();
+    m.model->forward(inputs.front());
   }
-  return {1.0 / std::max(median(seconds), 1e-12), 1e3 * median(attention)};
+  std::vector<std::vector<double>> seconds(models.size()), attention(models.size()), select(models.size());
+  std::vector<Speed> out(models.size());
+  for (const auto& x : inputs) {
+    for (std::size_t i = 0; i < models.size(); ++i) {
+      models[i].prepare();
+      double in_attention = 0;
+      models[i].model->set_attention_clock(&in_attention);
+      const auto start = Clock::now();
+      models[i].model->forward(x);
+      const double per_token = seconds_since(start) / static_cast<double>(x.numel());
+      models[i].model->set_attention_clock(nullptr);
+      seconds[i].push_back(per_token);
+      attention[i].push_back(in_attention);
+      if (const double ms = selection_ms(*models[i].model); ms >= 0) select[i].push_back(ms);
+      out[i].batch_tokens_per_s.push_back(1.0 / std::max(per_token, 1e-12));
+    }
+  }
+  for (std::size_t i = 0; i < models.size(); ++i) {
+    out[i].tokens_per_s = 1.0 / std::max(median(seconds[i]), 1e-12);
+    out[i].attention_ms = 1e3 * median(attention[i]);
+    if (!select[i].empty()) out[i].select_ms = median(select[i]);
+  }
+  return out;
 }
 
 // Per window (rows of one batch): the teacher's and student's NLL, KL(teacher || student),
@@ -135,6 +180,48 @@ void window_stats(const at::Tensor& teacher_logp, const at::Tensor& student_logi
   for (std::int64_t b = 0; b < B; ++b)
     out.push_back({t_nll[b].item<double>(), s_nll[b].item<double>(), kl[b].item<double>(),
                    agree[b].item<double>(), static_cast<double>(T), bytes[b].item<double>()});
+}
+
+// One student mode's metrics at T (prefix "hard_" in hard mode): quality with intervals,
+// executed density, speed against the best teacher (and its spread over the timed batches:
+// speedup_lo/_hi are the lowest and highest per-batch ratio, each batch timed back to back
+// with the teacher), peak memory, and the per-window samples `attnlab compare` tests.
+void write_student_metrics(TrialSink& sink, std::int64_t T, const std::string& p, const EvalSummary& s,
+                           const StudentDensity& density, const Speed& speed, const Speed& best, std::int64_t peak,
+                           const std::vector<WindowStats>& windows) {
+  auto interval = [&](const std::string& name, const Interval& i) {
+    sink.metric(metric_T(T, p + name), i.value);
+    sink.metric(metric_T(T, p + name + "_lo"), i.lo);
+    sink.metric(metric_T(T, p + name + "_hi"), i.hi);
+  };
+  sink.metric(metric_T(T, p + "student_ppl"), s.student_ppl);
+  sink.metric(metric_T(T, p + "student_bpb"), s.student_bpb);
+  interval("delta_ppl", s.delta_ppl);
+  interval("rel_delta_ppl", s.rel_delta_ppl);
+  interval("kl", s.kl);
+  interval("agreement", s.agreement);
+  sink.metric(metric_T(T, p + "density"), density.element);
+  sink.metric(metric_T(T, p + "block_density"), density.block);
+  sink.metric(metric_T(T, p + "causal_fraction"), density.relative);
+  sink.metric(metric_T(T, p + "tokens_per_s"), speed.tokens_per_s);
+  sink.metric(metric_T(T, p + "tokens_per_s_lo"), speed.lo());
+  sink.metric(metric_T(T, p + "tokens_per_s_hi"), speed.hi());
+  sink.metric(metric_T(T, p + "attention_ms"), speed.attention_ms);
+  // The selection's share of each timed forward (all layers), included in the times above.
+  if (speed.select_ms >= 0) sink.metric(metric_T(T, p + "select_ms"), speed.select_ms);
+  sink.metric(metric_T(T, p + "speedup"), speed.tokens_per_s / std::max(best.tokens_per_s, 1e-12));
+  std::vector<double> ratios;
+  for (std::size_t b = 0; b < speed.batch_tokens_per_s.size(); ++b)
+    ratios.push_back(speed.batch_tokens_per_s[b] / std::max(best.batch_tokens_per_s[b], 1e-12));
+  sink.metric(metric_T(T, p + "speedup_lo"), *std::min_element(ratios.begin(), ratios.end()));
+  sink.metric(metric_T(T, p + "speedup_hi"), *std::max_element(ratios.begin(), ratios.end()));
+  sink.metric(metric_T(T, p + "attention_speedup"), best.attention_ms / std::max(speed.attention_ms, 1e-12));
+  sink.metric(metric_T(T, p + "peak_mib"), double(peak) / (1024.0 * 1024.0));
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    const double tokens = std::max(windows[w].tokens, 1.0);
+    sink.metric(metric_T(T, p + "window_nll"), windows[w].student_nll / tokens, static_cast<std::int64_t>(w));
+    sink.metric(metric_T(T, p + "window_kl"), windows[w].kl / tokens, static_cast<std::int64_t>(w));
+  }
 }
 
 // Teacher and student on every held-out window at each eval length, side by side: the
@@ -187,12 +274,17 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
       set_hard(student, true);
       changed = !at::allclose(student.forward(probe), soft_logits, 1e-5, 1e-6);
     }
-    std::vector<bool> modes;
-    if (!changed || spec.eval.soft) modes.push_back(false);
+    // Soft is always evaluated: where hard mode differs, its KL gives the soft-vs-hard gap (what
+    // deploying costs a student trained soft); its other metrics only with [eval] soft.
+    std::vector<bool> modes{false};
     if (changed) modes.push_back(true);
 
     std::vector<std::vector<WindowStats>> stats(modes.size());
     std::vector<std::int64_t> peak(modes.size(), 0);
+    // Input-dependent selections (topk, gating) differ per batch: the density reported is the
+    // mean over every evaluated batch, not the last one's.
+    std::vector<StudentDensity> density_sum(modes.size());
+    std::int64_t batches = 0;
     {
       torch::NoGradGuard no_grad;
       for (std::int64_t first = 0; first < windows; first += spec.batch) {
@@ -203,62 +295,53 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
           set_hard(student, modes[m]);
           memory::reset_cpu_peak();
           const auto live_before = memory::cpu_current_bytes();
+          kernels::reset_forward_tiles_computed();
           const auto logits = student.forward(inputs);
+          const std::int64_t kernel_tiles = kernels::forward_tiles_computed();
           peak[m] = std::max(peak[m], memory::cpu_peak_bytes() - live_before);
+          const auto& config = student.config();
+          density_sum[m] += mean_density(student, {inputs.size(0), config.n_head, T, config.head_dim()}, kernel_tiles);
           window_stats(teacher_logp, logits, targets, bytes_of_token, stats[m]);
         }
+        ++batches;
       }
     }
 
-    // Speed, in this process, on the first batches.
+    // Speed, in this process, on the first batches (cycled when there are fewer), every model
+    // interleaved per batch: the teacher both ways, then the student in each reported mode.
+    const std::int64_t n_batches = (windows + spec.batch - 1) / spec.batch;
     std::vector<at::Tensor> timing;
-    for (std::int64_t b = 0; b < spec.eval.timing_batches && b * spec.batch < windows; ++b)
-      timing.push_back(batch_at(b * spec.batch).narrow(1, 0, T));
-    const Speed with_sdpa = time_model(teacher_sdpa, timing), with_kernel = time_model(teacher_kernel, timing);
-    const Speed& best = with_kernel.tokens_per_s > with_sdpa.tokens_per_s ? with_kernel : with_sdpa;
+    for (std::int64_t b = 0; b < spec.eval.timing_batches; ++b) timing.push_back(batch_at((b % n_batches) * spec.batch).narrow(1, 0, T));
+    std::vector<std::size_t> reported;  // indices into modes
+    for (std::size_t m = 0; m < modes.size(); ++m)
+      if (modes[m] || !changed || spec.eval.soft) reported.push_back(m);
+    std::vector<TimedModel> timed{{&teacher_sdpa, [] {}}, {&teacher_kernel, [] {}}};
+    for (const auto m : reported) timed.push_back({&student, [&student, hard = bool(modes[m])] { set_hard(student, hard); }});
+    const auto speeds = time_interleaved(timed, timing);
+    const Speed& best = speeds[1].tokens_per_s > speeds[0].tokens_per_s ? speeds[1] : speeds[0];
 
     const auto first = summarize(stats.front(), static_cast<int>(spec.eval.bootstrap), spec.seed * 7919 + T);
     sink.metric(metric_T(T, "teacher_ppl"), first.teacher_ppl);
     sink.metric(metric_T(T, "teacher_bpb"), first.teacher_bpb);
     sink.metric(metric_T(T, "windows"), double(first.windows));
     sink.metric(metric_T(T, "tokens"), first.tokens);
-    sink.metric(metric_T(T, "teacher_sdpa_tokens_per_s"), with_sdpa.tokens_per_s);
-    sink.metric(metric_T(T, "teacher_kernel_tokens_per_s"), with_kernel.tokens_per_s);
+    sink.metric(metric_T(T, "teacher_sdpa_tokens_per_s"), speeds[0].tokens_per_s);
+    sink.metric(metric_T(T, "teacher_kernel_tokens_per_s"), speeds[1].tokens_per_s);
     sink.metric(metric_T(T, "teacher_tokens_per_s"), best.tokens_per_s);
+    sink.metric(metric_T(T, "teacher_tokens_per_s_lo"), best.lo());
+    sink.metric(metric_T(T, "teacher_tokens_per_s_hi"), best.hi());
     sink.metric(metric_T(T, "teacher_attention_ms"), best.attention_ms);
-    for (std::size_t m = 0; m < modes.size(); ++m) {
-      const std::string p = modes[m] ? "hard_" : "";
-      set_hard(student, modes[m]);
-      const auto s = summarize(stats[m], static_cast<int>(spec.eval.bootstrap), spec.seed * 7919 + T);
-      const Speed speed = time_model(student, timing);
-      const auto density = mean_density(student, T);
-      auto interval = [&](const std::string& name, const Interval& i) {
-        sink.metric(metric_T(T, p + name), i.value);
-        sink.metric(metric_T(T, p + name + "_lo"), i.lo);
-        sink.metric(metric_T(T, p + name + "_hi"), i.hi);
-      };
-      sink.metric(metric_T(T, p + "student_ppl"), s.student_ppl);
-      sink.metric(metric_T(T, p + "student_bpb"), s.student_bpb);
-      interval("delta_ppl", s.delta_ppl);
-      interval("rel_delta_ppl", s.rel_delta_ppl);
-      interval("kl", s.kl);
-      interval("agreement", s.agreement);
-      sink.metric(metric_T(T, p + "density"), density.element);
-      sink.metric(metric_T(T, p + "block_density"), density.block);
-      sink.metric(metric_T(T, p + "causal_fraction"), density.relative);
-      sink.metric(metric_T(T, p + "tokens_per_s"), speed.tokens_per_s);
-      sink.metric(metric_T(T, p + "attention_ms"), speed.attention_ms);
-      // The selection's share of the last timed forward (all layers), included in the times above.
-      if (const double select = selection_ms(student); select >= 0) sink.metric(metric_T(T, p + "select_ms"), select);
-      sink.metric(metric_T(T, p + "speedup"), speed.tokens_per_s / std::max(best.tokens_per_s, 1e-12));
-      sink.metric(metric_T(T, p + "attention_speedup"), best.attention_ms / std::max(speed.attention_ms, 1e-12));
-      sink.metric(metric_T(T, p + "peak_mib"), double(peak[m]) / (1024.0 * 1024.0));
-      // Per window (step = window index): what `attnlab compare --against` tests for a change.
-      for (std::size_t w = 0; w < stats[m].size(); ++w) {
-        const double tokens = std::max(stats[m][w].tokens, 1.0);
-        sink.metric(metric_T(T, p + "window_nll"), stats[m][w].student_nll / tokens, static_cast<std::int64_t>(w));
-        sink.metric(metric_T(T, p + "window_kl"), stats[m][w].kl / tokens, static_cast<std::int64_t>(w));
-      }
+    sink.metric(metric_T(T, "timing_batches"), double(timing.size()));
+    std::vector<EvalSummary> summaries;
+    for (std::size_t m = 0; m < modes.size(); ++m)
+      summaries.push_back(summarize(stats[m], static_cast<int>(spec.eval.bootstrap), spec.seed * 7919 + T));
+    // KL(teacher || hard student) - KL(teacher || soft student), nats per token: 0 where hard
+    // mode computes what soft mode does.
+    sink.metric(metric_T(T, "soft_hard_gap"), changed ? summaries[1].kl.value - summaries[0].kl.value : 0.0);
+    for (std::size_t r = 0; r < reported.size(); ++r) {
+      const std::size_t m = reported[r];
+      const auto density = density_sum[m].over(double(std::max<std::int64_t>(batches, 1)));
+      write_student_metrics(sink, T, modes[m] ? "hard_" : "", summaries[m], density, speeds[2 + r], best, peak[m], stats[m]);
     }
     set_hard(student, false);
   }

@@ -1,5 +1,7 @@
 #include "runtime/bench.hpp"
 
+#include <attnlab/kernels/attention.hpp>
+
 #include "base/memory.hpp"
 
 #include <ATen/ATen.h>
@@ -70,6 +72,7 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
 
   std::vector<double> ms, select_ms;
   std::int64_t peak_tensor = 0;
+  kernels::reset_forward_tiles_computed();  // what the timed passes ran on the CPU kernel
   memory::reset_peak_rss();
   double timed_ms = 0.0;
   for (std::int64_t i = 0; i < o.repeats || (timed_ms < 1e3 * o.min_time_s && i < kMaxRepeats); ++i) {
@@ -92,6 +95,7 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
     sink.progress(i + 1, std::max(o.repeats, i + 1), "repeat");
   }
 
+  const double kernel_tiles = static_cast<double>(kernels::forward_tiles_computed()) / static_cast<double>(ms.size());
   // Earlier rounds' repeats first (time/repeat_ms keeps them in the order they were taken).
   ms.insert(ms.begin(), o.prior_repeats_ms.begin(), o.prior_repeats_ms.end());
   if (o.round > 1) sink.metric("time/rounds", static_cast<double>(o.round));
@@ -127,7 +131,11 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
   // own cost() (masked T x T math computes all T^2, whatever its mask).
   const auto layouts = backend.layouts(o.seq_len);
   const AttentionShape call{o.batch, o.heads, o.seq_len, o.head_dim};
-  const Density density = density_of(layouts);
+  Density density = executed_density(backend, call);  // masked T x T math: dense
+  if (kernel_tiles > 0 && !layouts.empty()) {  // the kernel's own count: a mixture's every pass
+    const double n = static_cast<double>(layouts.front()->n_q_tiles() * layouts.front()->n_k_tiles());
+    density.block = kernel_tiles / (static_cast<double>(o.batch * o.heads) * n);
+  }
   auto total = [&](const Cost& c) { return backward ? c.forward_flops + c.backward_flops : c.forward_flops; };
   const double useful = total(mask_cost(layouts, call));
   const double computed = total(backend.cost(call));

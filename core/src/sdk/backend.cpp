@@ -2,6 +2,8 @@
 #include <attnlab/backend.hpp>
 #include <attnlab/masks.hpp>
 
+#include <cmath>
+
 namespace attnlab {
 
 AttentionBackend::~AttentionBackend() = default;
@@ -53,6 +55,12 @@ Density density_of(const kernels::LayoutSet& layouts) {
     mean.block += layout->block_density() / static_cast<double>(layouts.size());
   }
   return mean;
+}
+
+Density executed_density(const AttentionBackend& backend, const AttentionShape& shape) {
+  const double full = full_cost(shape).forward_flops;
+  if (full > 0.0 && backend.cost(shape).forward_flops >= full * (1.0 - 1e-9)) return {1.0, 1.0};
+  return density_of(backend.layouts(shape.seq_len));
 }
 
 }  // namespace attnlab

@@ -93,4 +93,11 @@ ATTNLAB_KERNELS_API LayoutSet block_list_layouts(const BlockSelection& sel, std:
 // checks and the reference kernel only (it is T x T).
 ATTNLAB_KERNELS_API at::Tensor block_list_to_dense(const BlockSelection& sel, std::int64_t T);
 
+// Tiles the CPU forward kernel has computed since the last reset: one per layout entry
+// (b·h, query tile, key tile) it walked, summed over every call in this process. A relaxed
+// atomic added to once per thread chunk, so it costs nothing measurable; it lets a test hold
+// a backend's reported layouts to what actually ran (CUDA calls are not counted).
+ATTNLAB_KERNELS_API std::int64_t forward_tiles_computed();
+ATTNLAB_KERNELS_API void reset_forward_tiles_computed();
+
 }  // namespace attnlab::kernels
