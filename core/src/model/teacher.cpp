@@ -54,7 +54,8 @@ nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
   if (spec.answer_weight != defaults.answer_weight) r["answer_weight"] = spec.answer_weight;
   if (context.recall.enabled())
     r["recall"] = {{"pairs", context.recall.pairs}, {"fraction", context.recall.fraction},
-                   {"keys", context.recall.keys}, {"values", context.recall.values}};
+                   {"keys", context.recall.keys}, {"values", context.recall.values},
+                   {"records", "hash-split"}};  // train records exclude the eval records by hash
   return r;
 }
 

@@ -51,6 +51,20 @@ namespace {
 
 std::int64_t draw(std::mt19937_64& rng, std::int64_t n) { return static_cast<std::int64_t>(rng() % std::uint64_t(n)); }
 
+}  // namespace
+
+bool is_eval_record(const std::int64_t* keys, const std::int64_t* values, std::int64_t pairs) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over the pairs, in key order
+  std::vector<std::pair<std::int64_t, std::int64_t>> sorted;
+  for (std::int64_t j = 0; j < pairs; ++j) sorted.emplace_back(keys[j], values[j]);
+  std::sort(sorted.begin(), sorted.end());
+  for (const auto& [k, v] : sorted)
+    for (const std::int64_t x : {k, v}) h = (h ^ static_cast<std::uint64_t>(x)) * 1099511628211ULL;
+  return h % kEvalRecordShare == 0;
+}
+
+namespace {
+
 // One record and its queries into row w (T + 1 ids); marks answers and distances of that row.
 void splice_row(std::int64_t* w, bool* answer, std::int64_t* distance, std::int64_t T, const RecallSpec& spec,
                 const RecallIds& ids, RecallSplit split, std::mt19937_64& rng) {
@@ -58,11 +72,11 @@ void splice_row(std::int64_t* w, bool* answer, std::int64_t* distance, std::int6
   std::vector<std::int64_t> keys(static_cast<std::size_t>(ids.keys));
   std::iota(keys.begin(), keys.end(), 0);
   for (std::int64_t j = 0; j < P; ++j) std::swap(keys[j], keys[j + draw(rng, ids.keys - j)]);  // P distinct
-  const std::int64_t parity = split == RecallSplit::train ? 0 : 1;
   std::vector<std::int64_t> values(P), key_pos(P);
+  do
+    for (std::int64_t j = 0; j < P; ++j) values[j] = draw(rng, ids.values);
+  while (is_eval_record(keys.data(), values.data(), P) != (split == RecallSplit::eval));
   for (std::int64_t j = 0; j < P; ++j) {
-    do values[j] = draw(rng, ids.values);
-    while ((keys[j] + values[j]) % 2 != parity);
     key_pos[j] = j * s + draw(rng, s - 1);
     w[key_pos[j]] = ids.first_key + keys[j];
     w[key_pos[j] + 1] = ids.first_value + values[j];
