@@ -30,7 +30,8 @@ std::string distill_findings(ResultStore& store, const std::string& sweep) {
   const auto rows = store.query(
       "SELECT d.backend, d.eval_len, d.hard, d.causal_fraction, d.rel_delta_ppl, d.rel_delta_ppl_lo, "
       "d.rel_delta_ppl_hi, d.speedup, d.attention_speedup, "
-      "(SELECT value FROM params p WHERE p.trial_id = d.trial_id AND p.name = 'backend.execution'), d.trial "
+      "(SELECT value FROM params p WHERE p.trial_id = d.trial_id AND p.name = 'backend.execution'), d.trial, "
+      "d.recall_acc, d.recall_acc_lo, d.recall_acc_hi, d.teacher_recall_acc, d.recall_chance "
       "FROM distill_summary d WHERE d.sweep = ?1 AND d.status = 'done' AND d.eval_len = "
       "(SELECT MAX(eval_len) FROM distill_summary WHERE sweep = ?1) ORDER BY d.trial_id",
       {sweep});
@@ -58,6 +59,9 @@ std::string distill_findings(ResultStore& store, const std::string& sweep) {
              "] vs the teacher";
     if (std::isfinite(speed))
       out += "; end to end " + text("%.2fx", speed) + " the teacher's tokens/s (attention " + text("%.2fx", attention) + ")";
+    if (r.size() > 15 && r[11])
+      out += "; recall " + text("%.3f", num(r[11])) + " [" + text("%.3f", num(r[12])) + ", " + text("%.3f", num(r[13])) +
+             "] (teacher " + text("%.3f", num(r[14])) + ", chance " + text("%.3f", num(r[15])) + ")";
     out += ".\n";
     if (backend != "dense" && std::isfinite(fraction) && fraction < 0.9 && std::isfinite(hi) && hi < 0.03)
       ++sparse_within;
@@ -86,6 +90,8 @@ std::string summary_sql(const std::string& kind) {
            "delta_ppl_hi) END AS delta_ppl_95ci, " +
            fmt("kl", "%.4f", "kl") + ", " + fmt("agreement", "%.3f", "agree") + ", " +
            fmt("causal_fraction", "%.3f", "of_causal") + ", " + fmt("speedup", "%.2fx", "speedup") + ", " +
+           "CASE WHEN recall_acc IS NULL THEN NULL ELSE printf('%.3f [%.3f, %.3f]', recall_acc, recall_acc_lo, "
+           "recall_acc_hi) END AS recall_95ci, " + fmt("teacher_recall_acc", "%.3f", "teacher_recall") + ", " +
            fmt("ms_per_step", "%.1f", "ms_per_step") + ", trial FROM distill_summary" + where +
            " ORDER BY trial_id, eval_len";
   return "SELECT sweep, backend, seq_len, pass, status, " + fmt("median_ms", "%.3f", "median_ms") + ", " +

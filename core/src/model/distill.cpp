@@ -3,14 +3,17 @@
 #include "model/distill.hpp"
 
 #include "model/evaluate.hpp"
+#include "model/gates.hpp"
 #include "model/generate.hpp"
 #include "model/gpt2.hpp"
+#include "model/recall_eval.hpp"
 #include "model/schedule.hpp"
 #include "model/teacher.hpp"
 #include "base/memory.hpp"
 #include "base/trial_stop.hpp"
 #include "base/sink.hpp"
 #include "text/corpus.hpp"
+#include "text/recall.hpp"
 #include "text/token_data.hpp"
 #include "text/tokenizer.hpp"
 
@@ -224,6 +227,43 @@ void write_student_metrics(TrialSink& sink, std::int64_t T, const std::string& p
   }
 }
 
+// Recall at length T on the same held-out windows, each with its eval record: the teacher's
+// accuracy and the student's in each mode, with intervals; bits/byte stay on the plain windows.
+void evaluate_recall(GPT2& teacher, GPT2& student, const std::vector<bool>& modes, const text::TokenDataset& data,
+                     const std::vector<std::vector<std::int64_t>>& batches, std::int64_t T, const RecallTask& task,
+                     const DistillSpec& spec, TrialSink& sink) {
+  std::vector<RecallWindow> teacher_stats;
+  std::vector<std::vector<RecallWindow>> student_stats(modes.size());
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& indices : batches) {
+      const auto rb = text::recall_eval_batch(data, indices, T, task.spec, task.ids);
+      const auto inputs = rb.tokens.narrow(1, 0, T);
+      recall_stats(teacher.forward(inputs), rb, teacher_stats);
+      for (std::size_t m = 0; m < modes.size(); ++m) {
+        set_hard(student, modes[m]);
+        recall_stats(student.forward(inputs), rb, student_stats[m]);
+      }
+    }
+  }
+  set_hard(student, false);
+  const auto seed = spec.seed * 7919 + T + 17;
+  auto interval = [&](const std::string& name, const Interval& i) {
+    sink.metric(metric_T(T, name), i.value);
+    sink.metric(metric_T(T, name + "_lo"), i.lo);
+    sink.metric(metric_T(T, name + "_hi"), i.hi);
+  };
+  sink.metric(metric_T(T, "recall_chance"), task.chance());
+  interval("teacher_recall_acc", summarize_recall(teacher_stats, int(spec.eval.bootstrap), seed).acc);
+  for (std::size_t m = 0; m < modes.size(); ++m) {
+    const std::string p = modes[m] ? "hard_" : "";
+    const auto s = summarize_recall(student_stats[m], int(spec.eval.bootstrap), seed);
+    interval(p + "recall_acc", s.acc);
+    for (int bin = 0; bin < kRecallBins; ++bin)
+      interval(p + "recall_acc_d" + std::to_string(recall_bin_lo(T, bin)), s.bins[bin]);
+  }
+}
+
 // Teacher and student on every held-out window at each eval length, side by side: the
 // statistics with bootstrap intervals (evaluate.hpp), and in the same process the speed of the
 // student against the dense teacher, timed both with LibTorch's attention and with attnlab's
@@ -231,7 +271,7 @@ void write_student_metrics(TrialSink& sink, std::int64_t T, const std::string& p
 // it is deployed in: hard, when hard mode changes its output (and soft too when asked).
 void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& student, const text::Tokenizer& tokenizer,
               const text::TokenDataset& valid, const text::TokenDataset& test, const DistillSpec& spec,
-              TrialSink& sink) {
+              const RecallTask& recall, TrialSink& sink) {
   teacher.eval();
   teacher_sdpa.eval();
   teacher_kernel.eval();
@@ -239,6 +279,7 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
   memory::install_cpu_tracker();
   std::vector<double> bytes_table;
   for (std::int64_t id = 0; id < tokenizer.vocab_size(); ++id) bytes_table.push_back(double(tokenizer.token_bytes(id)));
+  bytes_table.resize(std::size_t(teacher.config().vocab_size), 0.0);  // reserved recall ids: never a plain target
   const auto bytes_of_token = at::tensor(bytes_table, at::TensorOptions().dtype(at::kDouble));
   const auto n_positions = teacher.config().n_positions;
   for (const auto T : spec.eval.seq_lens) {
@@ -258,11 +299,12 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
                        " tokens from the " + (data == &valid ? "valid" : "test") + " split");
     // A subset (windows < all) is spread evenly over the split, so that it samples every part
     // of it rather than its first documents.
-    auto batch_at = [&](std::int64_t first) {
+    auto indices_at = [&](std::int64_t first) {
       std::vector<std::int64_t> indices;
       for (std::int64_t j = first; j < std::min(first + spec.batch, windows); ++j) indices.push_back(j * all / windows);
-      return data->eval_windows_at(indices, T);
+      return indices;
     };
+    auto batch_at = [&](std::int64_t first) { return data->eval_windows_at(indices_at(first), T); };
 
     // Which modes: hard where it changes what the student computes.
     bool changed = false;
@@ -344,6 +386,13 @@ void evaluate(GPT2& teacher, GPT2& teacher_sdpa, GPT2& teacher_kernel, GPT2& stu
       write_student_metrics(sink, T, modes[m] ? "hard_" : "", summaries[m], density, speeds[2 + r], best, peak[m], stats[m]);
     }
     set_hard(student, false);
+    if (recall.fits(T)) {
+      std::vector<std::vector<std::int64_t>> recall_batches;
+      for (std::int64_t first = 0; first < windows; first += spec.batch) recall_batches.push_back(indices_at(first));
+      evaluate_recall(teacher, student, modes, *data, recall_batches, T, recall, spec, sink);
+    } else if (recall.enabled()) {
+      sink.info(key + ".recall", "skipped: T < 8 * recall_pairs");
+    }
   }
 }
 
@@ -361,10 +410,34 @@ void write_samples(GPT2& teacher, GPT2& student, const text::Tokenizer& tokenize
       // Same seed for teacher and student: with equal distributions they draw the same text.
       GenerateOptions options{spec.eval.sample_tokens, greedy, spec.eval.sample_temperature, spec.seed * 1000003 + i};
       const char* mode = greedy ? "greedy" : "sampled";
-      sink.sample(prompt, "teacher", mode, to_valid_utf8(tokenizer.decode(generate(teacher, ids, options))));
-      sink.sample(prompt, "student", mode, to_valid_utf8(tokenizer.decode(generate(student, ids, options))));
+      // Reserved recall ids past a BPE vocabulary have no text: left out of the decoded sample.
+      auto text_of = [&](std::vector<std::int64_t> out) {
+        out.erase(std::remove_if(out.begin(), out.end(), [&](auto id) { return id >= tokenizer.vocab_size(); }),
+                  out.end());
+        return to_valid_utf8(tokenizer.decode(out));
+      };
+      sink.sample(prompt, "teacher", mode, text_of(generate(teacher, ids, options)));
+      sink.sample(prompt, "student", mode, text_of(generate(student, ids, options)));
     }
   }
+}
+
+// The teacher's gates (gates.hpp), before any student trains: recorded with the trial, and with
+// [teacher] require_gates a miss fails it here.
+void check_gates(GPT2& teacher, const TeacherSpec& teacher_spec, const RecallTask& recall,
+                 const text::TokenDataset& valid, const text::TokenDataset& test, const DistillSpec& spec,
+                 const text::Tokenizer& tokenizer, const BackendFactory& backends, TrialSink& sink) {
+  const std::int64_t T = teacher_spec.checkpoint.empty() ? teacher_spec.seq_len : spec.seq_len;
+  auto windowed = teacher.copy_with_attention([&](const BackendInit& init) {
+    return backends("masks", init, {{"pattern", std::string("window:128")}});
+  });
+  for (auto& p : windowed->parameters()) p.set_requires_grad(false);
+  windowed->eval();
+  const auto gates = measure_gates(teacher, *windowed, T, eval_dataset(valid, test, spec.eval.split, T),
+                                   eval_dataset(valid, test, spec.eval.split, 2 * T), recall, tokenizer);
+  record_gates(gates, sink);
+  if (teacher_spec.require_gates && !gates.passed())
+    throw std::runtime_error("the teacher misses a gate ([teacher] require_gates = true): " + gates.describe());
 }
 
 }  // namespace
@@ -388,19 +461,27 @@ static double gradient_norm(const std::vector<torch::Tensor>& trainable, double 
 }
 
 LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
-                       const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec) {
+                       const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec,
+                       const torch::Tensor& answer) {
   const auto V = student_logits.size(-1);
   const double tau = spec.temperature;
   auto student_logp_tau = at::log_softmax(student_logits / tau, -1);
   auto teacher_logp_tau = at::log_softmax(teacher_logits.detach() / tau, -1);
-  // KL(t || s) = sum_v p_t (log p_t - log p_s), averaged over the B*T positions.
-  auto kl = (teacher_logp_tau.exp() * (teacher_logp_tau - student_logp_tau)).sum(-1).mean();
+  // KL(t || s) = sum_v p_t (log p_t - log p_s) per position [B, T], averaged over the B*T positions.
+  auto kl_at = (teacher_logp_tau.exp() * (teacher_logp_tau - student_logp_tau)).sum(-1);
+  auto kl = kl_at.mean();
+  // The answer positions are ~1% of the tokens: without their own weight the recall they carry
+  // is lost in the all-position mean.
+  torch::Tensor answer_kl;
+  if (spec.answer_weight > 0 && answer.defined() && answer.any().item<bool>())
+    answer_kl = kl_at.masked_select(answer).mean();
 
   // CE on the untempered distribution; kept out of the graph when it carries no weight.
   auto ce_input = spec.alpha_ce > 0 ? student_logits : student_logits.detach();
   auto ce = at::cross_entropy_loss(ce_input.reshape({-1, V}), targets.reshape(-1));
 
   auto loss = spec.alpha_kl * tau * tau * kl;
+  if (answer_kl.defined()) loss = loss + spec.answer_weight * tau * tau * answer_kl;
   if (spec.alpha_ce > 0) loss = loss + spec.alpha_ce * ce;
   LossParts parts;
   if (regularizer.defined()) {
@@ -419,9 +500,26 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
   const auto tokenizer = text::make_tokenizer(data.tokenizer);
   const auto splits = text::load_corpus({data.corpus});
   const text::TokenCacheOptions cache{(std::filesystem::path(results_dir) / "cache").string()};
-  const auto train_data = text::load_token_dataset(splits, "train", *tokenizer, cache);
-  const auto valid_data = text::load_token_dataset(splits, "valid", *tokenizer, cache);
-  const auto test_data = text::load_token_dataset(splits, "test", *tokenizer, cache);
+  RecallTask recall;
+  recall.spec = {data.recall_pairs, data.recall_fraction, data.recall_keys, data.recall_values};
+  if (recall.enabled()) recall.ids = text::recall_ids(recall.spec, *tokenizer);
+  // Reserved recall ids the text itself uses (bytes >= 128 in non-ASCII text) become '?', so a
+  // key or value is never also a piece of text.
+  std::int64_t remapped = 0;
+  auto load = [&](const std::string& split) {
+    auto d = text::load_token_dataset(splits, split, *tokenizer, cache);
+    if (!recall.enabled() || !recall.ids.in_text_range) return d;
+    auto ids = d.ids();
+    remapped += text::remap_reserved(ids, recall.ids, '?');
+    return text::TokenDataset(std::move(ids), d.vocab_size());
+  };
+  const auto train_data = load("train"), valid_data = load("valid"), test_data = load("test");
+  if (recall.enabled())
+    sink.info("recall", std::to_string(recall.spec.pairs) + " pairs in " + std::to_string(recall.spec.fraction) +
+                            " of the training windows, keys " + std::to_string(recall.ids.first_key) + "+" +
+                            std::to_string(recall.ids.keys) + ", values " + std::to_string(recall.ids.first_value) +
+                            "+" + std::to_string(recall.ids.values) + "; " + std::to_string(remapped) +
+                            " text tokens in that range remapped to '?'");
   sink.info("corpus", splits.name + " (" + data.corpus + "): " + std::to_string(train_data.num_tokens()) + " train / " +
                           std::to_string(valid_data.num_tokens()) + " valid / " +
                           std::to_string(test_data.num_tokens()) + " test tokens");
@@ -433,12 +531,15 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
   context.corpus = data.corpus;
   context.tokenizer_name = data.tokenizer;
   context.tokenizer_fingerprint = tokenizer->fingerprint();
-  context.vocab_size = tokenizer->vocab_size();
+  context.vocab_size = recall.enabled() ? recall.ids.vocab_size : tokenizer->vocab_size();
+  context.recall = recall.spec;
   context.results_dir = results_dir;
   context.dense = [&](const BackendInit& init) {
     return backends("dense", init, {{"execution", teacher_spec.execution}});
   };
-  context.train_batches = [&](std::int64_t B, std::int64_t T) { return train_data.random_windows(B, T, teacher_rng); };
+  context.train_batches = [&](std::int64_t B, std::int64_t T) {
+    return text::recall_train_batch(train_data, B, T, recall.spec, recall.ids, teacher_rng);
+  };
   context.sink = &sink;
   const auto teacher = obtain_teacher(teacher_spec, context);
   sink.info("teacher.path", teacher.identity.path);
@@ -449,6 +550,8 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
   if (spec.seq_len > t_model.config().n_positions)
     throw std::invalid_argument("[distill] seq_len = " + std::to_string(spec.seq_len) + " exceeds the teacher's n_positions = " +
                                 std::to_string(t_model.config().n_positions));
+
+  if (recall.enabled()) check_gates(t_model, teacher_spec, recall, valid_data, test_data, spec, *tokenizer, backends, sink);
 
   // ---- student: the teacher's weights, the trial's attention
   auto student = t_model.copy_with_attention(
@@ -479,8 +582,8 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
     if (!optimizer && !log) continue;  // nothing to train: only the logged points are computed
     const auto start = Clock::now();
     const double lr = warmup_cosine_lr(spec.lr, step, spec.steps, spec.warmup_frac);
-    auto batch = train_data.random_windows(spec.batch, spec.seq_len, rng);
-    auto x = batch.narrow(1, 0, spec.seq_len), y = batch.narrow(1, 1, spec.seq_len);
+    const auto rb = text::recall_train_batch(train_data, spec.batch, spec.seq_len, recall.spec, recall.ids, rng);
+    auto x = rb.tokens.narrow(1, 0, spec.seq_len), y = rb.tokens.narrow(1, 1, spec.seq_len);
     torch::Tensor teacher_logits;
     {
       torch::NoGradGuard no_grad;
@@ -494,7 +597,7 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
       // Forward first, then the regularizer: backends like gating compute their penalty from
       // this forward's activations (argument evaluation order is unspecified in C++).
       auto student_logits = student->forward(x);
-      parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec);
+      parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec, rb.answer);
       optimizer->zero_grad();
       // Checked every step, before the update: a non-finite loss or gradient would poison
       // the weights, and every later step with them.
@@ -510,7 +613,7 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
     } else {
       torch::NoGradGuard no_grad;
       auto student_logits = student->forward(x);
-      parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec);
+      parts = distill_loss(student_logits, teacher_logits, y, total_regularizer(*student), spec, rb.answer);
       guard.check(step, "train/loss", parts.loss.item<double>());
     }
 
@@ -539,7 +642,7 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
     return copy;
   };
   auto teacher_sdpa = dense_copy("sdpa"), teacher_kernel = dense_copy("block_sparse");
-  evaluate(t_model, *teacher_sdpa, *teacher_kernel, *student, *tokenizer, valid_data, test_data, spec, sink);
+  evaluate(t_model, *teacher_sdpa, *teacher_kernel, *student, *tokenizer, valid_data, test_data, spec, recall, sink);
   write_samples(t_model, *student, *tokenizer, spec, sink);
 }
 

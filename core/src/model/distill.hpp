@@ -5,6 +5,7 @@
 //   loss = alpha_ce * CE(student, next token)
 //        + alpha_kl * tau^2 * KL(softmax(teacher / tau) || softmax(student / tau))   (mean per token)
 //        + lambda * sum over layers of backend->regularizer()                        (undefined = 0)
+//        + answer_weight * tau^2 * KL at the recall answer positions (their mean; [data] recall_pairs > 0)
 //
 // By default only backend parameters train (train = "backend"; the teacher's weights stay
 // frozen in the student); train = "all" trains the whole student. AdamW, warmup + cosine,
@@ -15,7 +16,9 @@
 //   train/{loss,ce,kl,reg,lr} and stat/L{layer}/{name} every log_every steps; train/ms_per_step;
 //   eval/T{T}/{teacher_ppl,student_ppl,delta_ppl,kl,agreement,tokens_per_s,peak_mib,density,
 //   block_density} and, where hard mode changes the output, eval/T{T}/{hard_student_ppl,hard_kl,
-//   hard_density,hard_block_density}; greedy and sampled generations of teacher and student per
+//   hard_density,hard_block_density}; with the recall task (text/recall.hpp, recall_eval.hpp)
+//   eval/T{T}/{teacher_recall_acc,recall_chance,[hard_]recall_acc,[hard_]recall_acc_d<lo>} with
+//   _lo/_hi, and teacher/gate_* (the teacher's gates, before the student trains); greedy and sampled generations of teacher and student per
 //   prompt; info: teacher identity, tokenizer, corpus.
 #include "model/specs.hpp"
 
@@ -46,8 +49,11 @@ struct LossParts {
 };
 
 // logits [B, T, V], targets [B, T], regularizer a scalar or undefined. kl is the plain KL (without tau^2).
+// answer [B, T] bool (or undefined): the recall answer positions, where answer_weight adds
+// answer_weight * tau^2 * (mean KL over them).
 LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
-                       const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec);
+                       const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec,
+                       const torch::Tensor& answer = {});
 
 // results_dir holds teachers/ and cache/ (tokenized corpora).
 void run_distill(const DataSpec& data, const TeacherSpec& teacher, const DistillSpec& distill,

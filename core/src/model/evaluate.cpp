@@ -78,4 +78,27 @@ EvalSummary summarize(const std::vector<WindowStats>& windows, int resamples, st
   return s;
 }
 
+Interval bootstrap_ratio(const std::vector<double>& num, const std::vector<double>& den, int resamples,
+                         std::uint64_t seed) {
+  auto ratio = [](double n, double d) { return d > 0 ? n / d : 0.0; };
+  double n = 0, d = 0;
+  for (std::size_t i = 0; i < num.size(); ++i) n += num[i], d += den[i];
+  Interval out{ratio(n, d), ratio(n, d), ratio(n, d)};
+  if (num.size() < 2 || resamples < 1) return out;
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::size_t> pick(0, num.size() - 1);
+  std::vector<double> values;
+  for (int r = 0; r < resamples; ++r) {
+    double rn = 0, rd = 0;
+    for (std::size_t i = 0; i < num.size(); ++i) {
+      const auto j = pick(rng);
+      rn += num[j], rd += den[j];
+    }
+    values.push_back(ratio(rn, rd));
+  }
+  out.lo = percentile(values, 0.025);
+  out.hi = percentile(values, 0.975);
+  return out;
+}
+
 }  // namespace attnlab::model

@@ -31,4 +31,9 @@ struct EvalSummary {
 
 EvalSummary summarize(const std::vector<WindowStats>& windows, int resamples, std::uint64_t seed);
 
+// sum(num) / sum(den) over windows, with the same bootstrap over windows (recall accuracy:
+// correct answers / questions per window). den summing to 0 gives 0.
+Interval bootstrap_ratio(const std::vector<double>& num, const std::vector<double>& den, int resamples,
+                         std::uint64_t seed);
+
 }  // namespace attnlab::model

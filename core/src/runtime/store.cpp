@@ -137,12 +137,13 @@ WITH ev AS (
 SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
   CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seed') AS INTEGER) AS seed,
   MAX(CASE WHEN ev.field = 'hard_student_ppl' THEN 1 ELSE 0 END) AS hard)SQL";
-  for (const char* f : {"teacher_ppl", "teacher_bpb", "teacher_tokens_per_s", "teacher_attention_ms", "windows"})
+  for (const char* f : {"teacher_ppl", "teacher_bpb", "teacher_tokens_per_s", "teacher_attention_ms", "windows",
+                        "teacher_recall_acc", "recall_chance"})
     sql += ",\n  " + plain(f);
   for (const char* f : {"student_ppl", "student_bpb", "delta_ppl", "delta_ppl_lo", "delta_ppl_hi", "rel_delta_ppl",
                         "rel_delta_ppl_lo", "rel_delta_ppl_hi", "kl", "kl_lo", "kl_hi", "agreement", "agreement_lo",
                         "agreement_hi", "density", "block_density", "causal_fraction", "tokens_per_s", "attention_ms", "speedup",
-                        "attention_speedup", "peak_mib"})
+                        "attention_speedup", "peak_mib", "recall_acc", "recall_acc_lo", "recall_acc_hi"})
     sql += ",\n  " + pick(f);
   sql += R"SQL(,
   (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'train/ms_per_step' AND m.step = -1) AS ms_per_step,
@@ -165,7 +166,9 @@ SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
   AVG(delta_ppl) AS delta_ppl, AVG(kl) AS kl, AVG(agreement) AS agreement,
   AVG(causal_fraction) AS causal_fraction, MIN(causal_fraction) AS causal_fraction_min,
   MAX(causal_fraction) AS causal_fraction_max,
-  AVG(speedup) AS speedup, AVG(attention_speedup) AS attention_speedup, MIN(trial) AS first_trial
+  AVG(speedup) AS speedup, AVG(attention_speedup) AS attention_speedup,
+  AVG(recall_acc) AS recall_acc, MIN(recall_acc) AS recall_acc_min, MAX(recall_acc) AS recall_acc_max,
+  MIN(trial) AS first_trial
 FROM keyed GROUP BY sweep, method, eval_len)SQL";
 
 void ResultStore::create_schema() {
