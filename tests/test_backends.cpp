@@ -7,6 +7,7 @@
 #include <attnlab/masks.hpp>
 #include <attnlab/registry.hpp>
 
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/adam.h>
 #include "catch.hpp"
 
@@ -87,7 +88,7 @@ std::vector<Given> variants(const std::string& name) {
     // its tile's later queries: not causal by design, an upper bound only).
     for (const char* gate : {"mean", "learned", "random"})
       out.push_back({{"granularity", std::string("query_block")}, {"gate", std::string(gate)}, {"k", std::int64_t(3)},
-                     {"sink_blocks", std::int64_t(1)}, {"tile", std::int64_t(16)}});
+                     {"sink_blocks", std::int64_t(1)}, {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
   }
   return out;
 }
@@ -719,4 +720,45 @@ TEST_CASE("blend search measures each head's candidates, then runs the greedy ch
     if (budget == 0.0) CHECK(mean_cost == Approx(cheapest));  // out of reach: every head at its cheapest
     CHECK(mean_cost <= std::max(budget, cheapest) + 1e-9);
   }
+
+TEST_CASE("topk learned block gate trains by KL to the block-pooled attention and only then", "[backends][topk]") {
+  const Shape shape{1, 2, 77, 8};
+  auto qkv = random_qkv(shape, 21, torch::kDouble);
+  const Given learned{{"granularity", std::string("query_block")}, {"gate", std::string("learned")},
+                      {"k", std::int64_t(2)}, {"tile", std::int64_t(16)}};
+  auto backend = make("topk", learned, shape, 2);
+  backend->to(torch::kDouble);
+  backend->train();
+  auto kl = [&] {
+    torch::AutoGradMode with_grad(true);  // the KL exists only while training with gradients on
+    backend->forward(qkv[0], qkv[1], qkv[2]);
+    return backend->regularizer();
+  };
+  for (auto& [pname, p] : backend->named_parameters().pairs())
+    if (pname.rfind("gate_", 0) == 0) require_gradient_matches(p, kl, "topk learned gate: KL wrt " + pname);
+  // The KL's gradient reaches the gate only: q, k, v are detached inside.
+  for (auto& t : qkv) t.requires_grad_(true);
+  const auto first = kl();
+  REQUIRE(first.defined());
+  CHECK_FALSE(torch::autograd::grad({first}, {qkv[0]}, {}, true, false, true)[0].defined());
+  for (auto& t : qkv) t.requires_grad_(false);
+  // A few Adam steps on the KL alone lower it: the gate learns (from the identity start).
+  std::vector<torch::Tensor> gate;
+  for (auto& [pname, p] : backend->named_parameters().pairs())
+    if (pname.rfind("gate_", 0) == 0) gate.push_back(p);
+  torch::optim::Adam adam(gate, torch::optim::AdamOptions(1e-2));
+  const double start = kl().item<double>();
+  for (int step = 0; step < 40; ++step) {
+    adam.zero_grad();
+    kl().backward();
+    adam.step();
+  }
+  CHECK(kl().item<double>() < 0.9 * start);
+  // Not training, or another gate: no term.
+  backend->eval();
+  CHECK_FALSE(kl().defined());
+  auto mean = make("topk", {{"granularity", std::string("query_block")}, {"k", std::int64_t(2)}, {"tile", std::int64_t(16)}},
+                   shape, 2);
+  mean->forward(qkv[0].to(torch::kFloat), qkv[1].to(torch::kFloat), qkv[2].to(torch::kFloat));
+  CHECK_FALSE(mean->regularizer().defined());
 }

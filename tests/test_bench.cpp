@@ -104,7 +104,8 @@ TEST_CASE("bench mode = hard runs the backend hard mode and topk block selection
   CHECK(soft.metrics.count("time/select_ms") == 0);
 
   MemorySink selected;
-  const std::map<std::string, ParamValue> blocks{{"granularity", std::string("query_block")}, {"k", std::int64_t{2}}};
+  const std::map<std::string, ParamValue> blocks{{"granularity", std::string("query_block")}, {"k", std::int64_t{2}},
+                                                 {"execution", std::string("block_sparse")}};
   run_bench(*make("topk", blocks, o.heads, o.head_dim), o, selected);
   CHECK(selected.final("density/block") == Approx(15.0 / 64.0));  // the diagonal + 1 earlier tile per row
   CHECK(selected.final("time/select_ms") > 0.0);
