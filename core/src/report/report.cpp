@@ -118,6 +118,8 @@ struct Builder {
   void bench();
   void bench_density_figure(const std::string& group, const std::vector<const TrialData*>& trials);
   void distill();
+  void teacher_gates();
+  void distill_recall(std::int64_t T);
   void distill_curves();
   void blend_weights();
   void samples();
@@ -350,8 +352,43 @@ double sd_of(const std::vector<double>& v) {
   return std::sqrt(ss / double(v.size() - 1));
 }
 
+// The long-range recall task ([data] recall_pairs), where the sweep has it: the teacher's gates
+// once (checked before any student trained), then per T each student's recall with its interval.
+void Builder::teacher_gates() {
+  for (const auto& t : sweep.trials) {
+    const auto T = t.final_metric("teacher/gate_T");
+    if (!T) continue;
+    auto v = [&](const char* name) { return format_number("%.3f", t.final_metric(std::string("teacher/gate_") + name)); };
+    doc.heading(2, "Teacher gates");
+    doc.paragraph("Measured before any student trained (model/gates.hpp): recall >= 0.95 at the teacher's training "
+                  "length T, plain bits/byte <= 2.6, a 0-step window:128 copy within 10 points of chance at 2T.");
+    doc.table({"T", "recall at T", "recall at 2T", "plain bits/byte", "window:128 recall at 2T", "chance", "passed"},
+              {{format_number("%.0f", T), v("recall_acc"), v("recall_acc_2x"), v("bpb"), v("window_recall_acc_2x"),
+                v("recall_chance"), t.final_metric("teacher/gate_passed").value_or(0) > 0 ? "yes" : "no"}});
+    return;
+  }
+}
+
+void Builder::distill_recall(std::int64_t T) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& t : sweep.trials) {
+    auto m = [&](const std::string& field) { return deployed(t, T, field); };
+    if (!m("recall_acc")) continue;
+    rows.push_back({t.name, sweep.variant_label(t), format_number("%.3f", m("recall_acc")),
+                    "[" + format_number("%.3f", m("recall_acc_lo")) + ", " + format_number("%.3f", m("recall_acc_hi")) + "]",
+                    format_number("%.3f", t.final_metric(eval_metric(T, "teacher_recall_acc"))),
+                    format_number("%.3f", t.final_metric(eval_metric(T, "recall_chance")))});
+  }
+  if (rows.empty()) return;
+  doc.paragraph("Long-range recall at T = " + std::to_string(T) +
+                ": exact value prediction at the query positions (every query > T/2 from its record), 95% bootstrap "
+                "interval over windows; bits/byte above are on plain windows.");
+  doc.table({"trial", "backend", "recall", "95% CI", "teacher recall", "chance"}, std::move(rows));
+}
+
 void Builder::distill() {
   const auto lengths = eval_lengths(sweep);
+  teacher_gates();
   doc.heading(2, "Results");
   doc.paragraph(
       "Per evaluation length, every student in the mode it is deployed in (hard, where hard mode changes what it "
@@ -384,6 +421,7 @@ void Builder::distill() {
     doc.table({"trial", "backend", "status", "teacher bpb", "student bpb", "rel Δppl", "95% CI", "KL", "agreement",
                "block density / causal", "speedup", "attn speedup", "ms/step"},
               std::move(rows));
+    distill_recall(T);
     // Seeds of one method together: mean and standard deviation across seeds.
     bool seeded = false;
     for (const auto& t : sweep.trials) seeded = seeded || t.name != method_of(t);
