@@ -44,7 +44,7 @@ set(torch_free core/src/runtime/store.hpp core/src/runtime/store.cpp core/src/ba
     core/src/engine/shard_paths.cpp tools/attnlab/front.cpp tools/attnlab/cmd_query.cpp tools/attnlab/cmd_metrics.cpp
     tools/attnlab/cmd_status.cpp tools/attnlab/table.cpp tools/attnlab/table.hpp tools/attnlab/commands.hpp
     tools/attnlab/command_catalog.hpp)
-set(torch_free_headers runtime/store.hpp base/metrics.hpp engine/shard_paths.hpp commands.hpp command_catalog.hpp table.hpp)
+set(torch_free_headers runtime/store.hpp base/metrics.hpp base/text.hpp engine/shard_paths.hpp commands.hpp command_catalog.hpp table.hpp)
 foreach(file ${torch_free})
   file(STRINGS ${SOURCE_DIR}/${file} includes REGEX "^#include ")
   foreach(line ${includes})

@@ -1,6 +1,7 @@
 #include "report/report.hpp"
 
 #include "base/metrics.hpp"
+#include "base/text.hpp"
 
 #include "report/compare.hpp"
 #include "report/document.hpp"
@@ -30,12 +31,7 @@ std::string format_number(const char* format, std::optional<double> value) {
 
 namespace {
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
-  return buffer;
-}
+std::string utc_now() { return base::utc_now("%Y-%m-%d %H:%M:%S UTC"); }
 
 std::string join(const std::vector<std::string>& parts, const std::string& separator) {
   std::string out;

@@ -1,6 +1,7 @@
 #include "runtime/store.hpp"
 
 #include "base/metrics.hpp"
+#include "base/text.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -11,12 +12,7 @@
 namespace attnlab {
 namespace {
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buffer;
-}
+std::string now_utc() { return base::utc_now("%Y-%m-%dT%H:%M:%SZ"); }
 
 // Version 3 (an older file is migrated: migrate_to_3). Views are the query presets
 // (docs/RESULTS.md). Writers take the lock up front
