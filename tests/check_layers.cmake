@@ -39,11 +39,12 @@ endif()
 # milliseconds (loading LibTorch alone takes ~0.6 s; tools/attnlab/front.cpp). Their sources
 # may include only each other: any other header of core/src, the SDK, LibTorch or ATen would
 # bring LibTorch back (tests/test_cli_front.sh also checks the linked binary with ldd).
-set(torch_free core/src/runtime/store.hpp core/src/runtime/store.cpp core/src/engine/shard_paths.hpp
-    core/src/engine/shard_paths.cpp tools/attnlab/front.cpp tools/attnlab/cmd_query.cpp
+set(torch_free core/src/runtime/store.hpp core/src/runtime/store.cpp core/src/base/metrics.hpp core/src/base/metrics.cpp
+    core/src/engine/shard_paths.hpp
+    core/src/engine/shard_paths.cpp tools/attnlab/front.cpp tools/attnlab/cmd_query.cpp tools/attnlab/cmd_metrics.cpp
     tools/attnlab/cmd_status.cpp tools/attnlab/table.cpp tools/attnlab/table.hpp tools/attnlab/commands.hpp
     tools/attnlab/command_catalog.hpp)
-set(torch_free_headers runtime/store.hpp engine/shard_paths.hpp commands.hpp command_catalog.hpp table.hpp)
+set(torch_free_headers runtime/store.hpp base/metrics.hpp base/text.hpp engine/shard_paths.hpp commands.hpp command_catalog.hpp table.hpp)
 foreach(file ${torch_free})
   file(STRINGS ${SOURCE_DIR}/${file} includes REGEX "^#include ")
   foreach(line ${includes})

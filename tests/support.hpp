@@ -4,6 +4,7 @@
 // CLI and capturing stdout, reading a file whole, a fresh scratch folder, an in-memory sink.
 #include <attnlab/registry.hpp>
 
+#include "base/metrics.hpp"
 #include "base/sink.hpp"
 
 #include "catch.hpp"
@@ -70,11 +71,18 @@ inline std::string file_bytes(const std::filesystem::path& p) {
 }
 
 // A trial sink that keeps everything in memory: final(name) is a metric's one final value.
+// Every test that runs a trial into it also checks that each metric the trial emits has a
+// declaration (base/metrics.cpp), with the matching step kind: a new metric without one fails here.
 struct MemorySink : TrialSink {
   std::map<std::string, std::vector<std::pair<std::int64_t, double>>> metrics;
   std::map<std::string, std::string> infos;
   std::map<std::string, std::string> samples;  // "prompt|who|mode" -> text
   void metric(const std::string& name, double value, std::int64_t step) override {
+    const attnlab::metrics::Metric* declared = attnlab::metrics::find(name);
+    if (!declared) throw std::logic_error("metric '" + name + "' has no declaration in core/src/base/metrics.cpp");
+    if (declared->has(attnlab::metrics::kCurve) != (step >= 0))
+      throw std::logic_error("metric '" + name + "' emitted at step " + std::to_string(step) + ", declared " +
+                             (declared->has(attnlab::metrics::kCurve) ? "per step" : "final"));
     metrics[name].emplace_back(step, value);
   }
   void sample(const std::string& prompt, const std::string& who, const std::string& mode, const std::string& text) override {

@@ -4,6 +4,7 @@
 // weights to zero, blend's hard mode is the masks backend on the surviving union, and
 // out-of-range parameters are refused by name.
 #include <attnlab/kernels/attention.hpp>
+#include <attnlab/attend.hpp>
 #include <attnlab/masks.hpp>
 #include <attnlab/registry.hpp>
 
@@ -761,4 +762,43 @@ TEST_CASE("topk learned block gate trains by KL to the block-pooled attention an
                    shape, 2);
   mean->forward(qkv[0].to(torch::kFloat), qkv[1].to(torch::kFloat), qkv[2].to(torch::kFloat));
   CHECK_FALSE(mean->regularizer().defined());
+}
+
+TEST_CASE("attend checks rank, shapes, heads, dtype and device, naming the backend", "[backends][attend]") {
+  const Shape shape;
+  auto backend = make("dense", {}, shape);
+  const auto q = at::randn({shape.B, shape.H, shape.T, shape.D}), k = at::randn_like(q), v = at::randn_like(q);
+  const auto out = attnlab::attend(*backend, q, k, v, shape.H);
+  REQUIRE(out.sizes() == q.sizes());
+  REQUIRE(at::allclose(out, backend->forward(q, k, v)));
+  auto refused = [&](const at::Tensor& q2, const at::Tensor& k2, const at::Tensor& v2, std::int64_t heads) {
+    try {
+      attnlab::attend(*backend, q2, k2, v2, heads);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  using Catch::Contains;
+  const std::string name = "attention backend '" + backend->name() + "': ";
+  REQUIRE_THAT(refused(q[0], k, v, shape.H), Contains(name + "q has rank 3") && Contains("[B, H, T, D]"));
+  REQUIRE_THAT(refused(q, k.narrow(0, 0, 1), v, shape.H), Contains(name + "k [1, 3, 37, 8] and q [2, 3, 37, 8] disagree on B"));
+  REQUIRE_THAT(refused(q, k, v.narrow(1, 0, 2), shape.H), Contains("disagree on H"));
+  REQUIRE_THAT(refused(q, k.narrow(3, 0, 4), v, shape.H), Contains("disagree on D"));
+  REQUIRE_THAT(refused(q, k, v.narrow(2, 0, 5), shape.H), Contains("disagree on S"));
+  REQUIRE_THAT(refused(q, k.narrow(2, 0, 5), v.narrow(2, 0, 5), shape.H), Contains("needs S == T"));
+  REQUIRE_THAT(refused(q, k, v, shape.H + 1), Contains(name + "q has H = 3 heads, the backend was built for n_heads = 4"));
+  REQUIRE_THAT(refused(q.to(at::kInt), k.to(at::kInt), v.to(at::kInt), shape.H), Contains("expected a floating dtype"));
+  REQUIRE_THAT(refused(q, k.to(at::kDouble), v, shape.H), Contains(name + "k is Double, q is Float"));
+  REQUIRE_THAT(refused(q, k, v.to(at::Device("meta")), shape.H), Contains(name + "v is on meta, q on cpu"));
+  // The backend's own parameters on another device than the inputs (blend's weights on the CPU).
+  auto blend = make("blend", {}, shape);
+  REQUIRE(!blend->parameters().empty());
+  const auto meta = at::Device("meta");
+  try {
+    attnlab::attend(*blend, q.to(meta), k.to(meta), v.to(meta), shape.H);
+    FAIL("accepted");
+  } catch (const std::invalid_argument& e) {
+    REQUIRE_THAT(e.what(), Contains("its parameters are on cpu, the inputs on meta"));
+  }
 }

@@ -34,6 +34,7 @@ same "-h" -h
 same "query --help" query --help
 same "trials --help" trials --help
 same "status --help" status --help
+same "metrics --markdown" metrics --markdown
 same "query without a database" query "select 1" --db "$tmp/none.sqlite"
 
 # A real database: a two-trial bench sweep run through the front (which hands run over).

@@ -113,6 +113,22 @@ TEST_CASE("a text file named .so cannot be loaded, and the dynamic loader says w
                                    (Catch::Contains("ELF") || Catch::Contains("file too short")));
 }
 
+TEST_CASE("a schema whose default its own range refuses is refused at load, naming file and parameter") {
+  const auto path = fake("fake_bad_default.so");
+  CHECK_THAT(load_error(path), Catch::Contains(path) && Catch::Contains("default is refused by its own range") &&
+                                   Catch::Contains("parameter 'gain' = nan") && Catch::Contains("float in [0, 10]"));
+}
+
+TEST_CASE("an unknown backend names the directories searched and ATTNLAB_PLUGIN_PATH") {
+  PluginRegistry registry;
+  registry.discover({kFakeDir});
+  CHECK_THROWS_WITH(registry.get("sigmoid"), Catch::Contains("unknown backend 'sigmoid'") &&
+                                                 Catch::Contains("searched " + kFakeDir) &&
+                                                 Catch::Contains("ATTNLAB_PLUGIN_PATH") &&
+                                                 Catch::Contains("failed to load: attnlab backends lists why"));
+  CHECK_THROWS_WITH(PluginRegistry().get("sigmoid"), Catch::Contains("searched no directory"));
+}
+
 TEST_CASE("a missing file is refused with its path") {
   const auto path = fake("does_not_exist.so");
   CHECK_THAT(load_error(path), Catch::Contains(path) && Catch::Contains("no such file"));
@@ -135,7 +151,7 @@ TEST_CASE("discover loads the good plugins of a directory and records every brok
   PluginRegistry registry;
   registry.discover({kFakeDir, kFakeDir + "/no_such_directory"});
   CHECK(registry.names() == std::vector<std::string>{"fake_good"});
-  const std::vector<std::string> broken = {"fake_good_duplicate.so", "fake_newer_minor.so", "fake_no_descriptor.so",
+  const std::vector<std::string> broken = {"fake_bad_default.so", "fake_good_duplicate.so", "fake_newer_minor.so", "fake_no_descriptor.so",
                                            "fake_wrong_major.so", "not_a_plugin.so", "x.so"};
   CHECK(registry.problems().size() == broken.size());
   for (const auto& file : broken) {

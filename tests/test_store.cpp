@@ -2,6 +2,7 @@
 // a run records every trial, a rerun runs nothing, a bad sweep leaves the database as it was.
 #include "runtime/bench.hpp"
 #include "runtime/store.hpp"
+#include "base/metrics.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 using namespace attnlab;
@@ -101,6 +103,63 @@ TEST_CASE("attnlab run records every trial, a rerun runs nothing, --force reruns
                       " && " + cli() + " query --db " + db + " --format csv \"select count(*) from runs\"");
   REQUIRE(forced.status == 0);
   REQUIRE_THAT(forced.out, Catch::EndsWith("2\n"));
+
+  // Every metric the run recorded (trial/wall_s of the engine too) has a declaration.
+  ResultStore store(db, /*read_only=*/true);
+  const auto names = store.query("select distinct name from metrics");
+  REQUIRE(names.rows.size() > 10);
+  for (const auto& row : names.rows) {
+    INFO("metric " << *row[0]);
+    REQUIRE(metrics::find(*row[0]) != nullptr);
+  }
+}
+
+TEST_CASE("metric names match their declaration, hard_ and _lo/_hi variants included", "[store][metrics]") {
+  REQUIRE(std::string(metrics::find("time/median_ms")->pattern) == "time/median_ms");
+  REQUIRE(std::string(metrics::find("eval/T256/hard_kl_lo")->pattern) == "eval/T<T>/kl");
+  REQUIRE(std::string(metrics::find("eval/T1024/rel_delta_ppl_hi")->pattern) == "eval/T<T>/rel_delta_ppl");
+  REQUIRE(std::string(metrics::find("stat/L0/weight/h3/window:64")->pattern) == "stat/L<layer>/<name>");
+  REQUIRE(metrics::find("eval/Tx/kl") == nullptr);                // <T> is a number
+  REQUIRE(metrics::find("eval/T256/hard_teacher_ppl") == nullptr);  // the teacher has no hard mode
+  REQUIRE(metrics::find("eval/T256/student_ppl_lo") == nullptr);    // no interval declared
+  REQUIRE(metrics::find("time/median") == nullptr);
+  REQUIRE(metrics::find("time/median_ms/x") == nullptr);
+  REQUIRE(metrics::eval_name(256, "kl") == "eval/T256/kl");
+  // The deployed-mode rule: hard where recorded.
+  std::map<std::string, double> finals = {{"eval/T8/kl", 1.0}, {"eval/T8/hard_kl", 2.0}, {"eval/T8/agreement", 0.5}};
+  auto lookup = [&](const std::string& name) -> std::optional<double> {
+    return finals.count(name) ? std::optional<double>(finals.at(name)) : std::nullopt;
+  };
+  REQUIRE(metrics::deployed(lookup, 8, "kl") == 2.0);
+  REQUIRE(metrics::deployed(lookup, 8, "agreement") == 0.5);
+  REQUIRE(!metrics::deployed(lookup, 16, "kl"));
+  REQUIRE(metrics::method_key({{"seed", "3"}, {"backend", "blend"}, {"seq_len", "64"}}) == "backend=blend;seq_len=64");
+  // The test sink refuses a name nobody declared, and a final metric emitted per step.
+  attnlab::test::MemorySink sink;
+  REQUIRE_THROWS_WITH(sink.metric("time/median_s", 1.0, -1), Catch::Contains("no declaration"));
+  REQUIRE_THROWS_WITH(sink.metric("time/median_ms", 1.0, 3), Catch::Contains("declared final"));
+  // Every summary column is unique within its kind.
+  std::set<std::string> columns;
+  for (const auto& m : metrics::all())
+    if (*m.column) REQUIRE(columns.insert(std::string(m.kind) + "/" + m.column).second);
+}
+
+TEST_CASE("docs/RESULTS.md is the metrics' declarations and the schema's own listing", "[store][metrics]") {
+  const auto listing = shell(cli() + " metrics --markdown");
+  REQUIRE(listing.status == 0);
+  const std::string committed = file_bytes(std::string(ATTNLAB_SOURCE_DIR) + "/docs/RESULTS.md");
+  INFO("regenerate with: build/bin/attnlab metrics --markdown > docs/RESULTS.md");
+  REQUIRE(listing.out == committed);
+  // Every summary column declared is a column of its view, in the database as created.
+  const auto dir = fresh_dir("views");
+  ResultStore store((dir / "r.sqlite").string());
+  for (const auto& m : metrics::all()) {
+    if (!*m.column) continue;
+    const std::string view = std::string(m.kind) == "bench" ? "trial_summary" : "distill_summary";
+    INFO(view << "." << m.column);
+    REQUIRE(store.query("select count(*) from pragma_table_info(?1) where name = ?2", {view, m.column}).rows[0][0] ==
+            "1");
+  }
 }
 
 TEST_CASE("min_time_s keeps a bench trial repeating until its timed calls add up", "[store][cli]") {

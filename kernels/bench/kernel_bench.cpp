@@ -7,6 +7,7 @@
 //   (diagonal tiles always kept; P = 1 is the causal-full layout), tile 64
 //   kernel = block_sparse_attention(q, k, v, layout),  sdpa = LibTorch's causal attention
 //   fwd: one call under no_grad;  fwd+bwd: the call and the gradients of q, k, v
+// Every layout's output is first checked against the float64 reference (validate_or_exit).
 // Prints one row per (T, pass, P): median ms over `reps` calls after one warm-up, block
 // density, time / causal-full time with the target's bound 1.2 x density / causal density,
 // and for P = 1 the speedup over sdpa.
@@ -174,6 +175,26 @@ double median_ms(const std::function<void()>& call, std::int64_t reps, bool cuda
 
 using Attention = std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>;
 
+// Validation before timing (as llm.c's dev kernels do): the kernel's output on the first head
+// against the float64 reference over the layout's element mask; exits 1 on a mismatch, so no
+// number is printed for a kernel that computes something else.
+void validate_or_exit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const LayoutSet& layouts,
+                      double scale, const std::string& what) {
+  c10::NoGradGuard no_grad;
+  auto head = [](const at::Tensor& x) { return x.narrow(1, 0, 1); };
+  const at::Tensor got = block_sparse_attention(head(q), head(k), head(v), {layouts[0]}, scale).to(at::kDouble).cpu();
+  auto cpu64 = [&](const at::Tensor& x) { return head(x).to(at::kDouble).cpu(); };
+  const at::Tensor want = reference_attention(cpu64(q), cpu64(k), cpu64(v), layouts[0]->to_dense(), scale);
+  // fp32 accumulation over up to T keys; bf16/fp16 inputs were rounded before the kernel saw them.
+  const double tolerance = q.scalar_type() == at::kDouble ? 1e-9 : q.element_size() == 2 ? 5e-2 : 1e-3;
+  const double error = (got - want).abs().max().item<double>();
+  if (error > tolerance) {
+    std::fprintf(stderr, "attnlab_kernel_bench: %s: kernel output differs from the reference by %.3g (> %.0e)\n",
+                 what.c_str(), error, tolerance);
+    std::exit(1);
+  }
+}
+
 // The kernel alone on the layouts of --layout-files, both passes.
 int bench_layout_files(const Options& o, bool cuda) {
   const auto options = at::TensorOptions().dtype(parse_dtype(o.dtype)).device(at::Device(o.device));
@@ -187,6 +208,7 @@ int bench_layout_files(const Options& o, bool cuda) {
     const at::Tensor q = at::randn(shape, options), k = at::randn(shape, options),
                      v = at::randn(shape, options), dout = at::randn(shape, options);
     const std::string name = path.substr(path.find_last_of('/') + 1);
+    validate_or_exit(q, k, v, layouts, scale, name);
     for (const std::string pass : {"fwd", "fwd+bwd"}) {
       if (o.pass != "both" && o.pass != pass) continue;
       std::int64_t reps = 0;
@@ -231,6 +253,8 @@ int main(int argc, char** argv) {
                      v = at::randn(shape, options), dout = at::randn(shape, options);
     std::vector<LayoutSet> layouts;  // one per keep, shared by both passes
     for (double keep : o.keep) layouts.push_back({random_causal_layout(T, o.tile, keep)});
+    for (std::size_t i = 0; i < layouts.size(); ++i)
+      validate_or_exit(q, k, v, layouts[i], scale, "T = " + std::to_string(T) + ", keep " + std::to_string(o.keep[i]));
     for (const std::string pass : {"fwd", "fwd+bwd"}) {
       if (o.pass != "both" && o.pass != pass) continue;
       auto timed = [&](const Attention& attention) {

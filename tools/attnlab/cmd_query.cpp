@@ -3,6 +3,8 @@
 #include "commands.hpp"
 #include "table.hpp"
 
+#include "base/metrics.hpp"
+
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <cmath>
@@ -79,26 +81,35 @@ std::string fmt(const std::string& column, const std::string& format, const std:
   return "CASE WHEN " + column + " IS NULL THEN NULL ELSE printf('" + format + "', " + column + ") END AS " + alias;
 }
 
+// A summary view's column printed in its metric's declared format (base/metrics.cpp).
+std::string declared(const std::string& kind, const std::string& column, const std::string& alias) {
+  const metrics::Metric* m = metrics::by_column(kind, column);
+  if (!m) throw std::logic_error("no metric of kind " + kind + " has the summary column " + column);
+  return fmt(column, m->format, alias);
+}
+
 // The table `attnlab run` ends with and `attnlab trials` prints: the sweep's name is bound to
 // ?1 (every sweep when it is empty).
 std::string summary_sql(const std::string& kind) {
   const std::string where = " WHERE (?1 = '' OR sweep = ?1)";
-  if (kind == "distill")
+  if (kind == "distill") {
+    const std::string d = metrics::by_column("distill", "delta_ppl")->format;
     return "SELECT backend, eval_len AS T, status, CASE WHEN hard = 1 THEN 'hard' ELSE 'soft' END AS mode, " +
-           fmt("teacher_ppl", "%.3f", "teacher_ppl") + ", " + fmt("student_ppl", "%.3f", "student_ppl") + ", " +
-           "CASE WHEN delta_ppl IS NULL THEN NULL ELSE printf('%+.3f [%+.3f, %+.3f]', delta_ppl, delta_ppl_lo, "
-           "delta_ppl_hi) END AS delta_ppl_95ci, " +
-           fmt("kl", "%.4f", "kl") + ", " + fmt("agreement", "%.3f", "agree") + ", " +
-           fmt("causal_fraction", "%.3f", "of_causal") + ", " + fmt("speedup", "%.2fx", "speedup") + ", " +
+           declared(kind, "teacher_ppl", "teacher_ppl") + ", " + declared(kind, "student_ppl", "student_ppl") + ", " +
+           "CASE WHEN delta_ppl IS NULL THEN NULL ELSE printf('" + d + " [" + d + ", " + d +
+           "]', delta_ppl, delta_ppl_lo, delta_ppl_hi) END AS delta_ppl_95ci, " + declared(kind, "kl", "kl") + ", " +
+           declared(kind, "agreement", "agree") + ", " + declared(kind, "causal_fraction", "of_causal") + ", " +
+           declared(kind, "speedup", "speedup") + ", " +
            "CASE WHEN recall_acc IS NULL THEN NULL ELSE printf('%.3f [%.3f, %.3f]', recall_acc, recall_acc_lo, "
-           "recall_acc_hi) END AS recall_95ci, " + fmt("teacher_recall_acc", "%.3f", "teacher_recall") + ", " +
-           fmt("ms_per_step", "%.1f", "ms_per_step") + ", trial FROM distill_summary" + where +
-           " ORDER BY trial_id, eval_len";
-  return "SELECT sweep, backend, seq_len, pass, status, " + fmt("median_ms", "%.3f", "median_ms") + ", " +
+           "recall_acc_hi) END AS recall_95ci, " + declared(kind, "teacher_recall_acc", "teacher_recall") + ", " +
+           declared(kind, "ms_per_step", "ms_per_step") +
+           ", trial FROM distill_summary" + where + " ORDER BY trial_id, eval_len";
+  }
+  const std::string b = "bench";
+  return "SELECT sweep, backend, seq_len, pass, status, " + declared(b, "median_ms", "median_ms") + ", " +
          fmt("100 * cv", "%.1f%%", "spread") + ", CASE WHEN cv > 0.1 THEN 'noisy' ELSE '' END AS flag, " +
-         fmt("peak_mib", "%.1f", "peak_mib") + ", " +
-         fmt("gflops", "%.2f", "gflops") + ", " + fmt("block_density", "%.3f", "block_density") +
-         ", trial FROM trial_summary" + where + " ORDER BY trial_id";
+         declared(b, "peak_mib", "peak_mib") + ", " + declared(b, "gflops", "gflops") + ", " +
+         declared(b, "block_density", "block_density") + ", trial FROM trial_summary" + where + " ORDER BY trial_id";
 }
 
 namespace {

@@ -20,6 +20,7 @@ inline constexpr CommandInfo kCommandCatalog[] = {
     {"compare", "ratios of every trial to the baseline backend at the same grid point"},
     {"keys", "every sweep key: type, allowed values, default, doc (docs/CONFIG.md)"},
     {"merge", "fold shard databases (attnlab submit's) into one, by trial key"},
+    {"metrics", "every metric: name, unit, better direction, summary column, doc (docs/RESULTS.md)"},
     {"query", "run read-only SQL on the results database"},
     {"trials", "per-trial summary: backend, seq_len, pass, median ms, peak MiB, GFLOP/s"},
     {"report", "write a report (index.md, index.html, plots) for one sweep"},
@@ -30,9 +31,10 @@ inline constexpr CommandInfo kCommandCatalog[] = {
     {"tokenize", "print the token ids of each stdin line, space-separated"},
 };
 
-// The commands bin/attnlab runs itself: they read the database only, so they need no LibTorch.
+// The commands bin/attnlab runs itself: they read the database (or the metrics' declarations)
+// only, so they need no LibTorch.
 inline bool is_database_command(const std::string& name) {
-  return name == "query" || name == "trials" || name == "status";
+  return name == "query" || name == "trials" || name == "status" || name == "metrics";
 }
 
 inline const char* command_description(const char* name) {

@@ -24,6 +24,7 @@ std::vector<CommandSetup>& command_list();
 // catalog order rather than in registration order.
 void setup_query_commands(CLI::App& root, int& exit_code);  // query and trials
 void setup_status_command(CLI::App& root, int& exit_code);
+void setup_metrics_command(CLI::App& root, int& exit_code);
 
 struct RegisterCommand {
   explicit RegisterCommand(CommandSetup setup) { command_list().push_back(setup); }

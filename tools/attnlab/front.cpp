@@ -1,5 +1,5 @@
 // bin/attnlab: the command users type. It links no LibTorch, so the commands that only read
-// the database (query, trials, status) and --help start in milliseconds; loading LibTorch
+// the database (query, trials, status, metrics) and --help start in milliseconds; loading LibTorch
 // alone takes ~0.6 s. Every other command, and anything it does not recognise, is handed to
 // libexec/attnlab-torch (main.cpp: every command) by exec with argv unchanged: same pid, same
 // arguments, same output and exit codes. The database commands are the very same code
@@ -58,6 +58,7 @@ void add_commands(CLI::App& app, int& exit_code) {
     const std::string name = command.name;
     if (name == "query") setup_query_commands(app, exit_code);
     else if (name == "status") setup_status_command(app, exit_code);
+    else if (name == "metrics") setup_metrics_command(app, exit_code);
     else if (name == "trials") continue;  // setup_query_commands added it
     else if (auto* listed = app.add_subcommand(name, command.description); name[0] == '_')
       listed->group("");  // hidden, as in main.cpp

@@ -48,7 +48,9 @@ class ATTNLAB_API PluginRegistry : public BackendCatalog {
 
   std::vector<std::string> names() const;  // sorted
   const LoadedPlugin* find(const std::string& name) const;
-  const LoadedPlugin& get(const std::string& name) const;  // throws, listing available names
+  // Throws for an unknown name, listing the available names, the directories searched and
+  // ATTNLAB_PLUGIN_PATH.
+  const LoadedPlugin& get(const std::string& name) const;
   const std::vector<std::string>& problems() const { return problems_; }
 
   // Resolves `given` against the schema and runs the plugin's validate hook, if any; throws
@@ -69,6 +71,7 @@ class ATTNLAB_API PluginRegistry : public BackendCatalog {
  private:
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<std::string> problems_;
+  std::vector<std::string> searched_;  // discover()'s directories, for the unknown-backend message
 };
 
 }  // namespace attnlab

@@ -1,5 +1,7 @@
 #include "base/keys.hpp"
 
+#include "base/text.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -7,18 +9,12 @@
 namespace attnlab::keys {
 namespace {
 
-std::string number(double x) {
-  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  std::ostringstream out;
-  if (std::abs(x) < 1e15 && x == std::floor(x)) out << static_cast<long long>(x);
-  else out << x;
-  return out.str();
-}
+using base::number_text;
 
 std::string interval(const Allowed& a) {
   const bool unbounded = std::isinf(a.min) && std::isinf(a.max);
   if (unbounded) return "";
-  return std::string(" in ") + (a.min_open ? "(" : "[") + number(a.min) + ", " + number(a.max) +
+  return std::string(" in ") + (a.min_open ? "(" : "[") + number_text(a.min) + ", " + number_text(a.max) +
          (std::isinf(a.max) ? ")" : "]");
 }
 

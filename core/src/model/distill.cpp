@@ -10,6 +10,7 @@
 #include "model/schedule.hpp"
 #include "model/teacher.hpp"
 #include "base/memory.hpp"
+#include "base/metrics.hpp"
 #include "base/trial_stop.hpp"
 #include "base/sink.hpp"
 #include "text/corpus.hpp"
@@ -41,7 +42,7 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::string metric_T(std::int64_t T, const std::string& name) { return "eval/T" + std::to_string(T) + "/" + name; }
+std::string metric_T(std::int64_t T, const std::string& name) { return metrics::eval_name(T, name); }
 
 torch::Tensor total_regularizer(const GPT2& model) {
   torch::Tensor total;

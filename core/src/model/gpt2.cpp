@@ -3,6 +3,8 @@
 
 #include "model/safetensors.hpp"
 
+#include <attnlab/attend.hpp>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/linear.h>
@@ -160,7 +162,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   auto q = heads(qkv[0]), k = heads(qkv[1]);
   if (rotary_) rotate_positions(q, k);
   const auto start = attention_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  auto y = backend_->forward(q, k, heads(qkv[2]));  // [B, H, T, D]
+  auto y = attend(*backend_, q, k, heads(qkv[2]), n_head_);  // [B, H, T, D]
   if (attention_seconds)
     *attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return c_proj->forward(y.transpose(1, 2).contiguous().view({B, T, C}));

@@ -1,5 +1,7 @@
 #include "report/compare.hpp"
 
+#include "base/metrics.hpp"
+
 #include <cstdio>
 #include <set>
 #include <stdexcept>
@@ -56,10 +58,6 @@ void require_one_baseline_variant(const SweepData& sweep, const BaselineSpec& ba
 std::optional<double> ratio(std::optional<double> numerator, std::optional<double> denominator) {
   if (!numerator || !denominator || *denominator == 0.0) return std::nullopt;
   return *numerator / *denominator;
-}
-
-std::string eval_metric(std::int64_t eval_len, const std::string& field) {
-  return "eval/T" + std::to_string(eval_len) + "/" + field;
 }
 
 std::vector<std::int64_t> eval_lengths(const SweepData& sweep) {
@@ -124,7 +122,7 @@ ResultStore::Table compare_table(const SweepData& sweep, const BaselineSpec& bas
     // A trial that failed before evaluating still gets one row, so it shows up.
     std::vector<std::int64_t> rows_for;
     for (auto T : lengths)
-      if (t.final_metric(eval_metric(T, "student_ppl"))) rows_for.push_back(T);
+      if (t.final_metric(metrics::eval_name(T, "student_ppl"))) rows_for.push_back(T);
     if (rows_for.empty()) rows_for.push_back(-1);
     for (auto T : rows_for) {
       std::vector<std::optional<std::string>> row = {
@@ -134,7 +132,7 @@ ResultStore::Table compare_table(const SweepData& sweep, const BaselineSpec& bas
           number(t.final_metric("train/ms_per_step")),
           number(ratio(t.final_metric("train/ms_per_step"), value(base, "train/ms_per_step")))};
       for (const char* field : {"peak_mib", "student_ppl", "kl"}) {
-        const std::string metric = eval_metric(T, field);
+        const std::string metric = metrics::eval_name(T, field);
         row.push_back(number(t.final_metric(metric)));
         row.push_back(number(ratio(t.final_metric(metric), value(base, metric))));
       }

@@ -40,6 +40,5 @@ ResultStore::Table compare_table(const SweepData& sweep, const BaselineSpec& bas
 
 // Eval lengths T that have eval/T<T>/... metrics in the sweep, ascending.
 std::vector<std::int64_t> eval_lengths(const SweepData& sweep);
-std::string eval_metric(std::int64_t eval_len, const std::string& field);
 
 }  // namespace attnlab::report

@@ -1,5 +1,8 @@
 #include "report/report.hpp"
 
+#include "base/metrics.hpp"
+#include "base/text.hpp"
+
 #include "report/compare.hpp"
 #include "report/document.hpp"
 #include "report/gnuplot.hpp"
@@ -28,12 +31,7 @@ std::string format_number(const char* format, std::optional<double> value) {
 
 namespace {
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
-  return buffer;
-}
+std::string utc_now() { return base::utc_now("%Y-%m-%d %H:%M:%S UTC"); }
 
 std::string join(const std::vector<std::string>& parts, const std::string& separator) {
   std::string out;
@@ -311,10 +309,9 @@ void Builder::bench_density_figure(const std::string& group, const std::vector<c
                 ": points above the dashed ideal line pay overhead beyond the tiles they compute.");
 }
 
-// The metric of the mode a student is deployed in: hard where the trial recorded one.
+// The metric of the mode a student is deployed in (metrics::deployed).
 std::optional<double> deployed(const TrialData& t, std::int64_t T, const std::string& field) {
-  if (auto hard = t.final_metric(eval_metric(T, "hard_" + field))) return hard;
-  return t.final_metric(eval_metric(T, field));
+  return metrics::deployed([&](const std::string& name) { return t.final_metric(name); }, T, field);
 }
 
 // Block density as a fraction of the causal layout's at the same T and tile: 1 = every causal
@@ -328,8 +325,8 @@ std::optional<double> relative_block_density(const TrialData& t, std::int64_t T)
   return *block / std::max(causal_density(T, tile).block, 1e-12);
 }
 
-// A trial's method: its name without the seed, so that seeds of one method form one series.
-std::string method_of(const TrialData& t) {
+// A trial's name without its seed axis.
+std::string name_without_seed(const TrialData& t) {
   std::string name = t.name;
   const auto at = name.find("/seed:");
   if (at != std::string::npos) {
@@ -337,6 +334,18 @@ std::string method_of(const TrialData& t) {
     name.erase(at, next == std::string::npos ? std::string::npos : next - at);
   }
   return name;
+}
+
+// Each trial's method (metrics::method_key within its sweep, as the distill_methods view groups),
+// by trial id, named after the method's first trial without its seed: seeds of one method form
+// one series.
+std::map<std::int64_t, std::string> method_labels(const SweepData& sweep) {
+  std::map<std::string, std::string> label_of_key;
+  std::map<std::int64_t, std::string> labels;
+  for (const auto& t : sweep.trials)
+    labels[t.id] =
+        label_of_key.emplace(t.sweep + "\n" + metrics::method_key(t.params), name_without_seed(t)).first->second;
+  return labels;
 }
 
 double mean_of(const std::vector<double>& v) {
@@ -398,6 +407,8 @@ void Builder::distill() {
       "faster of the dense teacher with LibTorch's attention and with the causal kernel, timed in the same process) and "
       "attention-only speedup, training ms/step.");
   if (lengths.empty()) doc.paragraph("No trial of this sweep has evaluation results yet.");
+  const auto labels = method_labels(sweep);
+  auto method_of = [&](const TrialData& t) { return labels.at(t.id); };
   std::vector<std::string> methods;
   for (const auto& t : sweep.trials)
     if (std::find(methods.begin(), methods.end(), method_of(t)) == methods.end()) methods.push_back(method_of(t));
@@ -411,7 +422,7 @@ void Builder::distill() {
       if (auto lo = m("rel_delta_ppl_lo"), hi = m("rel_delta_ppl_hi"); lo && hi)
         ci = "[" + format_number("%+.2f", 100 * *lo) + ", " + format_number("%+.2f", 100 * *hi) + "]";
       rows.push_back({t.name, sweep.variant_label(t), t.status,
-                      format_number("%.3f", t.final_metric(eval_metric(T, "teacher_bpb"))),
+                      format_number("%.3f", t.final_metric(metrics::eval_name(T, "teacher_bpb"))),
                       format_number("%.3f", m("student_bpb")), format_number("%+.2f%%", pct(m("rel_delta_ppl"))), ci,
                       format_number("%.4f", m("kl")), format_number("%.3f", m("agreement")),
                       format_number("%.3f", relative_block_density(t, T)), format_number("%.2f", m("speedup")),
@@ -424,7 +435,7 @@ void Builder::distill() {
     distill_recall(T);
     // Seeds of one method together: mean and standard deviation across seeds.
     bool seeded = false;
-    for (const auto& t : sweep.trials) seeded = seeded || t.name != method_of(t);
+    for (const auto& t : sweep.trials) seeded = seeded || t.name != name_without_seed(t);
     if (!seeded) continue;
     std::vector<std::vector<std::string>> agg;
     for (const auto& method : methods) {

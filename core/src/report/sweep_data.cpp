@@ -87,6 +87,7 @@ SweepData load_one(ResultStore& store, const std::string& sweep) {
     t.backend = row[3].value_or("");
     t.status = row[4].value_or("");
     t.error = row[5].value_or("");
+    t.sweep = sweep;
     index[t.id] = data.trials.size();
     data.trials.push_back(std::move(t));
   }

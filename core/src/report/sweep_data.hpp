@@ -16,6 +16,7 @@ struct TrialData {
   std::int64_t id = 0;
   std::optional<std::int64_t> run_id;
   std::string name, backend, status, error;
+  std::string sweep;  // the sweep's name (as stored, without the prefix a multi-sweep read gives `name`)
   std::map<std::string, std::string> params;  // grid axes by name, backend parameters as backend.<name>
   std::map<std::string, double> finals;       // metrics at step -1
 

@@ -4,6 +4,8 @@
 
 #include "base/memory.hpp"
 
+#include <attnlab/attend.hpp>
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 #include <torch/utils.h>
@@ -56,12 +58,12 @@ void run_bench(AttentionBackend& backend, const BenchOptions& o, TrialSink& sink
   };
   auto one_pass = [&]() {
     if (backward) {
-      auto out = backend.forward(q, k, v);
+      auto out = attend(backend, q, k, v, o.heads);
       out.backward(dout);
       synchronize(q.grad());
     } else {
       torch::NoGradGuard no_grad;
-      synchronize(backend.forward(q, k, v));
+      synchronize(attend(backend, q, k, v, o.heads));
     }
   };
 

@@ -3,6 +3,8 @@
 // validate hooks (BackendCatalog). Nothing runs until every key of the file has been checked.
 #include "runtime/config.hpp"
 
+#include "base/hash.hpp"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -251,24 +253,13 @@ std::string kind_names(const std::vector<KindSchema>& kinds) {
 json to_json(const ParamValue& value) {
   return std::visit([](const auto& v) { return json(v); }, value);
 }
-ParamValue to_param(const json& value) { return json_to_param(value); }
 
 // FNV-1a 64's prime with an offset basis a digit short of FNV's (1469598103934665603, not
 // 14695981039346656037): how the first trial keys were made. Kept, so that every database
 // written since still resumes; any fixed 64-bit hash would do.
 constexpr std::uint64_t kTrialKeyBasis = 1469598103934665603ull;
-constexpr std::uint64_t kFnvPrime = 1099511628211ull;
 
-std::string stable_hash(const std::string& text) {
-  std::uint64_t h = kTrialKeyBasis;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= kFnvPrime;
-  }
-  char buffer[17];
-  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(h));
-  return buffer;
-}
+std::string stable_hash(const std::string& text) { return base::hex64(base::fnv1a64(text, kTrialKeyBasis)); }
 
 SweepSpec load_sweep(const std::string& path, const BackendCatalog& backends, const std::vector<KindSchema>& kinds,
                      const std::vector<std::string>& overrides) {

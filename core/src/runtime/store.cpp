@@ -1,5 +1,8 @@
 #include "runtime/store.hpp"
 
+#include "base/metrics.hpp"
+#include "base/text.hpp"
+
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <chrono>
@@ -9,12 +12,7 @@
 namespace attnlab {
 namespace {
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buffer;
-}
+std::string now_utc() { return base::utc_now("%Y-%m-%dT%H:%M:%SZ"); }
 
 // Version 3 (an older file is migrated: migrate_to_3). Views are the query presets
 // (docs/RESULTS.md). Writers take the lock up front
@@ -72,23 +70,9 @@ const char* kTrialsColumns =
     "attnlab_build";
 
 // Views hold no data: every one is dropped and made again on each open for writing, so a
-// database always has the current query presets (a new column reaches old files too).
-const char* kViews = R"SQL(
--- One row per trial with its axes and headline numbers (final values, step = -1).
-CREATE VIEW trial_summary AS
-SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.backend, t.status,
-  -- Numbers as numbers (params hold text): ORDER BY seq_len puts 256 before 1024.
-  CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS INTEGER) AS seq_len,
-  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'pass') AS pass,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'time/median_ms' AND m.step = -1) AS median_ms,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'time/cv' AND m.step = -1) AS cv,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'memory/peak_tensor_mib' AND m.step = -1) AS peak_mib,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'flops/gflops' AND m.step = -1) AS gflops,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'density/element' AND m.step = -1) AS density,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'density/block' AND m.step = -1) AS block_density,
-  t.error
-FROM trials t JOIN sweeps s ON s.id = t.sweep_id;
-
+// database always has the current query presets (a new column reaches old files too). Their
+// metric columns come from the metrics' declarations (base/metrics.cpp).
+const char* kLongViews = R"SQL(
 -- Every final metric with its trial's sweep and backend: the long format for pivots.
 CREATE VIEW final_metrics AS
 SELECT s.name AS sweep, t.id AS trial_id, t.name AS trial, t.backend, m.name AS metric, m.value
@@ -102,7 +86,34 @@ FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.swee
 WHERE m.step >= 0;
 )SQL";
 
+// The final value of one metric of trial t, as a view column.
+std::string final_column(const std::string& name, const std::string& column) {
+  return "(SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = '" + name + "' AND m.step = -1) AS " +
+         column;
+}
+
+// The summary columns of `kind` that are not per evaluation length.
+std::string trial_columns(const std::string& kind) {
+  std::string sql;
+  for (const auto& m : metrics::all())
+    if (m.kind == kind && *m.column && m.eval_field().empty() && !m.has(metrics::kCurve))
+      sql += ",\n  " + final_column(m.pattern, m.column);
+  return sql;
+}
+
 }  // namespace
+
+// One row per trial with its axes and headline numbers (final values, step = -1).
+static std::string trial_summary_view() {
+  return R"SQL(CREATE VIEW trial_summary AS
+SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.backend, t.status,
+  -- Numbers as numbers (params hold text): ORDER BY seq_len puts 256 before 1024.
+  CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS INTEGER) AS seq_len,
+  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'pass') AS pass)SQL" +
+         trial_columns("bench") + R"SQL(,
+  t.error
+FROM trials t JOIN sweeps s ON s.id = t.sweep_id)SQL";
+}
 
 ResultStore::ResultStore(const std::string& path, bool read_only, bool wal) {
   const int flags = read_only ? SQLite::OPEN_READONLY : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -121,13 +132,6 @@ SQLite::Database& ResultStore::db() { return *db_; }
 // Distillation: one row per (trial, evaluation length), the student as it is deployed (hard
 // mode where it has one: hard = 1), with the 95% bootstrap bounds (_lo, _hi) of its figures.
 static std::string distill_summary_view() {
-  auto pick = [](const std::string& field) {
-    return "COALESCE(MAX(CASE WHEN ev.field = 'hard_" + field + "' THEN ev.value END), MAX(CASE WHEN ev.field = '" +
-           field + "' THEN ev.value END)) AS " + field;
-  };
-  auto plain = [](const std::string& field) {
-    return "MAX(CASE WHEN ev.field = '" + field + "' THEN ev.value END) AS " + field;
-  };
   std::string sql = R"SQL(CREATE VIEW distill_summary AS
 WITH ev AS (
   SELECT m.trial_id,
@@ -136,30 +140,34 @@ WITH ev AS (
   FROM metrics m WHERE m.name LIKE 'eval/T%/%' AND m.step = -1)
 SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
   CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seed') AS INTEGER) AS seed,
-  MAX(CASE WHEN ev.field = 'hard_student_ppl' THEN 1 ELSE 0 END) AS hard)SQL";
-  for (const char* f : {"teacher_ppl", "teacher_bpb", "teacher_tokens_per_s", "teacher_attention_ms", "windows",
-                        "teacher_recall_acc", "recall_chance"})
-    sql += ",\n  " + plain(f);
-  for (const char* f : {"student_ppl", "student_bpb", "delta_ppl", "delta_ppl_lo", "delta_ppl_hi", "rel_delta_ppl",
-                        "rel_delta_ppl_lo", "rel_delta_ppl_hi", "kl", "kl_lo", "kl_hi", "agreement", "agreement_lo",
-                        "agreement_hi", "density", "block_density", "causal_fraction", "tokens_per_s", "attention_ms", "speedup",
-                        "attention_speedup", "peak_mib", "recall_acc", "recall_acc_lo", "recall_acc_hi"})
-    sql += ",\n  " + pick(f);
-  sql += R"SQL(,
-  (SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = 'train/ms_per_step' AND m.step = -1) AS ms_per_step,
+  MAX(CASE WHEN ev.field = ')SQL" + metrics::hard("student_ppl") + "' THEN 1 ELSE 0 END) AS hard";
+  auto eval_columns = [&](bool deployed) {
+    for (const auto& m : metrics::all()) {
+      if (std::string(m.kind) != "distill" || !*m.column || m.eval_field().empty() || m.has(metrics::kCurve) ||
+          m.has(metrics::kDeployed) != deployed)
+        continue;
+      std::vector<std::string> fields = {m.eval_field()};
+      if (m.has(metrics::kInterval)) fields = {fields[0], fields[0] + "_lo", fields[0] + "_hi"};
+      for (const auto& f : fields)
+        sql += ",\n  " + (deployed ? metrics::deployed_sql(f) : "MAX(CASE WHEN ev.field = '" + f + "' THEN ev.value END)") +
+               " AS " + f;
+    }
+  };
+  eval_columns(false);
+  eval_columns(true);
+  sql += trial_columns("distill") + R"SQL(,
   t.name AS trial, t.error
 FROM trials t JOIN sweeps s ON s.id = t.sweep_id LEFT JOIN ev ON ev.trial_id = t.id
 GROUP BY t.id, ev.eval_len)SQL";
   return sql;
 }
 
-// Seeds aggregated: one row per (sweep, method, evaluation length), where a method is a
-// trial's parameters apart from its seed; finished trials only.
-static const char* kDistillMethodsView = R"SQL(CREATE VIEW distill_methods AS
+// Seeds aggregated: one row per (sweep, method, evaluation length) of finished trials (a
+// method: metrics::method_sql).
+static std::string distill_methods_view() {
+  return R"SQL(CREATE VIEW distill_methods AS
 WITH keyed AS (
-  SELECT d.*, (SELECT group_concat(name || '=' || value, ';') FROM
-                 (SELECT name, value FROM params p WHERE p.trial_id = d.trial_id AND p.name <> 'seed' ORDER BY name))
-              AS method
+  SELECT d.*, )SQL" + metrics::method_sql("d.trial_id") + R"SQL( AS method
   FROM distill_summary d WHERE d.status = 'done' AND d.eval_len IS NOT NULL)
 SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
   AVG(rel_delta_ppl) AS rel_delta_ppl, MIN(rel_delta_ppl) AS rel_delta_ppl_min, MAX(rel_delta_ppl) AS rel_delta_ppl_max,
@@ -170,6 +178,7 @@ SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
   AVG(recall_acc) AS recall_acc, MIN(recall_acc) AS recall_acc_min, MAX(recall_acc) AS recall_acc_max,
   MIN(trial) AS first_trial
 FROM keyed GROUP BY sweep, method, eval_len)SQL";
+}
 
 void ResultStore::create_schema() {
   migrate_to_3();
@@ -177,9 +186,10 @@ void ResultStore::create_schema() {
   db_->exec(kSchema);
   for (const char* view : {"distill_methods", "distill_summary", "trial_summary", "final_metrics", "curves"})
     db_->exec(std::string("DROP VIEW IF EXISTS ") + view);
-  db_->exec(kViews);
+  db_->exec(kLongViews);
+  db_->exec(trial_summary_view());
   db_->exec(distill_summary_view());
-  db_->exec(kDistillMethodsView);
+  db_->exec(distill_methods_view());
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();

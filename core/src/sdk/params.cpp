@@ -1,5 +1,7 @@
 #include <attnlab/params.hpp>
 
+#include "base/text.hpp"
+
 #include <cmath>
 #include <sstream>
 
@@ -26,13 +28,7 @@ std::string to_string(const ParamValue& value) {
   return std::get<std::string>(value);
 }
 
-static std::string number(double x) {
-  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  std::ostringstream out;
-  if (std::abs(x) < 1e15 && x == std::floor(x)) out << static_cast<long long>(x);
-  else out << x;
-  return out.str();
-}
+using base::number_text;
 
 // Unbounded unless a range is given; filled member by member (aggregate initialisation with
 // some members left out trips -Wmissing-field-initializers).
@@ -73,7 +69,7 @@ std::string ParamSpec::allowed() const {
   switch (type) {
     case ParamType::Bool: return "bool";
     case ParamType::Int:
-    case ParamType::Float: return std::string(to_string(type)) + " in [" + number(min) + ", " + number(max) + "]";
+    case ParamType::Float: return std::string(to_string(type)) + " in [" + number_text(min) + ", " + number_text(max) + "]";
     case ParamType::String: {
       if (choices.empty()) return "string";
       std::string out = "one of ";

@@ -39,6 +39,7 @@ std::vector<std::string> PluginRegistry::default_search_path() {
 
 void PluginRegistry::discover(const std::vector<std::string>& directories) {
   for (const auto& dir : directories) {
+    searched_.push_back(dir);
     boost::system::error_code ec;
     if (!fs::is_directory(dir, ec)) continue;
     std::vector<fs::path> files;
@@ -107,6 +108,11 @@ const LoadedPlugin& PluginRegistry::load(const std::string& path) {
   plugin->path = path;
   plugin->descriptor = descriptor;
   plugin->schema = descriptor->schema();
+  try {  // every default within its own range, or no trial could ever leave it unset
+    resolve_params(plugin->schema, {});
+  } catch (const ParamError& e) {
+    throw PluginError("plugin " + path + ": its schema's default is refused by its own range: " + e.what());
+  }
   plugin->version = descriptor->version ? descriptor->version : "";
   plugin->build_id = file_hash(path);
   plugin->library = library;
@@ -131,7 +137,14 @@ const LoadedPlugin& PluginRegistry::get(const std::string& name) const {
   if (const auto* p = find(name)) return *p;
   std::string known;
   for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-  throw PluginError("unknown backend '" + name + "' (available: " + (known.empty() ? "none found" : known) + ")");
+  std::string searched;
+  for (const auto& dir : searched_) searched += (searched.empty() ? "" : ":") + dir;
+  throw PluginError("unknown backend '" + name + "' (available: " + (known.empty() ? "none found" : known) +
+                    "; searched " + (searched.empty() ? "no directory" : searched) +
+                    "; add a plugin's directory with ATTNLAB_PLUGIN_PATH=DIR[:DIR...]" +
+                    (problems_.empty() ? "" : "; " + std::to_string(problems_.size()) +
+                                                  " plugin file(s) there failed to load: attnlab backends lists why") +
+                    ")");
 }
 
 const std::vector<ParamSpec>* PluginRegistry::backend_schema(const std::string& name) const {

@@ -7,11 +7,14 @@
 // times the "gain" parameter, so a test can see that parameters reached the object.
 //
 // Definitions: FAKE_NAME (backend name), FAKE_NEXT_MAJOR / FAKE_NEXT_MINOR (pretend to be
-// built against the SDK's API major + 1, or minor + 1), FAKE_WITHOUT_DESCRIPTOR (export
+// built against the SDK's API major + 1, or minor + 1), FAKE_BAD_DEFAULT (a schema default
+// outside its own range), FAKE_WITHOUT_DESCRIPTOR (export
 // attnlab_plugin_api only).
 #include <attnlab/plugin.hpp>
 
 #include <ATen/ATen.h>
+
+#include <cmath>
 
 namespace {
 
@@ -21,7 +24,12 @@ class FakeBackend : public attnlab::AttentionBackend {
       : AttentionBackend("FakeBackend"), gain_(init.params.get_float("gain")) {}
 
   static std::vector<attnlab::ParamSpec> schema() {
-    return {attnlab::ParamSpec::real("gain", 1.0, 0.0, 10.0, "output multiplier"),
+#ifdef FAKE_BAD_DEFAULT
+    const double gain = std::nan("");  // a default its own range refuses
+#else
+    const double gain = 1.0;
+#endif
+    return {attnlab::ParamSpec::real("gain", gain, 0.0, 10.0, "output multiplier"),
             attnlab::ParamSpec::integer("width", 8, 1, 64, "unused; an int parameter to validate"),
             attnlab::ParamSpec::choice("mode", "uniform", {"uniform", "also_uniform"}, "unused; a choice to validate")};
   }

@@ -1,0 +1,165 @@
+// attnlab metrics [--markdown]: every metric a trial records, from its one declaration
+// (core/src/base/metrics.cpp), and the database's tables and views with their columns as this
+// build creates them (an empty in-memory database is made and read back). docs/RESULTS.md is
+// this command's --markdown output; tests/test_store.cpp fails when that file is out of date.
+#include "commands.hpp"
+
+#include "base/metrics.hpp"
+#include "runtime/store.hpp"
+
+#include <iostream>
+#include <sstream>
+
+namespace attnlab::cli {
+
+namespace {
+
+// What a table or view holds; its columns come from the database itself.
+struct Relation {
+  const char* name;
+  const char* what;
+};
+
+const Relation kTables[] = {
+    {"schema_info", "one row: the schema `version`"},
+    {"runs", "one `attnlab run` invocation that ran something: its command, git sha, versions, BLAS, threads, CPU, "
+             "`gpu` (each GPU of a CUDA build: name, memory, sm, driver and runtime CUDA versions; `context_json."
+             "gpu_devices` has them as fields), the sgemm ceiling, `build_sha` and `sdpa_backend`"},
+    {"sweeps", "one sweep name: its kind, path and `source` (the TOML text)"},
+    {"trials", "one resolved trial config: `key` (stable hash), `name` (`dense/seq_len:1024/pass:fwd`), `status` "
+               "(`pending/running/done/failed/pruned`), `error`; the claim (`claimed_by`, `attempt`, `failures`, "
+               "`takeovers`, `lease_until`, `heartbeat_at`) and the provenance of its results (`plugin_version`, "
+               "`plugin_build`, `attnlab_build`)"},
+    {"params", "trial × parameter: grid axes by name (`seq_len`, `pass`, …), backend parameters as "
+               "`backend.<name>`; values as text"},
+    {"metrics", "trial × name × step: `step = -1` for final values, `step >= 0` for curves (names below)"},
+    {"samples", "generated text: `prompt`, `who` (`teacher`/`student`), `mode` (`greedy`/`sampled`), `text`"},
+    {"trial_info", "trial × key: descriptive facts (teacher path and sha256, tokenizer, corpus, `engine.spawn`)"},
+    {"superseded_metrics", "a done trial's metrics when a later run reran it (`--force`, `--rerun-stale`), tagged "
+                           "with the run that made them: `attnlab compare --against-run N`"},
+};
+
+const Relation kViews[] = {
+    {"trial_summary", "one row per trial (every kind): axes, status, the bench metrics declared with a column, error"},
+    {"distill_summary", "one row per (trial, eval length): the distill metrics declared with a column, the student "
+                        "as deployed (`hard` = 1: hard-mode values where recorded), 95% bounds as `_lo`/`_hi`"},
+    {"distill_methods", "seeds aggregated: one row per (sweep, method = every parameter but `seed`, eval length) of "
+                        "finished trials: mean/min/max relative Δppl, mean Δppl, KL, agreement, causal fraction, "
+                        "speedups"},
+    {"final_metrics", "every final metric in long format"},
+    {"curves", "every per-step metric in long format"},
+};
+
+std::string cell(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
+std::string columns_of(ResultStore& store, const std::string& relation) {
+  std::string out;
+  for (const auto& row : store.query("SELECT name FROM pragma_table_info(?1)", {relation}).rows)
+    out += (out.empty() ? "`" : ", `") + row[0].value_or("?") + "`";
+  return out;
+}
+
+void relation_table(std::ostream& out, ResultStore& store, const char* header, const Relation* begin,
+                    const Relation* end) {
+  out << "| " << header << " | what | columns |\n|---|---|---|\n";
+  for (const Relation* r = begin; r != end; ++r)
+    out << "| `" << r->name << "` | " << cell(r->what) << " | " << columns_of(store, r->name) << " |\n";
+  out << "\n";
+}
+
+const char* better_text(metrics::Better b) {
+  switch (b) {
+    case metrics::Better::Higher: return "higher";
+    case metrics::Better::Lower: return "lower";
+    case metrics::Better::Neither: return "";
+  }
+  return "";
+}
+
+std::string variants_text(const metrics::Metric& m) {
+  std::string out = m.has(metrics::kCurve) ? "per step" : "final";
+  if (m.has(metrics::kDeployed)) out += "; also `hard_`";
+  if (m.has(metrics::kInterval)) out += "; `_lo`, `_hi`";
+  return out;
+}
+
+void metric_table(std::ostream& out, const std::string& kind) {
+  out << "| name | unit | better | recorded | summary column | meaning |\n|---|---|---|---|---|---|\n";
+  for (const auto& m : metrics::all())
+    if (kind == m.kind)
+      out << "| `" << m.pattern << "` | " << m.unit << " | " << better_text(m.better) << " | " << variants_text(m)
+          << " | " << (*m.column ? "`" + std::string(m.column) + "`" : "") << " | " << cell(m.doc) << " |\n";
+  out << "\n";
+}
+
+std::string results_document() {
+  ResultStore store(":memory:", /*read_only=*/false, /*wal=*/false);
+  std::ostringstream out;
+  out << "# The results database\n\n"
+         "Generated by `build/bin/attnlab metrics --markdown > docs/RESULTS.md` from the metrics' declarations\n"
+         "(`core/src/base/metrics.cpp`: to add a metric, add one line there) and from the schema this build\n"
+         "creates; `tests/test_store.cpp` fails when this file is out of date.\n\n"
+         "Every `attnlab run` writes to one SQLite file (default `results/attnlab.sqlite`, `--db` to change).\n"
+         "WAL journal; each trial's numbers, samples and status are written in one transaction, so a crash\n"
+         "leaves a trial `running` (rerun on the next `attnlab run`), never half-written. `attnlab query`\n"
+         "opens the file read-only.\n\n"
+      << "## Tables (schema version " << kSchemaVersion
+      << "; an older file is migrated in place when opened for writing)\n\n";
+  relation_table(out, store, "table", std::begin(kTables), std::end(kTables));
+  out << "## Metric names\n\n"
+         "`<T>` is an evaluation length, `<layer>` a layer index. A student's figures with `hard_` recorded are\n"
+         "in hard mode (the backend thresholds its learned mask and executes sparsely); the summaries show the\n"
+         "deployed one: `hard_` where recorded, else the soft one. `_lo` and `_hi` are 95% bootstrap bounds over\n"
+         "the evaluated windows.\n\n";
+  for (const char* kind : {"bench", "distill", "*"}) {
+    out << "### " << (std::string(kind) == "*" ? std::string("Every kind") : "kind = \"" + std::string(kind) + "\"")
+        << "\n\n";
+    metric_table(out, kind);
+  }
+  out << "`trial_info` keys of distill trials: `teacher.path`, `teacher.sha256`, `teacher.config`,\n"
+         "`teacher.source`, `teacher.tokenizer`, `tokenizer`, `corpus`, and notes such as `eval.T<T>` (an eval\n"
+         "length the model cannot reach) or `train.skipped`. Every trial also has `engine.spawn`: how its\n"
+         "process was started, `fork-server` (the default) or `exec` (with `ATTNLAB_FORK_SERVER=0`).\n\n";
+  out << "## Query presets (views)\n\n"
+         "Every view is dropped and made again whenever a database is opened for writing, so an old file\n"
+         "gets the current columns.\n\n";
+  relation_table(out, store, "view", std::begin(kViews), std::end(kViews));
+  out << "Examples:\n\n"
+         "```sh\n"
+         "attnlab query \"select backend, seq_len, pass, median_ms, peak_mib from trial_summary where "
+         "sweep='dense-seqlen' order by seq_len\"\n"
+         "attnlab query --format csv \"select trial, step, value from curves where metric='train/kl'\" > kl.csv\n"
+         "attnlab query --format json \"select * from distill_summary where eval_len = 256\"\n"
+         "```\n";
+  return out.str();
+}
+
+void text_listing(std::ostream& out) {
+  for (const auto& m : metrics::all()) {
+    out << m.kind << "  " << m.pattern << "  (" << (*m.unit ? m.unit : "-");
+    if (*better_text(m.better)) out << ", " << better_text(m.better) << " is better";
+    out << ")  " << m.doc << "\n";
+  }
+}
+
+}  // namespace
+
+void setup_metrics_command(CLI::App& root, int& exit_code) {
+  auto markdown = std::make_shared<bool>(false);
+  auto* cmd = root.add_subcommand("metrics", command_description("metrics"));
+  cmd->add_flag("--markdown", *markdown, "print docs/RESULTS.md");
+  cmd->callback([markdown, &exit_code] {
+    report_errors("metrics", exit_code, [&] {
+      if (*markdown) std::cout << results_document();
+      else text_listing(std::cout);
+    });
+  });
+}
+
+ATTNLAB_COMMAND(setup_metrics_command);
+
+}  // namespace attnlab::cli
