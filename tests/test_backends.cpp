@@ -721,6 +721,7 @@ TEST_CASE("blend search measures each head's candidates, then runs the greedy ch
     if (budget == 0.0) CHECK(mean_cost == Approx(cheapest));  // out of reach: every head at its cheapest
     CHECK(mean_cost <= std::max(budget, cheapest) + 1e-9);
   }
+}
 
 TEST_CASE("topk learned block gate trains by KL to the block-pooled attention and only then", "[backends][topk]") {
   const Shape shape{1, 2, 77, 8};

@@ -385,8 +385,8 @@ void Builder::distill_recall(std::int64_t T) {
     if (!m("recall_acc")) continue;
     rows.push_back({t.name, sweep.variant_label(t), format_number("%.3f", m("recall_acc")),
                     "[" + format_number("%.3f", m("recall_acc_lo")) + ", " + format_number("%.3f", m("recall_acc_hi")) + "]",
-                    format_number("%.3f", t.final_metric(eval_metric(T, "teacher_recall_acc"))),
-                    format_number("%.3f", t.final_metric(eval_metric(T, "recall_chance")))});
+                    format_number("%.3f", t.final_metric(metrics::eval_name(T, "teacher_recall_acc"))),
+                    format_number("%.3f", t.final_metric(metrics::eval_name(T, "recall_chance")))});
   }
   if (rows.empty()) return;
   doc.paragraph("Long-range recall at T = " + std::to_string(T) +
