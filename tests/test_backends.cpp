@@ -3,6 +3,7 @@
 // float64 finite differences for every learnable parameter, the L1 regularizer drives blend
 // weights to zero, blend's hard mode is the masks backend on the surviving union, and
 // out-of-range parameters are refused by name.
+#include <attnlab/head_search.hpp>
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/attend.hpp>
 #include <attnlab/masks.hpp>
@@ -691,36 +692,55 @@ TEST_CASE("the seed changes blend's initial weights, and one seed reproduces the
   CHECK((logits(1) - logits(2)).abs().max().item<double>() < 0.1);  // small: the start stays near uniform
 }
 
-TEST_CASE("blend search measures each head's candidates, then runs the greedy choice within the budget", "[backends][blend]") {
+TEST_CASE("blend search runs causal until the host chooses, then each head its chosen candidate", "[backends][blend]") {
   const Shape shape{2, 4, 64, 8};
-  const std::string candidates = "causal,window:8,sink:2|window:4";
+  const std::vector<std::string> candidates = {"causal", "window:8", "sink:2|window:4"};
   const std::int64_t tile = 16;
-  auto cost_of = [&](const std::string& c) {
-    return attnlab::masks::density(c, shape.T, tile).block / attnlab::masks::density("causal", shape.T, tile).block;
-  };
-  const double cheapest = std::min(cost_of("window:8"), cost_of("sink:2|window:4"));
   auto qkv = random_qkv(shape, 61);
-  for (const double budget : {1.0, 0.7, 0.0}) {
-    INFO("budget " << budget);
-    auto blend = make("blend", {{"candidates", candidates}, {"selection", std::string("search")}, {"budget", budget},
-                                {"search_batches", std::int64_t(2)}, {"execution", std::string("block_sparse")}, {"tile", tile}},
-                      shape);
-    // Calibration forwards compute dense causal attention.
-    const auto causal = attnlab::kernels::block_sparse_attention(qkv[0], qkv[1], qkv[2],
-                                                                 {attnlab::masks::block_layout("causal", shape.T, tile)},
-                                                                 1.0 / std::sqrt(8.0));
-    for (int i = 0; i < 2; ++i) REQUIRE(torch::allclose(blend->forward(qkv[0], qkv[1], qkv[2]), causal, 1e-5, 1e-6));
-    CHECK_FALSE(blend->regularizer().defined());
-    blend->set_hard(true);
-    blend->forward(qkv[0], qkv[1], qkv[2]);
-    auto layouts = blend->layouts(shape.T);
-    if (layouts.size() == 1) layouts.assign(shape.H, layouts.front());
-    double mean_cost = 0;
-    for (const auto& l : layouts) mean_cost += l->block_density() / attnlab::masks::density("causal", shape.T, tile).block / shape.H;
-    if (budget == 1.0) CHECK(mean_cost == Approx(1.0));  // causal loses nothing: every head keeps it
-    if (budget == 0.0) CHECK(mean_cost == Approx(cheapest));  // out of reach: every head at its cheapest
-    CHECK(mean_cost <= std::max(budget, cheapest) + 1e-9);
+  auto attention_over = [&](const std::string& mask) {
+    return attnlab::kernels::block_sparse_attention(qkv[0], qkv[1], qkv[2], {attnlab::masks::block_layout(mask, shape.T, tile)},
+                                                    1.0 / std::sqrt(8.0));
+  };
+  auto blend = make("blend", {{"candidates", std::string("causal,window:8,sink:2|window:4")}, {"selection", std::string("search")},
+                              {"budget", 0.4}, {"search_batches", std::int64_t(3)}, {"execution", std::string("block_sparse")},
+                              {"tile", tile}},
+                    shape);
+  auto* searchable = dynamic_cast<attnlab::HeadSearchable*>(blend.get());
+  REQUIRE(searchable != nullptr);
+  const auto spec = searchable->head_search(shape.T);
+  REQUIRE(spec.has_value());
+  CHECK(spec->candidates == candidates);
+  CHECK(spec->budget == 0.4);
+  CHECK(spec->batches == 3);
+  for (std::size_t c = 0; c < candidates.size(); ++c)
+    CHECK(spec->cost[c] == Approx(attnlab::masks::density(candidates[c], shape.T, tile).block /
+                                  attnlab::masks::density("causal", shape.T, tile).block));
+  CHECK(torch::allclose(blend->forward(qkv[0], qkv[1], qkv[2]), attention_over("causal"), 1e-5, 1e-6));
+  CHECK_FALSE(blend->regularizer().defined());
+
+  const std::vector<int> choice = {1, 2, attnlab::HeadSearchable::kCausal, 0};
+  searchable->choose_heads(choice);
+  const auto out = blend->forward(qkv[0], qkv[1], qkv[2]);
+  for (std::int64_t h = 0; h < shape.H; ++h) {
+    INFO("head " << h);
+    const int c = choice[static_cast<std::size_t>(h)];
+    const auto expected = attention_over(c == attnlab::HeadSearchable::kCausal ? "causal" : candidates[static_cast<std::size_t>(c)]);
+    CHECK(torch::allclose(out.select(1, h), expected.select(1, h), 1e-5, 1e-6));
   }
+  const auto layouts = blend->layouts(shape.T);
+  REQUIRE(layouts.size() == static_cast<std::size_t>(shape.H));
+  CHECK(layouts[0]->block_density() == Approx(attnlab::masks::density("window:8", shape.T, tile).block));
+  CHECK(layouts[2]->block_density() == Approx(attnlab::masks::density("causal", shape.T, tile).block));
+  // The statistics show the deployed choice one-hot, not the unused logits.
+  double chosen_weight = 0;
+  for (const auto& s : blend->statistics())
+    if (s.name == "weight/h1/sink:2|window:4") chosen_weight = s.value;
+  CHECK(chosen_weight == 1.0);
+  CHECK_THROWS_WITH(searchable->choose_heads({0, 1}), Catch::Contains("a choice for 2 heads, built for 4"));
+  CHECK_THROWS_WITH(searchable->choose_heads({0, 1, 3, 0}), Catch::Contains("no candidate 3"));
+  // A blend that does not search offers nothing to measure.
+  auto soft = make("blend", {}, shape);
+  CHECK_FALSE(dynamic_cast<attnlab::HeadSearchable*>(soft.get())->head_search(shape.T).has_value());
 }
 
 TEST_CASE("topk learned block gate trains by KL to the block-pooled attention and only then", "[backends][topk]") {

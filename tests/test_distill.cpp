@@ -3,9 +3,12 @@
 // samples; with a learnable backend the loss falls.
 #include "model/distill.hpp"
 #include "model/gpt2.hpp"
+#include "model/head_search.hpp"
 #include "model/sha256.hpp"
 #include "base/sink.hpp"
 
+#include <attnlab/head_search.hpp>
+#include <attnlab/masks.hpp>
 #include <attnlab/registry.hpp>
 
 #include <ATen/ATen.h>
@@ -298,5 +301,93 @@ TEST_CASE("distill trial: blend st_gumbel trains the masks it deploys, so soft a
   // What ran: one mask per head, on the kernel: at most the causal tiles.
   REQUIRE(sink.final("eval/T32/causal_fraction") <= 1.0 + 1e-9);
   REQUIRE(sink.curve("stat/L0/tau").size() == 4);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("greedy head assignment: cheapest loss per unit of cost saved first, until the budget holds", "[search]") {
+  const std::vector<std::vector<double>> cost = {{1.0, 0.5, 0.25}, {1.0, 0.5, 0.25}};
+  const std::vector<std::vector<double>> delta = {{0.0, 0.1, 1.0}, {0.0, 0.05, 0.06}};
+  // Head 1 -> 0.25 costs 0.08 per unit saved (the cheapest move), then head 0 -> 0.5 at 0.2.
+  CHECK(greedy_assignment(delta, cost, 0.5) == std::vector<int>{1, 2});
+  CHECK(greedy_assignment(delta, cost, 1.0) == std::vector<int>{0, 0});
+  CHECK(greedy_assignment(delta, cost, 0.0) == std::vector<int>{2, 2});  // out of reach: every head at its cheapest
+}
+
+TEST_CASE("the host's head search measures each head's output KL on the model and assigns under the budget", "[search]") {
+  GPT2Config c;
+  c.vocab_size = 37, c.n_positions = 64, c.n_embd = 32, c.n_layer = 2, c.n_head = 2;
+  GPT2 teacher(c, dense(), /*seed=*/4);
+  const std::vector<std::string> candidates = {"causal", "window:8", "sink:1|window:2"};  // 10, 7 and 9 tiles of 16 at T = 64
+  auto searching = [&](double budget) {
+    return teacher.copy_with_attention([&](const BackendInit& init) {
+      return registry().create("blend", init,
+                               {{"candidates", std::string("causal,window:8,sink:1|window:2")}, {"selection", std::string("search")},
+                                {"budget", budget}, {"search_batches", std::int64_t(2)}, {"execution", std::string("block_sparse")},
+                                {"tile", std::int64_t(16)}});
+    });
+  };
+  std::vector<CalibrationBatch> batches;
+  for (int i = 0; i < 2; ++i) batches.push_back({at::randint(0, c.vocab_size, {3, 64}, at::kLong), {}});
+  auto draw_from = [&](std::size_t& next) { return [&] { return batches[next++ % batches.size()]; }; };
+
+  // The recorded delta of one switch is the KL of the model with that head alone switched.
+  auto student = searching(1.0);
+  std::size_t next = 0;
+  MemorySink sink;
+  REQUIRE(search_heads(*student, teacher, draw_from(next), 0.0, sink));
+  CHECK(next == 2);
+  CHECK(sink.final("search/L0/h0/causal") == 0.0);  // the same computation as the all-causal base
+  auto* layer1 = dynamic_cast<HeadSearchable*>(student->backends()[1].get());
+  layer1->choose_heads({HeadSearchable::kCausal, 1});
+  DistillSpec kl_only;
+  kl_only.alpha_ce = 0.0;
+  double switched = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& b : batches) switched += distill_loss(student->forward(b.inputs), teacher.forward(b.inputs), b.inputs, {}, kl_only).kl / 2;
+  }
+  // (the all-causal base differs from the teacher only by rounding: ~1e-8)
+  CHECK(sink.final("search/L1/h1/window:8") == Approx(switched).margin(1e-7));
+  CHECK(sink.final("search/L1/h1/window:8") > 0);
+  CHECK(sink.final("search/mean_cost") == Approx(1.0));  // budget 1: causal loses nothing, every head keeps it
+
+  double cheapest = 1;
+  for (const auto& m : candidates)
+    cheapest = std::min(cheapest, attnlab::masks::density(m, 64, 16).block / attnlab::masks::density("causal", 64, 16).block);
+  for (const double budget : {0.6, 0.0}) {
+    INFO("budget " << budget);
+    auto s = searching(budget);
+    std::size_t n = 0;
+    MemorySink out;
+    REQUIRE(search_heads(*s, teacher, draw_from(n), 0.0, out));
+    CHECK(out.final("search/mean_cost") <= std::max(budget, cheapest) + 1e-9);
+    if (budget == 0.0) CHECK(out.final("search/mean_cost") == Approx(cheapest));
+  }
+  // A model that does not search is left alone, nothing recorded.
+  auto plain = teacher.copy_with_attention(dense());
+  std::size_t none = 0;
+  MemorySink quiet;
+  CHECK_FALSE(search_heads(*plain, teacher, draw_from(none), 0.0, quiet));
+  CHECK(quiet.metrics.empty());
+}
+
+TEST_CASE("distill trial: blend search chooses before training and deploys its choice within the budget", "[search]") {
+  const auto dir = fresh_dir("distill_search");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  auto spec = tiny_distill("blend");
+  spec.steps = 2;
+  spec.seq_len = 64;  // 4 tiles of 16: window:8 keeps 7 of causal's 10
+  spec.eval.seq_lens = {64};
+  spec.eval.prompts = {};
+  spec.backend_params = {{"candidates", std::string("causal,window:8")}, {"selection", std::string("search")},
+                         {"budget", 0.8}, {"search_batches", std::int64_t(2)}, {"execution", std::string("block_sparse")},
+                         {"tile", std::int64_t(16)}};
+  MemorySink sink;
+  run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+  CHECK(sink.final("search/mean_cost") <= 0.8 + 1e-9);
+  CHECK(sink.metrics.count("search/L1/h1/window:8") == 1);
+  // What was evaluated is what the search chose: the kernel ran at most the budget's tiles.
+  CHECK(sink.final("eval/T64/causal_fraction") == Approx(sink.final("search/mean_cost")));
   fs::remove_all(dir);
 }

@@ -36,15 +36,13 @@
 //     gradient: straight through the relaxed weight, GDAS-style: one pass, the chosen mask)
 //   eval (not training) forward and hard mode: c[h] = argmax_k logit[h,k], no noise
 //   regularizer "expected_cost" stays sum_k w_k cost_k: the expected cost of the sampled choice
-// selection = "search": the baseline learning must match (DuoAttention / MoA-style). The first
-//   `search_batches` training forwards run dense causal attention and measure, per head h and
-//   candidate k, delta[h,k] = mean_{b,t} (lse_causal[t] - lse_k[t]) = KL(causal attention ||
-//   attention restricted to M_k) of that head on those batches (-log of the causal attention mass
-//   M_k keeps; 30 nats where M_k leaves a query no key). A local measure of each (layer, head,
-//   candidate) switch, taken on the teacher's own q, k (every layer runs causal meanwhile), not
-//   the model's output KL. Then greedy under `budget` (search.hpp): mean_h cost_{c[h]} <= budget,
-//   cost = block density / causal's. From then on each head runs its chosen mask; the logits
-//   are unused (no regularizer term).
+// selection = "search": the baseline learning must match (DuoAttention / MoA-style), chosen by
+//   the host (attnlab/head_search.hpp, model/head_search.hpp): before training, a distill trial
+//   measures the model's output ΔKL to the teacher of switching each (layer, head) alone to each
+//   candidate, on `search_batches` calibration batches, and assigns candidates greedily so that
+//   the mean cost over every searched head of the model is <= `budget` (cost = block density /
+//   causal's). Each head then runs its chosen mask; the logits are unused (no regularizer
+//   term). Until the host chooses (a bench trial, a bare forward) every head runs causal.
 // hard_after_step = n >= 0: from step n on, training runs the hard (deployed) masks: a hard
 //   fine-tune phase (logits get no gradient there; with train = "all" the model adapts)
 // init_noise: std of a seeded N(0, 1) added to every initial logit (seed and layer), so that
@@ -62,8 +60,7 @@
 //   (out_k, lse_k) = block_sparse_attention_lse(q, k, v, layout(M_k))
 //   unnormalized: out = sum_k w[h,k] e^{lse_k} out_k / sum_k w[h,k] e^{lse_k}
 //   normalized:   out = sum_k w[h,k] out_k
-#include "search.hpp"
-
+#include <attnlab/head_search.hpp>
 #include <attnlab/kernels/attention.hpp>
 #include <attnlab/masks.hpp>
 #include <attnlab/plugin.hpp>
@@ -72,6 +69,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 namespace {
 
@@ -81,7 +79,7 @@ std::string join(const std::vector<std::string>& parts, const char* sep) {
   return out;
 }
 
-class BlendAttention : public attnlab::AttentionBackend {
+class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSearchable {
  public:
   explicit BlendAttention(const attnlab::BackendInit& init)
       : AttentionBackend("BlendAttention"),
@@ -123,7 +121,9 @@ class BlendAttention : public attnlab::AttentionBackend {
     // Seeded, per layer: seeds then start from different weights (and pick among equals).
     const double noise = init.params.get_float("init_noise");
     if (noise > 0) initial += noise * at::randn(initial.sizes(), attnlab::seeded_generator(noise_seed_), initial.options());
-    logits_ = register_parameter("logits", initial);
+    // The search's choice comes from the host's measurements, not from gradients: its logits
+    // stay out of training (with train = "backend" a search student has nothing to train).
+    logits_ = register_parameter("logits", initial, /*requires_grad=*/!search_);
     for (const auto& c : candidates_) densities_.push_back(attnlab::masks::density(c, max_seq_len_, tile_).element);
   }
 
@@ -152,8 +152,8 @@ class BlendAttention : public attnlab::AttentionBackend {
                               "training forward: the soft mixture, one Gumbel-argmax mask per head with "
                               "straight-through gradients (normalized only), or the measured greedy search"),
             ParamSpec::real("budget", 0.5, 0.0, 1.0,
-                            "search: mean over heads of the chosen masks' block cost relative to causal"),
-            ParamSpec::integer("search_batches", 4, 1, 100000, "search: training forwards measured before choosing"),
+                            "search: mean over the model's searched heads of the chosen masks' block cost relative to causal"),
+            ParamSpec::integer("search_batches", 4, 1, 100000, "search: calibration batches the distill trial measures ΔKL on"),
             ParamSpec::real("tau", 1.0, 1e-3, 100.0, "st_gumbel: relaxation temperature at step 0"),
             ParamSpec::real("tau_final", 0.1, 1e-3, 100.0, "st_gumbel: temperature reached at the last step (linear)"),
             ParamSpec::integer("hard_after_step", -1, -1, 1 << 30,
@@ -192,7 +192,7 @@ class BlendAttention : public attnlab::AttentionBackend {
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
     if (hard() || fine_tuning_) return forward_hard(q, k, v, T, scale);
     if (st_gumbel_) return forward_st_gumbel(q, k, v, scale);
-    if (search_) return forward_search(q, k, v, scale);
+    if (search_) return run_unions(q, k, v, surviving_unions(), scale);
     if (mixture_) return forward_mixture(q, k, v, T, scale);
     const auto candidate_masks = candidate_stack(T, q.options());  // [K, T, T]
     const auto support = attnlab::masks::dense(join(candidates_, "|"), T).to(q.device());  // [T, T]
@@ -239,10 +239,28 @@ class BlendAttention : public attnlab::AttentionBackend {
     if (search_ && !searched_.empty()) {
       const auto c = costs(last_T_ > 0 ? last_T_ : max_seq_len_);
       double mean = 0;
-      for (const int k : searched_choice_) mean += c[k] / static_cast<double>(searched_choice_.size());
+      for (const int k : searched_choice_)
+        mean += (k == kCausal ? 1.0 : c[k]) / static_cast<double>(searched_choice_.size());
       out.push_back({"search/mean_cost", mean});
     }
     return out;
+  }
+
+  // The host's search (attnlab/head_search.hpp): what to measure, and the choice it makes.
+  std::optional<attnlab::HeadSearch> head_search(std::int64_t T) const override {
+    if (!search_) return std::nullopt;
+    return attnlab::HeadSearch{candidates_, costs(T), budget_, search_batches_};
+  }
+
+  void choose_heads(const std::vector<int>& choice) override {
+    TORCH_CHECK(static_cast<std::int64_t>(choice.size()) == n_heads_, "blend: a choice for ", choice.size(),
+                " heads, built for ", n_heads_);
+    searched_choice_ = choice;
+    searched_.clear();
+    for (const int c : choice) {
+      TORCH_CHECK(c == kCausal || (c >= 0 && c < static_cast<int>(candidates_.size())), "blend: no candidate ", c);
+      searched_.push_back(c == kCausal ? "causal" : candidates_[static_cast<std::size_t>(c)]);
+    }
   }
 
   // Each candidate's block density at T relative to the causal layout's: what keeping it costs
@@ -256,7 +274,8 @@ class BlendAttention : public attnlab::AttentionBackend {
 
   std::vector<attnlab::Statistic> weight_statistics() {
     std::vector<attnlab::Statistic> out;
-    const auto w = weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
+    // The search deploys its choice, one-hot (its logits are unused); before it: nothing chosen.
+    const auto w = search_ ? chosen_one_hot() : weights().detach().to(torch::kDouble).cpu().expand({n_heads_, -1}).contiguous();
     for (std::int64_t h = 0; h < n_heads_; ++h)
       for (std::size_t c = 0; c < candidates_.size(); ++c)
         out.push_back({"weight/h" + std::to_string(h) + "/" + candidates_[c], w[h][c].item<double>()});
@@ -264,6 +283,13 @@ class BlendAttention : public attnlab::AttentionBackend {
     out.push_back({"density/hard_element", d.element});
     out.push_back({"density/hard_block", d.block});
     return out;
+  }
+
+  torch::Tensor chosen_one_hot() const {
+    auto w = torch::zeros({n_heads_, static_cast<std::int64_t>(candidates_.size())}, torch::kDouble);
+    for (std::size_t h = 0; h < searched_choice_.size(); ++h)
+      if (searched_choice_[h] != kCausal) w[static_cast<std::int64_t>(h)][searched_choice_[h]] = 1.0;
+    return w;
   }
 
   // Hard mode (and the fine-tune phase): each head's surviving union (one layout for all heads
@@ -296,29 +322,6 @@ class BlendAttention : public attnlab::AttentionBackend {
 
  private:
   bool runs_one_mask_per_head() const { return hard() || fine_tuning_ || st_gumbel_ || search_; }
-
-  // The search (header): calibration forwards run causal and measure delta; the forward that
-  // completes `search_batches` solves the assignment; every other forward runs its masks.
-  torch::Tensor forward_search(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
-    if (!searched_.empty() || !is_training()) return run_unions(q, k, v, surviving_unions(), scale);
-    const std::int64_t T = q.size(2), K = static_cast<std::int64_t>(candidates_.size());
-    auto [out, lse_causal] =
-        attnlab::kernels::block_sparse_attention_lse(q, k, v, {attnlab::masks::block_layout("causal", T, tile_)}, scale);
-    torch::NoGradGuard no_grad;
-    if (delta_sum_.empty()) delta_sum_.assign(n_heads_, std::vector<double>(K, 0.0));
-    for (std::int64_t c = 0; c < K; ++c) {
-      const auto lse_c = std::get<1>(attnlab::kernels::block_sparse_forward(
-          q.detach(), k.detach(), v.detach(), {attnlab::masks::block_layout(candidates_[c], T, tile_)}, scale));
-      const auto d = (lse_causal.detach() - lse_c).to(torch::kDouble).nan_to_num(30.0, 30.0).clamp(0.0, 30.0);
-      const auto per_head = d.mean(std::vector<std::int64_t>{0, 2}).cpu();  // [H]
-      for (std::int64_t h = 0; h < n_heads_; ++h) delta_sum_[h][c] += per_head[h].item<double>();
-    }
-    if (++calibrated_ >= search_batches_) {
-      searched_choice_ = attnlab_blend::greedy_assignment(delta_sum_, costs(T), budget_);
-      for (const int c : searched_choice_) searched_.push_back(candidates_[c]);
-    }
-    return out;
-  }
 
   // One Gumbel-argmax mask per head (see the header): noise drawn per step, the same for every
   // forward of that step (so a step's forwards agree, and a seed reproduces them); eval
@@ -460,13 +463,12 @@ class BlendAttention : public attnlab::AttentionBackend {
   std::vector<std::string> last_unions_;  // st_gumbel: the masks the last training forward drew
   bool search_;
   double budget_;
-  std::int64_t search_batches_, calibrated_ = 0;
-  std::vector<std::vector<double>> delta_sum_;  // search: [H][K], summed over calibration forwards
-  std::vector<int> searched_choice_;            // search: the chosen candidate per head, once solved
-  std::vector<std::string> searched_;           // ... and its mask expression
+  std::int64_t search_batches_;
+  std::vector<int> searched_choice_;   // search: the host's choice per head (an index, or kCausal)
+  std::vector<std::string> searched_;  // ... and its mask expression
 };
 
 }  // namespace
 
-ATTNLAB_PLUGIN(BlendAttention, "blend", "3.0.0",
+ATTNLAB_PLUGIN(BlendAttention, "blend", "3.1.0",
                "learned blend of candidate masks: unnormalized + L1 (the seed's) or normalized + expected block cost; hard mode runs the kept union")

@@ -32,8 +32,9 @@
 // Bump the minor for additions a host can ignore, the major for anything that moves or
 // changes existing layout (BackendInit, PluginDescriptor, AttentionBackend's vtable).
 // 2.0: plugin version and validate hook in the descriptor, layouts() and cost() hooks.
+// 2.1: the HeadSearchable mixin (head_search.hpp): the host's per-head search.
 #define ATTNLAB_API_MAJOR 2
-#define ATTNLAB_API_MINOR 0
+#define ATTNLAB_API_MINOR 1
 
 namespace attnlab {
 

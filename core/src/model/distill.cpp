@@ -6,6 +6,7 @@
 #include "model/gates.hpp"
 #include "model/generate.hpp"
 #include "model/gpt2.hpp"
+#include "model/head_search.hpp"
 #include "model/recall_eval.hpp"
 #include "model/schedule.hpp"
 #include "model/teacher.hpp"
@@ -571,6 +572,14 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
   else if (spec.steps > 0)
     sink.info("train.skipped", "backend '" + spec.backend + "' has no trainable parameters under train = \"" + spec.train +
                                    "\": no optimizer steps, evaluation only (the control)");
+
+  // The per-head search baseline (blend selection = "search") chooses before training, on
+  // calibration batches of its own (the seed draws them).
+  std::mt19937_64 search_rng(spec.seed ^ 0x5ea2c4u);
+  search_heads(*student, t_model, [&] {
+    const auto rb = text::recall_train_batch(train_data, spec.batch, spec.seq_len, recall.spec, recall.ids, search_rng);
+    return CalibrationBatch{rb.tokens.narrow(1, 0, spec.seq_len), rb.answer};
+  }, spec.answer_weight, sink);
 
   // ---- train
   std::mt19937_64 rng(spec.seed);

@@ -1,5 +1,6 @@
-// AttentionBackend's defaults (backend.hpp) and the cost and density helpers.
+// AttentionBackend's defaults (backend.hpp), HeadSearchable's key function and the cost and density helpers.
 #include <attnlab/backend.hpp>
+#include <attnlab/head_search.hpp>
 #include <attnlab/masks.hpp>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 namespace attnlab {
 
 AttentionBackend::~AttentionBackend() = default;
+HeadSearchable::~HeadSearchable() = default;
 
 torch::Tensor AttentionBackend::regularizer() { return {}; }
 std::vector<Statistic> AttentionBackend::statistics() { return {}; }
