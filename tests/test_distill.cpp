@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 namespace fs = std::filesystem;
 using namespace attnlab;
@@ -334,7 +335,7 @@ TEST_CASE("the host's head search measures each head's output KL on the model an
   auto student = searching(1.0);
   std::size_t next = 0;
   MemorySink sink;
-  REQUIRE(search_heads(*student, teacher, draw_from(next), 0.0, sink));
+  REQUIRE(search_heads(*student, teacher, draw_from(next), 0.0, 1, sink));
   CHECK(next == 2);
   CHECK(sink.final("search/L0/h0/causal") == 0.0);  // the same computation as the all-causal base
   auto* layer1 = dynamic_cast<HeadSearchable*>(student->backends()[1].get());
@@ -359,15 +360,37 @@ TEST_CASE("the host's head search measures each head's output KL on the model an
     auto s = searching(budget);
     std::size_t n = 0;
     MemorySink out;
-    REQUIRE(search_heads(*s, teacher, draw_from(n), 0.0, out));
+    REQUIRE(search_heads(*s, teacher, draw_from(n), 0.0, 1, out));
     CHECK(out.final("search/mean_cost") <= std::max(budget, cheapest) + 1e-9);
     if (budget == 0.0) CHECK(out.final("search/mean_cost") == Approx(cheapest));
   }
+  // The random control: the same budget, seeded scores, nothing measured; seeds differ.
+  auto random_choice = [&](std::uint64_t seed) {
+    auto s = teacher.copy_with_attention([&](const BackendInit& init) {
+      return registry().create("blend", init,
+                               {{"candidates", std::string("causal,window:8,sink:1|window:2")}, {"selection", std::string("random")},
+                                {"budget", 0.85}, {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}});
+    }, seed);
+    std::size_t n = 0;
+    MemorySink out;
+    REQUIRE(search_heads(*s, teacher, draw_from(n), 0.0, seed, out));
+    CHECK(out.final("search/mean_cost") <= 0.85 + 1e-9);
+    CHECK(out.metrics.count("search/L0/h0/causal") == 0);
+    std::vector<double> chosen;
+    for (const auto& b : s->backends())
+      for (const auto& stat : b->statistics())
+        if (stat.name.rfind("weight/", 0) == 0) chosen.push_back(stat.value);
+    return chosen;
+  };
+  CHECK(random_choice(3) == random_choice(3));
+  std::set<std::vector<double>> distinct;
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) distinct.insert(random_choice(seed));
+  CHECK(distinct.size() > 1);
   // A model that does not search is left alone, nothing recorded.
   auto plain = teacher.copy_with_attention(dense());
   std::size_t none = 0;
   MemorySink quiet;
-  CHECK_FALSE(search_heads(*plain, teacher, draw_from(none), 0.0, quiet));
+  CHECK_FALSE(search_heads(*plain, teacher, draw_from(none), 0.0, 1, quiet));
   CHECK(quiet.metrics.empty());
 }
 

@@ -43,6 +43,8 @@
 //   the mean cost over every searched head of the model is <= `budget` (cost = block density /
 //   causal's). Each head then runs its chosen mask; the logits are unused (no regularizer
 //   term). Until the host chooses (a bench trial, a bare forward) every head runs causal.
+// selection = "random": the search's control, a random per-head assignment at the same budget:
+//   the same solver over seeded uniform scores (the trial's seed), nothing measured.
 // hard_after_step = n >= 0: from step n on, training runs the hard (deployed) masks: a hard
 //   fine-tune phase (logits get no gradient there; with train = "all" the model adapts)
 // init_noise: std of a seeded N(0, 1) added to every initial logit (seed and layer), so that
@@ -101,7 +103,8 @@ class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSea
         tau_(tau_start_),
         hard_after_step_(init.params.get_int("hard_after_step")),
         noise_seed_(init.seed * 1000003u + 7919u * static_cast<std::uint64_t>(init.layer_index) + 17u),
-        search_(init.params.get_string("selection") == "search"),
+        search_(init.params.get_string("selection") == "search" || init.params.get_string("selection") == "random"),
+        random_search_(init.params.get_string("selection") == "random"),
         budget_(init.params.get_float("budget")),
         search_batches_(init.params.get_int("search_batches")) {
     const std::int64_t rows = init.params.get_string("per") == "head" ? init.n_heads : 1;
@@ -148,9 +151,10 @@ class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSea
             attnlab::param::execution({"reference", "block_sparse"}, "how hard mode runs the surviving union"),
             ParamSpec::choice("soft", "masked", {"masked", "mixture"},
                               "soft mode: masked T x T math, or one block-sparse pass per candidate, mixed"),
-            ParamSpec::choice("selection", "soft", {"soft", "st_gumbel", "search"},
+            ParamSpec::choice("selection", "soft", {"soft", "st_gumbel", "search", "random"},
                               "training forward: the soft mixture, one Gumbel-argmax mask per head with "
-                              "straight-through gradients (normalized only), or the measured greedy search"),
+                              "straight-through gradients (normalized only), the host's greedy search by "
+                              "measured ΔKL, or its control: a seeded random assignment under the same budget"),
             ParamSpec::real("budget", 0.5, 0.0, 1.0,
                             "search: mean over the model's searched heads of the chosen masks' block cost relative to causal"),
             ParamSpec::integer("search_batches", 4, 1, 100000, "search: calibration batches the distill trial measures ΔKL on"),
@@ -249,7 +253,7 @@ class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSea
   // The host's search (attnlab/head_search.hpp): what to measure, and the choice it makes.
   std::optional<attnlab::HeadSearch> head_search(std::int64_t T) const override {
     if (!search_) return std::nullopt;
-    return attnlab::HeadSearch{candidates_, costs(T), budget_, search_batches_};
+    return attnlab::HeadSearch{candidates_, costs(T), budget_, search_batches_, random_search_};
   }
 
   void choose_heads(const std::vector<int>& choice) override {
@@ -461,7 +465,8 @@ class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSea
   bool fine_tuning_ = false;
   std::uint64_t noise_seed_;
   std::vector<std::string> last_unions_;  // st_gumbel: the masks the last training forward drew
-  bool search_;
+  bool search_;         // the host chooses each head's candidate: "search" or "random"
+  bool random_search_;  // ... from seeded random scores, not measured ones
   double budget_;
   std::int64_t search_batches_;
   std::vector<int> searched_choice_;   // search: the host's choice per head (an index, or kCausal)

@@ -10,6 +10,8 @@
 //                    layer l alone running candidate c and every other searched head causal
 //   choose c[l,h] greedily: mean over all searched heads of cost[c] <= budget
 //   (the cheapest ΔKL per unit of cost saved first), then choose_heads on each layer.
+// With `random` set, nothing is measured: the same solver runs on seeded uniform scores, a
+// random per-head assignment at the budget's density (the control that search must beat).
 // A mixin beside AttentionBackend, not a virtual of it, so that plugins built against API 2.0
 // keep their vtable: the host finds it with dynamic_cast.
 #include <attnlab/export.hpp>
@@ -26,6 +28,7 @@ struct HeadSearch {
   std::vector<double> cost;             // per candidate: what keeping it costs, 1 = causal
   double budget = 1.0;                  // mean over the model's searched heads of the chosen cost
   std::int64_t batches = 4;             // calibration batches to measure on
+  bool random = false;                  // scores drawn at random (seeded), not measured
 };
 
 class ATTNLAB_API HeadSearchable {

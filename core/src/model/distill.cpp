@@ -573,13 +573,13 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
     sink.info("train.skipped", "backend '" + spec.backend + "' has no trainable parameters under train = \"" + spec.train +
                                    "\": no optimizer steps, evaluation only (the control)");
 
-  // The per-head search baseline (blend selection = "search") chooses before training, on
-  // calibration batches of its own (the seed draws them).
+  // The per-head search baseline (blend selection = "search", and its random control) chooses
+  // before training, on calibration batches of its own (the seed draws them).
   std::mt19937_64 search_rng(spec.seed ^ 0x5ea2c4u);
   search_heads(*student, t_model, [&] {
     const auto rb = text::recall_train_batch(train_data, spec.batch, spec.seq_len, recall.spec, recall.ids, search_rng);
     return CalibrationBatch{rb.tokens.narrow(1, 0, spec.seq_len), rb.answer};
-  }, spec.answer_weight, sink);
+  }, spec.answer_weight, spec.seed, sink);
 
   // ---- train
   std::mt19937_64 rng(spec.seed);

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <limits>
+#include <random>
 
 namespace attnlab::model {
 
@@ -57,52 +58,71 @@ double kl_loss(const at::Tensor& teacher_logp, const at::Tensor& student_logits,
   return loss;
 }
 
+// One row per head of `layer`: measured deltas (the model with that head alone switched), or
+// seeded uniform scores when the layer's search is random.
+void score_layer(const SearchingLayer& s, std::int64_t H, const std::function<double()>& loss, double base,
+                 std::mt19937_64& rng, std::vector<std::vector<double>>& delta, TrialSink& sink) {
+  const std::vector<int> all_causal(static_cast<std::size_t>(H), HeadSearchable::kCausal);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (std::int64_t h = 0; h < H; ++h) {
+    std::vector<double> row;
+    for (std::size_t c = 0; c < s.spec.candidates.size(); ++c) {
+      if (s.spec.random) {
+        row.push_back(uniform(rng));
+        continue;
+      }
+      auto one = all_causal;
+      one[static_cast<std::size_t>(h)] = static_cast<int>(c);
+      s.backend->choose_heads(one);
+      row.push_back(std::max(0.0, loss() - base));
+      sink.metric("search/L" + std::to_string(s.layer) + "/h" + std::to_string(h) + "/" + s.spec.candidates[c], row.back());
+    }
+    s.backend->choose_heads(all_causal);
+    delta.push_back(row);
+  }
+}
+
 }  // namespace
 
 bool search_heads(GPT2& student, GPT2& teacher, const std::function<CalibrationBatch()>& draw, double answer_weight,
-                  TrialSink& sink) {
+                  std::uint64_t seed, TrialSink& sink) {
   const auto start = std::chrono::steady_clock::now();
   const auto backends = student.backends();
   const std::int64_t H = student.config().n_head;
   std::vector<CalibrationBatch> batches(1, draw());
   const std::int64_t T = batches[0].inputs.size(1);
   std::vector<SearchingLayer> layers;
+  bool measures = false;
   for (std::size_t l = 0; l < backends.size(); ++l)
     if (auto* searchable = dynamic_cast<HeadSearchable*>(backends[l].get()))
-      if (auto spec = searchable->head_search(T)) layers.push_back({l, searchable, *spec});
+      if (auto spec = searchable->head_search(T)) {
+        layers.push_back({l, searchable, *spec});
+        measures = measures || !spec->random;
+      }
   if (layers.empty()) return false;
 
   std::int64_t wanted = 1;
-  for (const auto& s : layers) wanted = std::max(wanted, s.spec.batches);
+  for (const auto& s : layers) wanted = std::max(wanted, s.spec.random ? 1 : s.spec.batches);
   while (static_cast<std::int64_t>(batches.size()) < wanted) batches.push_back(draw());
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> teacher_logp;
-  for (const auto& b : batches) teacher_logp.push_back(at::log_softmax(teacher.forward(b.inputs), -1));
-  auto loss = [&] {
+  for (const auto& b : batches)
+    if (measures) teacher_logp.push_back(at::log_softmax(teacher.forward(b.inputs), -1));
+  const std::function<double()> loss = [&] {
     double total = 0;
     for (std::size_t i = 0; i < batches.size(); ++i)
       total += kl_loss(teacher_logp[i], student.forward(batches[i].inputs), batches[i].answer, answer_weight);
     return total / static_cast<double>(batches.size());
   };
 
-  const std::vector<int> all_causal(static_cast<std::size_t>(H), HeadSearchable::kCausal);
-  for (auto& s : layers) s.backend->choose_heads(all_causal);
-  const double base = loss();
+  for (auto& s : layers) s.backend->choose_heads(std::vector<int>(static_cast<std::size_t>(H), HeadSearchable::kCausal));
+  const double base = measures ? loss() : 0.0;
+  std::mt19937_64 rng(seed);
   std::vector<std::vector<double>> delta, cost;  // one row per searched (layer, head)
-  for (auto& s : layers)
-    for (std::int64_t h = 0; h < H; ++h) {
-      std::vector<double> row;
-      for (std::size_t c = 0; c < s.spec.candidates.size(); ++c) {
-        auto one = all_causal;
-        one[static_cast<std::size_t>(h)] = static_cast<int>(c);
-        s.backend->choose_heads(one);
-        row.push_back(std::max(0.0, loss() - base));
-        sink.metric("search/L" + std::to_string(s.layer) + "/h" + std::to_string(h) + "/" + s.spec.candidates[c], row.back());
-      }
-      s.backend->choose_heads(all_causal);
-      delta.push_back(row);
-      cost.push_back(s.spec.cost);
-    }
+  for (auto& s : layers) {
+    score_layer(s, H, loss, base, rng, delta, sink);
+    for (std::int64_t h = 0; h < H; ++h) cost.push_back(s.spec.cost);
+  }
 
   double budget = 0;  // the layers share the sweep's parameters; their mean if they do not
   for (const auto& s : layers) budget += s.spec.budget / static_cast<double>(layers.size());

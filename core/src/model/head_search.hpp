@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,9 +38,10 @@ std::vector<int> greedy_assignment(const std::vector<std::vector<double>>& delta
 
 // Runs the search on `student` (whose backends may or may not search) against `teacher` on
 // batches from `draw`, hands each searching layer its choice, and records
-// search/L<l>/h<h>/<candidate> (delta), search/mean_cost and search/seconds. Returns false when
-// no layer searches (nothing measured, nothing recorded).
+// search/L<l>/h<h>/<candidate> (delta), search/mean_cost and search/seconds. A layer whose
+// search is `random` gets seeded uniform scores instead (`seed`, nothing measured). Returns
+// false when no layer searches (nothing measured, nothing recorded).
 bool search_heads(GPT2& student, GPT2& teacher, const std::function<CalibrationBatch()>& draw, double answer_weight,
-                  TrialSink& sink);
+                  std::uint64_t seed, TrialSink& sink);
 
 }  // namespace attnlab::model
