@@ -9,7 +9,7 @@
 //   struct TeacherSpec { ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD) };
 //
 // and that one list makes the struct's fields with their defaults (ATTNLAB_KEY_FIELD) and its
-// key table (ATTNLAB_KEY_ROW, in a .cpp): what sweep validation checks, what docs/CONFIG.md
+// key table (ATTNLAB_KEY_TABLE, in a .cpp): what sweep validation checks, what docs/CONFIG.md
 // lists, and the code that reads a checked value into its field. Nothing else restates a key.
 #include <nlohmann/json.hpp>
 
