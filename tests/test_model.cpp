@@ -2,7 +2,7 @@
 // Hugging Face GPT-2 loading (Conv1D transposes checked against a hand-written float64 forward
 // pass), and attnlab's own checkpoints.
 #include "model/gpt2.hpp"
-#include "model/evaluate.hpp"
+#include "model/bootstrap.hpp"
 #include "model/safetensors.hpp"
 #include "model/sha256.hpp"
 

@@ -198,7 +198,7 @@ void validate_or_exit(const at::Tensor& q, const at::Tensor& k, const at::Tensor
 // The kernel alone on the layouts of --layout-files, both passes.
 int bench_layout_files(const Options& o, bool cuda) {
   const auto options = at::TensorOptions().dtype(parse_dtype(o.dtype)).device(at::Device(o.device));
-  const double scale = 1.0 / std::sqrt(static_cast<double>(o.head_dim));
+  const double scale = softmax_scale(o.head_dim);
   std::printf("device\tdtype\tH\tD\tT\tlayout\tblock_density\tpass\tkernel_ms\treps\n");
   for (const std::string& path : o.layout_files) {
     const LayoutSet layouts{read_layout_file(path)};
@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
   }
   if (!o.layout_files.empty()) return bench_layout_files(o, cuda);
   const auto options = at::TensorOptions().dtype(parse_dtype(o.dtype)).device(at::Device(o.device));
-  const double scale = 1.0 / std::sqrt(static_cast<double>(o.head_dim));
+  const double scale = softmax_scale(o.head_dim);
   std::printf("device\tT\tpass\tkeep\tblock_density\tkernel_ms\tsdpa_ms\ttime_vs_causal\tbound\tspeedup_vs_sdpa\n");
   for (std::int64_t T : o.seq) {
     at::manual_seed(0);

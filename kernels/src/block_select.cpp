@@ -17,8 +17,7 @@
 #include <attnlab/kernels/attention.hpp>
 
 #include "block_sparse_plan.hpp"
-
-#include <torch/csrc/autograd/custom_function.h>
+#include "plan_autograd.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -189,34 +188,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_select_backward(
 
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+// A block list as a plan of PlanAttentionFunction: its two tensors and tile ride in the
+// context as saved data (no gradient).
+struct SelectionPlan {
+  using Type = BlockSelection;
+  static constexpr auto forward = &block_select_forward;
+  static constexpr auto backward = &block_select_backward;
 
-// (out, lse), both differentiable, as BlockSparseAttentionLseFunction; the block list rides
-// in the context as two saved tensors (no gradient).
-struct BlockSelectAttentionFunction : public torch::autograd::Function<BlockSelectAttentionFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
-                               const at::Tensor& v, const at::Tensor& kv_num_blocks,
-                               const at::Tensor& kv_indices, std::int64_t tile, double scale) {
-    auto [out, lse] = block_select_forward(q, k, v, {kv_num_blocks, kv_indices, tile}, scale);
-    ctx->save_for_backward({q, k, v, out, lse});
-    ctx->saved_data["kv_num_blocks"] = kv_num_blocks;
-    ctx->saved_data["kv_indices"] = kv_indices;
-    ctx->saved_data["tile"] = tile;
-    ctx->saved_data["scale"] = scale;
-    ctx->set_materialize_grads(false);
-    return {out, lse};
+  static void save(torch::autograd::AutogradContext* ctx, const BlockSelection& sel) {
+    ctx->saved_data["kv_num_blocks"] = sel.kv_num_blocks;
+    ctx->saved_data["kv_indices"] = sel.kv_indices;
+    ctx->saved_data["tile"] = sel.tile;
   }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const variable_list saved = ctx->get_saved_variables();
-    at::Tensor dout = grad_outputs[0];
-    if (!dout.defined()) dout = at::zeros_like(saved[3]);
-    const BlockSelection sel{ctx->saved_data["kv_num_blocks"].toTensor(),
-                             ctx->saved_data["kv_indices"].toTensor(), ctx->saved_data["tile"].toInt()};
-    auto [dq, dk, dv] = block_select_backward(dout, saved[0], saved[1], saved[2], saved[3], saved[4], sel,
-                                              ctx->saved_data["scale"].toDouble(), grad_outputs[1]);
-    return {dq, dk, dv, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  static BlockSelection load(torch::autograd::AutogradContext* ctx) {
+    return {ctx->saved_data["kv_num_blocks"].toTensor(), ctx->saved_data["kv_indices"].toTensor(),
+            ctx->saved_data["tile"].toInt()};
   }
 };
 
@@ -225,7 +211,7 @@ struct BlockSelectAttentionFunction : public torch::autograd::Function<BlockSele
 std::tuple<at::Tensor, at::Tensor> block_select_attention_lse(const at::Tensor& q, const at::Tensor& k,
                                                               const at::Tensor& v, const BlockSelection& sel,
                                                               double scale) {
-  auto outputs = BlockSelectAttentionFunction::apply(q, k, v, sel.kv_num_blocks, sel.kv_indices, sel.tile, scale);
+  auto outputs = PlanAttentionFunction<SelectionPlan>::apply(q, k, v, sel, scale);
   return {outputs[0], outputs[1]};
 }
 

@@ -3,13 +3,12 @@
 //   q [B, H, T, D], k [B, H, S, D], v [B, H, S, D], layouts (1, H or B*H)  ->  out [B, H, T, D]
 //   forward  = block_sparse_forward   (saves q, k, v, out, lse — O(B·H·T·D), never T x S)
 //   backward = block_sparse_backward  (dq, dk, dv; no gradient for layouts or scale)
-// One autograd function serves both entry points: it returns (out, lse), lse differentiable
-// (its gradient reaches backward as dlse; undefined when only out is used).
-// The layouts ride along in the autograd context as their tensors (saved_data holds only
-// IValues), rebuilt into BlockLayouts for the backward pass.
+// One autograd function serves both entry points (plan_autograd.hpp): it returns (out, lse),
+// lse differentiable. The layouts ride along in the autograd context as their tensors,
+// rebuilt into BlockLayouts for the backward pass.
 #include <attnlab/kernels/attention.hpp>
 
-#include <torch/csrc/autograd/custom_function.h>
+#include "plan_autograd.hpp"
 
 #include <vector>
 
@@ -18,7 +17,6 @@ namespace attnlab::kernels {
 namespace {
 
 using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 void save_layouts(AutogradContext* ctx, const LayoutSet& layouts) {
   std::vector<at::Tensor> tensors;
@@ -50,30 +48,13 @@ LayoutSet load_layouts(AutogradContext* ctx) {
   return layouts;
 }
 
-// out and lse, both differentiable (an unused lse gets no gradient, so the plain
-// block_sparse_attention is this function's first output).
-struct BlockSparseAttentionLseFunction
-    : public torch::autograd::Function<BlockSparseAttentionLseFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
-                               const at::Tensor& v, const LayoutSet& layouts, double scale) {
-    auto [out, lse] = block_sparse_forward(q, k, v, layouts, scale);
-    ctx->save_for_backward({q, k, v, out, lse});
-    save_layouts(ctx, layouts);
-    ctx->saved_data["scale"] = scale;
-    // Keep an unused output's gradient undefined rather than zeros: no dlse work then.
-    ctx->set_materialize_grads(false);
-    return {out, lse};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const variable_list saved = ctx->get_saved_variables();
-    at::Tensor dout = grad_outputs[0];
-    if (!dout.defined()) dout = at::zeros_like(saved[3]);
-    auto [dq, dk, dv] = block_sparse_backward(dout, saved[0], saved[1], saved[2], saved[3],
-                                              saved[4], load_layouts(ctx),
-                                              ctx->saved_data["scale"].toDouble(), grad_outputs[1]);
-    return {dq, dk, dv, at::Tensor(), at::Tensor()};
-  }
+// LayoutSets as a plan of PlanAttentionFunction.
+struct LayoutPlan {
+  using Type = LayoutSet;
+  static constexpr auto forward = &block_sparse_forward;
+  static constexpr auto backward = &block_sparse_backward;
+  static constexpr auto save = &save_layouts;
+  static constexpr auto load = &load_layouts;
 };
 
 }  // namespace
@@ -81,7 +62,7 @@ struct BlockSparseAttentionLseFunction
 std::tuple<at::Tensor, at::Tensor> block_sparse_attention_lse(const at::Tensor& q, const at::Tensor& k,
                                                               const at::Tensor& v, LayoutSet layouts,
                                                               double scale) {
-  auto outputs = BlockSparseAttentionLseFunction::apply(q, k, v, layouts, scale);
+  auto outputs = PlanAttentionFunction<LayoutPlan>::apply(q, k, v, layouts, scale);
   return {outputs[0], outputs[1]};
 }
 

@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace attnlab::kernels {
@@ -64,100 +65,118 @@ struct ForwardScratch {
         chunk_m(tile), shift(tile) {}
 };
 
+// The scores S^T = scale K_run Q_i^T of one chunk of query tile `qt`'s row, from entry `e`:
+// runs of tiles into x.scores (key-major, one column per query) and x.runs, up to chunk_keys
+// keys. Runs of consecutive full tiles share one product; a partial tile is computed in
+// blocks of the micro-kernel's rows of keys, each over the queries those keys allow, then
+// masked. Returns the entry after the chunk and the keys gathered.
+template <typename scalar_t>
+std::pair<std::int64_t, std::int64_t> score_chunk(const cpu::LayoutView& L, std::int64_t qt, std::int64_t e,
+                                                  std::int64_t rows, const scalar_t* k, std::int64_t D,
+                                                  scalar_t scale, ForwardScratch<scalar_t>& x) {
+  const std::int64_t tile = L.tile, ld = tile, chunk_keys = std::max(kChunkKeys, tile);
+  const std::int64_t row_block = cpu::gemm_block_rows(), e_end = L.row_ptr[qt + 1];
+  scalar_t* s = x.scores.data();
+  std::int64_t n = 0;  // keys gathered in this chunk
+  while (e < e_end && n + tile <= chunk_keys) {
+    std::int64_t e1 = e + 1;
+    if (L.tile_mask[e] < 0)
+      while (e1 < e_end && L.tile_mask[e1] < 0 && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 &&
+             n + (e1 - e + 1) * tile <= chunk_keys)
+        ++e1;
+    const std::int64_t s0 = L.col_idx[e] * tile;
+    const KeyRun run{s0, std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0, n, L.tile_mask[e]};
+    if (run.mask < 0) {
+      cpu::gemm_nn_panels(run.width, rows, D, scale, k + s0 * D, D, x.q_panels.data(), scalar_t(0), s + n * ld, ld);
+    } else {
+      for (std::int64_t b0 = 0; b0 < run.width; b0 += row_block) {
+        const std::int64_t b1 = std::min(run.width, b0 + row_block);
+        const auto span = L.col_span(run.mask, b0, b1);  // queries these keys allow
+        const std::int64_t lo = span.lo / cpu::kPanelWidth * cpu::kPanelWidth;  // panel start
+        if (span.lo < span.hi)
+          cpu::gemm_nn_panels(b1 - b0, std::min(span.hi, rows) - lo, D, scale, k + (s0 + b0) * D, D,
+                              x.q_panels.data() + lo * D, scalar_t(0), s + (n + b0) * ld + lo, ld);
+      }
+      // Clears everything not allowed, computed or not; everything allowed was computed.
+      const bool* mask_t = L.t_mask_of(run.mask);
+      for (std::int64_t j = 0; j < run.width; ++j) cpu::mask_row(s + (n + j) * ld, mask_t + j * tile, rows);
+    }
+    x.runs.push_back(run);
+    n += run.width;
+    e = e1;
+  }
+  return {e, n};
+}
+
+// Online softmax over a chunk of n keys, one column per query: m_new = max(m, chunk max),
+// P = exp(S - m_new), O and l rescaled by exp(m - m_new). A query with no allowed key yet keeps
+// m = -inf and is shifted by +inf instead, so its P is exactly 0.
+template <typename scalar_t>
+void softmax_chunk(std::int64_t n, std::int64_t ld, std::int64_t rows, std::int64_t D, ForwardScratch<scalar_t>& x) {
+  constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
+  scalar_t* s = x.scores.data();
+  std::copy(x.row_m.begin(), x.row_m.begin() + rows, x.chunk_m.begin());
+  cpu::col_max(s, n, ld, rows, x.chunk_m.data());
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const scalar_t m_new = x.chunk_m[r];
+    x.shift[r] = m_new == neg_inf ? -neg_inf : m_new;
+    if (m_new != x.row_m[r]) {
+      const scalar_t alpha = std::exp(x.row_m[r] - m_new);  // 0 when row_m was -inf
+      scalar_t* acc_row = x.acc.data() + r * D;
+      for (std::int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
+      x.row_l[r] *= alpha;
+      x.row_m[r] = m_new;
+    }
+  }
+  cpu::exp_shift_cols(s, n, ld, rows, x.shift.data(), x.row_l.data());
+}
+
+// O += P V per run of the chunk, as O += (S^T)^T V (gemm_tn reads S^T transposed); a partial
+// tile's blocks of queries only over the keys they allow.
+template <typename scalar_t>
+void accumulate_chunk(const cpu::LayoutView& L, std::int64_t rows, const scalar_t* v, std::int64_t D,
+                      ForwardScratch<scalar_t>& x) {
+  const std::int64_t ld = L.tile, row_block = cpu::gemm_block_rows();
+  const scalar_t* s = x.scores.data();
+  for (const KeyRun& run : x.runs) {
+    if (run.mask < 0) {
+      cpu::gemm_tn(rows, D, run.width, scalar_t(1), s + run.offset * ld, ld, v + run.s0 * D, D, scalar_t(1),
+                   x.acc.data(), D);
+      continue;
+    }
+    for (std::int64_t b0 = 0; b0 < rows; b0 += row_block) {
+      const std::int64_t b1 = std::min(rows, b0 + row_block);
+      const auto span = L.row_span(run.mask, b0, b1);  // keys these queries allow
+      if (span.lo < span.hi)
+        cpu::gemm_tn(b1 - b0, D, span.hi - span.lo, scalar_t(1), s + (run.offset + span.lo) * ld + b0, ld,
+                     v + (run.s0 + span.lo) * D, D, scalar_t(1), x.acc.data() + b0 * D, D);
+    }
+  }
+  x.runs.clear();
+}
+
 // One query tile `qt` of one (b, h). Scores are kept key-major, S^T = scale K_run Q_i^T, so
 // the B operand of every score product is this tile's Q^T, packed once here, and K is read
 // in place: nothing of the whole sequence is copied (the forward's peak memory is out + lse).
 // The row's tiles are taken in chunks of up to kChunkKeys keys, adjacent or not: one
 // online-softmax update (max, exp, rescale of O) per chunk, vectorized across queries, then
-// O += P V as O += (S^T)^T V (gemm_tn reads S^T transposed). Runs of consecutive full tiles
-// share one product; a partial tile is computed in blocks of the micro-kernel's rows of keys,
-// each over the queries those keys allow (for P V: blocks of queries over their keys), so a
-// causal diagonal tile costs ~60% of a full one.
+// O += P V. A causal diagonal tile costs ~60% of a full one.
 template <typename scalar_t>
 void forward_query_tile(const cpu::LayoutView& L, std::int64_t qt, const scalar_t* q,
                         const scalar_t* k, const scalar_t* v, scalar_t* out, scalar_t* lse,
                         std::int64_t D, scalar_t scale, ForwardScratch<scalar_t>& x) {
   constexpr scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
   const std::int64_t tile = L.tile, r0 = qt * tile, rows = std::min(tile, L.T - r0);
-  const std::int64_t row_block = cpu::gemm_block_rows();
-  const std::int64_t ld = tile;  // row stride of S^T: one column per query
   cpu::pack_panels(q + r0 * D, rows, D, x.q_panels.data());
   std::fill(x.acc.begin(), x.acc.begin() + rows * D, scalar_t(0));
   std::fill(x.row_m.begin(), x.row_m.begin() + rows, neg_inf);
   std::fill(x.row_l.begin(), x.row_l.begin() + rows, scalar_t(0));
-
-  const std::int64_t chunk_keys = std::max(kChunkKeys, tile);
-  const std::int64_t e_end = L.row_ptr[qt + 1];
-  for (std::int64_t e_chunk = L.row_ptr[qt]; e_chunk < e_end;) {
-    scalar_t* s = x.scores.data();
-    std::int64_t n = 0;  // keys gathered in this chunk
-    std::int64_t e = e_chunk;
-    while (e < e_end && n + tile <= chunk_keys) {
-      std::int64_t e1 = e + 1;
-      if (L.tile_mask[e] < 0)
-        while (e1 < e_end && L.tile_mask[e1] < 0 && L.col_idx[e1] == L.col_idx[e1 - 1] + 1 &&
-               n + (e1 - e + 1) * tile <= chunk_keys)
-          ++e1;
-      const std::int64_t s0 = L.col_idx[e] * tile;
-      const KeyRun run{s0, std::min(L.S, (L.col_idx[e1 - 1] + 1) * tile) - s0, n, L.tile_mask[e]};
-      if (run.mask < 0) {
-        cpu::gemm_nn_panels(run.width, rows, D, scale, k + s0 * D, D, x.q_panels.data(), scalar_t(0),
-                            s + n * ld, ld);
-      } else {
-        for (std::int64_t b0 = 0; b0 < run.width; b0 += row_block) {
-          const std::int64_t b1 = std::min(run.width, b0 + row_block);
-          const auto span = L.col_span(run.mask, b0, b1);  // queries these keys allow
-          const std::int64_t lo = span.lo / cpu::kPanelWidth * cpu::kPanelWidth;  // panel start
-          if (span.lo < span.hi)
-            cpu::gemm_nn_panels(b1 - b0, std::min(span.hi, rows) - lo, D, scale, k + (s0 + b0) * D, D,
-                                x.q_panels.data() + lo * D, scalar_t(0), s + (n + b0) * ld + lo, ld);
-        }
-        // Clears everything not allowed, computed or not; everything allowed was computed.
-        const bool* mask_t = L.t_mask_of(run.mask);
-        for (std::int64_t j = 0; j < run.width; ++j) cpu::mask_row(s + (n + j) * ld, mask_t + j * tile, rows);
-      }
-      x.runs.push_back(run);
-      n += run.width;
-      e = e1;
-    }
-
-    // Online softmax, one column per query: m_new = max(m, chunk max), P = exp(S - m_new),
-    // O and l rescaled by exp(m - m_new). A query with no allowed key yet keeps m = -inf and
-    // is shifted by +inf instead, so its P is exactly 0.
-    std::copy(x.row_m.begin(), x.row_m.begin() + rows, x.chunk_m.begin());
-    cpu::col_max(s, n, ld, rows, x.chunk_m.data());
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const scalar_t m_new = x.chunk_m[r];
-      x.shift[r] = m_new == neg_inf ? -neg_inf : m_new;
-      if (m_new != x.row_m[r]) {
-        const scalar_t alpha = std::exp(x.row_m[r] - m_new);  // 0 when row_m was -inf
-        scalar_t* acc_row = x.acc.data() + r * D;
-        for (std::int64_t d = 0; d < D; ++d) acc_row[d] *= alpha;
-        x.row_l[r] *= alpha;
-        x.row_m[r] = m_new;
-      }
-    }
-    cpu::exp_shift_cols(s, n, ld, rows, x.shift.data(), x.row_l.data());
-
-    // O += P V per run; a partial tile's blocks of queries only over the keys they allow.
-    for (const KeyRun& run : x.runs) {
-      if (run.mask < 0) {
-        cpu::gemm_tn(rows, D, run.width, scalar_t(1), s + run.offset * ld, ld, v + run.s0 * D, D, scalar_t(1),
-                     x.acc.data(), D);
-        continue;
-      }
-      for (std::int64_t b0 = 0; b0 < rows; b0 += row_block) {
-        const std::int64_t b1 = std::min(rows, b0 + row_block);
-        const auto span = L.row_span(run.mask, b0, b1);  // keys these queries allow
-        if (span.lo < span.hi)
-          cpu::gemm_tn(b1 - b0, D, span.hi - span.lo, scalar_t(1), s + (run.offset + span.lo) * ld + b0, ld,
-                       v + (run.s0 + span.lo) * D, D, scalar_t(1), x.acc.data() + b0 * D, D);
-      }
-    }
-    x.runs.clear();
-    e_chunk = e;
+  for (std::int64_t e = L.row_ptr[qt]; e < L.row_ptr[qt + 1];) {
+    const auto [next, n] = score_chunk(L, qt, e, rows, k, D, scale, x);
+    softmax_chunk(n, tile, rows, D, x);
+    accumulate_chunk(L, rows, v, D, x);
+    e = next;
   }
-
   for (std::int64_t r = 0; r < rows; ++r) {
     const scalar_t l = x.row_l[r];
     const scalar_t inv = l > 0 ? scalar_t(1) / l : scalar_t(0);

@@ -193,7 +193,7 @@ class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSea
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
     const std::int64_t T = q.size(2);
     last_T_ = T;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const double scale = attnlab::kernels::softmax_scale(q.size(-1));
     if (hard() || fine_tuning_) return forward_hard(q, k, v, T, scale);
     if (st_gumbel_) return forward_st_gumbel(q, k, v, scale);
     if (search_) return run_unions(q, k, v, surviving_unions(), scale);
@@ -311,15 +311,7 @@ class BlendAttention : public attnlab::AttentionBackend, public attnlab::HeadSea
   // runs one kernel pass per candidate over that candidate's tiles; one mask per head on the
   // kernel (hard, fine-tune, st_gumbel) those masks' tiles.
   attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
-    if (!runs_one_mask_per_head() && mixture_) {
-      attnlab::Cost total;
-      for (const auto& c : candidates_) {
-        const auto one = attnlab::mask_cost({attnlab::masks::block_layout(c, shape.seq_len, tile_)}, shape);
-        total.forward_flops += one.forward_flops;
-        total.backward_flops += one.backward_flops;
-      }
-      return total;
-    }
+    if (!runs_one_mask_per_head() && mixture_) return attnlab::mixture_cost(candidates_, shape, tile_);
     if (!runs_one_mask_per_head() || execution_ == "reference") return attnlab::full_cost(shape);
     return attnlab::mask_cost(layouts(shape.seq_len), shape);
   }

@@ -47,7 +47,7 @@ class DenseAttention : public attnlab::AttentionBackend {
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
-    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const double scale = attnlab::kernels::softmax_scale(q.size(-1));
     if (execution_ == "block_sparse")
       return attnlab::kernels::block_sparse_attention(q, k, v, {attnlab::masks::block_layout("causal", q.size(2), tile_)},
                                                       scale);

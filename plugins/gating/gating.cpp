@@ -14,7 +14,7 @@
 //          (blend's mixture, mixed per query by the gate instead of per head)
 //   hard:  c[b,h,i] = argmax_k g[b,h,i,k]; one layout per (b, h) whose query-tile row i is row
 //          i of L_{c[b,h,i]} (compose.hpp: O(nnz), no T x T), one kernel pass
-//   density reported = what ran: soft, every candidate's tiles (cost = sum_k mask_cost(L_k));
+//   density reported = what ran: soft, every candidate's tiles (cost = mixture_cost: sum_k mask_cost(L_k));
 //   hard, the composed rows (layouts() = those B*H layouts)
 // execution = "masked" (any gate, any granularity): one shared set of T x T scores
 //   e[t,s] = exp(q·k/sqrt(D) - max_{s'<=t}) on s <= t;  Z_k[t] = sum_s e M_k;
@@ -120,15 +120,7 @@ class GatedAttention : public attnlab::AttentionBackend {
   // composed layouts. masked: the full T x T scores and P V plus the two contractions over K.
   attnlab::Cost cost(const attnlab::AttentionShape& shape) const override {
     if (sparse_ && hard()) return attnlab::mask_cost(layouts(shape.seq_len), shape);
-    if (sparse_) {
-      attnlab::Cost total;
-      for (const auto& c : candidates_) {
-        const auto one = attnlab::mask_cost({attnlab::masks::block_layout(c, shape.seq_len, block_)}, shape);
-        total.forward_flops += one.forward_flops;
-        total.backward_flops += one.backward_flops;
-      }
-      return total;
-    }
+    if (sparse_) return attnlab::mixture_cost(candidates_, shape, block_);
     auto cost = attnlab::full_cost(shape);
     const double T = static_cast<double>(shape.seq_len), K = static_cast<double>(candidates_.size());
     const double mix = 4.0 * K * T * T * static_cast<double>(shape.batch * shape.heads);
@@ -138,7 +130,7 @@ class GatedAttention : public attnlab::AttentionBackend {
   }
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
-    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const double scale = attnlab::kernels::softmax_scale(q.size(-1));
     const auto logits = gate_logits(q);  // [B, H, T | n_blocks, K]
     last_gates_ = per_query(gates_of(logits, q.scalar_type()), q.size(2));
     if (!sparse_) return forward_masked(q, k, v, scale);

@@ -51,7 +51,7 @@ class MaskedAttention : public attnlab::AttentionBackend {
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
     const std::int64_t T = q.size(2);
-    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const double scale = attnlab::kernels::softmax_scale(q.size(-1));
     if (execution_ == "block_sparse")
       return attnlab::kernels::block_sparse_attention(q, k, v, {attnlab::masks::block_layout(pattern_, T, tile_)}, scale);
     const auto allowed = attnlab::masks::dense(pattern_, T).to(q.device());

@@ -100,7 +100,7 @@ class TopkAttention : public attnlab::AttentionBackend {
 
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) override {
     const std::int64_t T = q.size(2);
-    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    const double scale = attnlab::kernels::softmax_scale(q.size(-1));
     if (granularity_ == "query_block") return forward_blocks(q, k, v, scale);
     // MoBA on the kernel: key blocks that are the kernel's tiles go straight into one layout
     // per (b, h), without any T x T tensor (the selection is [B, H, T, T / block]).

@@ -1,7 +1,8 @@
 // Layout lists <-> kernels::LayoutSet (see layout_args.hpp).
 #include "layout_args.hpp"
 
-#include <cmath>
+#include <attnlab/kernels/attention.hpp>
+
 #include <memory>
 
 namespace attnlab::ops {
@@ -42,7 +43,7 @@ double scale_or_default(const c10::optional<double>& scale, const at::Tensor& q)
   if (scale.has_value()) return *scale;
   TORCH_CHECK(q.dim() == 4 && q.size(3) > 0, "attnlab: q must be [B, H, T, D] with D > 0, got ",
               q.sizes());
-  return 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  return kernels::softmax_scale(q.size(3));
 }
 
 }  // namespace attnlab::ops

@@ -108,6 +108,10 @@ class ATTNLAB_API AttentionBackend : public torch::nn::Module {
 ATTNLAB_API Cost mask_cost(const kernels::LayoutSet& layouts, const AttentionShape& shape);
 // The same for every element of the T x T matrix: what masked T x T math computes.
 ATTNLAB_API Cost full_cost(const AttentionShape& shape);
+// A soft mixture that runs every candidate mask in its own kernel pass: the sum of mask_cost
+// over one block layout per expression (masks.hpp), at tile `tile`.
+ATTNLAB_API Cost mixture_cost(const std::vector<std::string>& expressions, const AttentionShape& shape,
+                              std::int64_t tile);
 
 // Element and block density of a layout set (the mean over its layouts), and of a backend's
 // layouts(T).
@@ -122,5 +126,8 @@ ATTNLAB_API Density density_of(const AttentionBackend& backend, std::int64_t T);
 // kernel's own tile count instead (kernels::forward_tiles_computed), which also counts every
 // pass of a mixture; the `accounting` check (check/contract.hpp) holds hard mode to both.
 ATTNLAB_API Density executed_density(const AttentionBackend& backend, const AttentionShape& shape);
+// The same with layouts(T) already at hand: an input-dependent backend rebuilds them per call.
+ATTNLAB_API Density executed_density(const AttentionBackend& backend, const AttentionShape& shape,
+                                     const kernels::LayoutSet& layouts);
 
 }  // namespace attnlab

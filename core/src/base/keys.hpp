@@ -9,7 +9,7 @@
 //   struct TeacherSpec { ATTNLAB_TEACHER_KEYS(ATTNLAB_KEY_FIELD) };
 //
 // and that one list makes the struct's fields with their defaults (ATTNLAB_KEY_FIELD) and its
-// key table (ATTNLAB_KEY_ROW, in a .cpp): what sweep validation checks, what docs/CONFIG.md
+// key table (ATTNLAB_KEY_TABLE, in a .cpp): what sweep validation checks, what docs/CONFIG.md
 // lists, and the code that reads a checked value into its field. Nothing else restates a key.
 #include <nlohmann/json.hpp>
 
@@ -130,3 +130,16 @@ class Table {
 // keys::Table<SpecType>) and the alias `SpecType` in scope.
 #define ATTNLAB_KEY_FIELD(type, name, def, allowed, doc) type name = def;
 #define ATTNLAB_KEY_ROW(type, name, def, allowed, doc) table.add<type>(#name, &SpecType::name, def, allowed, doc);
+
+// Defines `const keys::Table<Spec>& function()`: Spec's key table, built once from its list
+// KEYS (in a .cpp), e.g. ATTNLAB_KEY_TABLE(teacher_keys, TeacherSpec, ATTNLAB_TEACHER_KEYS).
+#define ATTNLAB_KEY_TABLE(function, Spec, KEYS)    \
+  const ::attnlab::keys::Table<Spec>& function() { \
+    static const auto built = [] {                 \
+      using SpecType = Spec;                       \
+      ::attnlab::keys::Table<SpecType> table;      \
+      KEYS(ATTNLAB_KEY_ROW)                        \
+      return table;                                \
+    }();                                           \
+    return built;                                  \
+  }

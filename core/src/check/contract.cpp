@@ -118,117 +118,139 @@ class Contract {
     return r;
   }
 
+  // Every check in soft mode, then in hard mode; a hard-mode-only check reports itself not
+  // applicable in soft mode, as the exact ones do for a backend not exact in hard mode.
   std::vector<CheckResult> run() const {
     std::vector<CheckResult> out;
-    const std::int64_t max_T = *std::max_element(o_.seq_lens.begin(), o_.seq_lens.end());
     for (const bool hard : {false, true}) {
-      out.push_back(each_length("shapes", hard, [&](std::int64_t T) -> std::string {
-        c10::NoGradGuard no_grad;
-        for (const auto dtype : {at::kFloat, at::kDouble}) {
-          const auto x = random_qkv(o_, T, dtype, 1);
-          const auto y = make(hard, max_T)->forward(x.q, x.k, x.v);
-          if (y.sizes() != x.q.sizes()) return "out has shape " + c10::str(y.sizes()) + ", not q's";
-          if (y.scalar_type() != dtype) return std::string("out is ") + c10::toString(y.scalar_type()) + " for " +
-                                               c10::toString(dtype) + " inputs";
-        }
-        return "";
-      }));
-      out.push_back(each_length("finite", hard, [&](std::int64_t T) -> std::string {
-        auto backend = make(hard, max_T);
-        auto x = random_qkv(o_, T, at::kFloat, 2);
-        for (auto* t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
-        const auto y = backend->forward(x.q, x.k, x.v);
-        if (!at::isfinite(y).all().item<bool>()) return "out has non-finite values";
-        auto loss = (y * at::randn_like(y)).sum();
-        const auto reg = backend->regularizer();
-        if (reg.defined()) loss = loss + reg;
-        loss.backward();
-        for (const auto* t : {&x.q, &x.k, &x.v})
-          if (t->grad().defined() && !at::isfinite(t->grad()).all().item<bool>()) return "an input gradient is not finite";
-        for (const auto& p : backend->parameters())
-          if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) return "a parameter gradient is not finite";
-        return "";
-      }));
-      out.push_back(each_length("causal", hard, [&](std::int64_t T) -> std::string {
-        if (T < 2) return "";
-        c10::NoGradGuard no_grad;
-        const std::int64_t cut = T / 2;
-        auto backend = make(hard, max_T);
-        const auto x = random_qkv(o_, T, at::kDouble, 3);
-        const auto before = backend->forward(x.q, x.k, x.v);
-        auto changed = random_qkv(o_, T, at::kDouble, 3);
-        at::manual_seed(99);
-        for (auto* t : {&changed.q, &changed.k, &changed.v}) t->narrow(2, cut, T - cut).normal_();
-        const auto after = backend->forward(changed.q, changed.k, changed.v);
-        const double moved = max_diff(before.narrow(2, 0, cut), after.narrow(2, 0, cut));
-        if (moved > 1e-9) {
-          std::ostringstream s;
-          s << "outputs before t = " << cut << " moved by " << moved << " when later tokens changed";
-          return s.str();
-        }
-        return "";
-      }));
-      out.push_back(each_length("seeded", hard, [&](std::int64_t T) -> std::string {
-        c10::NoGradGuard no_grad;
-        const auto x = random_qkv(o_, T, at::kFloat, 4);
-        const auto a = make(hard, max_T)->forward(x.q, x.k, x.v), b = make(hard, max_T)->forward(x.q, x.k, x.v);
-        if (!at::equal(a, b)) return "two backends built with one seed differ by " + std::to_string(max_diff(a, b));
-        return "";
-      }));
+      for (const auto& [name, body] : {std::pair{"shapes", &Contract::shapes}, std::pair{"finite", &Contract::finite},
+                                       std::pair{"causal", &Contract::causal}, std::pair{"seeded", &Contract::seeded}})
+        out.push_back(check(name, hard, body));
       if (!hard) {
         out.push_back({"reference", "soft", Outcome::NotApplicable, "hard mode only (soft modes may bias the scores)"});
         out.push_back({"kernel", "soft", Outcome::NotApplicable, "hard mode only"});
         out.push_back({"accounting", "soft", Outcome::NotApplicable, "hard mode only (a soft mixture runs several passes)"});
         continue;
       }
-      if (!make(true, max_T)->exact_in_hard_mode()) {
-        out.push_back(each_length("accounting", hard, [&](std::int64_t T) -> std::string { return accounting(T); }));
+      if (!make(true, max_T())->exact_in_hard_mode()) {
+        out.push_back(check("accounting", hard, &Contract::accounting));
         out.push_back({"reference", "hard", Outcome::NotApplicable, "exact_in_hard_mode() is false for these parameters"});
         out.push_back({"kernel", "hard", Outcome::NotApplicable, "exact_in_hard_mode() is false for these parameters"});
         continue;
       }
-      out.push_back(each_length("reference", hard, [&](std::int64_t T) -> std::string {
-        auto backend = make(true, max_T);
-        auto x = random_qkv(o_, T, at::kDouble, 5);
-        for (auto* t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
-        const auto y = backend->forward(x.q, x.k, x.v);
-        const auto allowed = dense_masks(backend->layouts(T), o_.batch, o_.heads);
-        const double scale = 1.0 / std::sqrt(static_cast<double>(o_.head_dim));
-        const auto ref = kernels::reference_attention(x.q, x.k, x.v, allowed, scale);
-        const double d_out = max_diff(y, ref);
-        if (d_out > 1e-8) return "out differs from the reference over layouts() by " + std::to_string(d_out);
-        const auto g = at::randn_like(ref);
-        const auto got = torch::autograd::grad({y}, {x.q, x.k, x.v}, {g}, /*retain_graph=*/false, false, true);
-        const auto want = torch::autograd::grad({ref}, {x.q, x.k, x.v}, {g}, false, false, true);
-        for (int i = 0; i < 3; ++i) {
-          const at::Tensor a = got[i].defined() ? got[i] : at::zeros_like(want[i]);
-          const double d = max_diff(a, want[i]);
-          if (d > 1e-7) return std::string("d") + "qkv"[i] + " differs from the reference's by " + std::to_string(d);
-        }
-        return "";
-      }));
-      out.push_back(each_length("accounting", hard, [&](std::int64_t T) -> std::string { return accounting(T); }));
-      out.push_back(each_length("kernel", hard, [&](std::int64_t T) -> std::string {
-        c10::NoGradGuard no_grad;
-        auto backend = make(true, max_T);
-        const auto x = random_qkv(o_, T, at::kFloat, 6);
-        const auto y = backend->forward(x.q, x.k, x.v);
-        const double scale = 1.0 / std::sqrt(static_cast<double>(o_.head_dim));
-        const auto k = kernels::block_sparse_attention(x.q, x.k, x.v, backend->layouts(T), scale);
-        const double d = max_diff(y, k);
-        if (d > 1e-4) return "out differs from the block-sparse kernel over layouts() by " + std::to_string(d);
-        return "";
-      }));
+      out.push_back(check("reference", hard, &Contract::reference));
+      out.push_back(check("accounting", hard, &Contract::accounting));
+      out.push_back(check("kernel", hard, &Contract::kernel));
     }
     return out;
   }
 
-  std::string accounting(std::int64_t T) const {
+ private:
+  // One check: a problem at T in the given mode, or "" when there is none.
+  using Check = std::string (Contract::*)(bool hard, std::int64_t T) const;
+
+  CheckResult check(const std::string& name, bool hard, Check body) const {
+    return each_length(name, hard, [&](std::int64_t T) { return (this->*body)(hard, T); });
+  }
+
+  // Every backend is built for the longest T checked.
+  std::int64_t max_T() const { return *std::max_element(o_.seq_lens.begin(), o_.seq_lens.end()); }
+
+  std::string shapes(bool hard, std::int64_t T) const {
+    c10::NoGradGuard no_grad;
+    for (const auto dtype : {at::kFloat, at::kDouble}) {
+      const auto x = random_qkv(o_, T, dtype, 1);
+      const auto y = make(hard, max_T())->forward(x.q, x.k, x.v);
+      if (y.sizes() != x.q.sizes()) return "out has shape " + c10::str(y.sizes()) + ", not q's";
+      if (y.scalar_type() != dtype) return std::string("out is ") + c10::toString(y.scalar_type()) + " for " +
+                                           c10::toString(dtype) + " inputs";
+    }
+    return "";
+  }
+
+  std::string finite(bool hard, std::int64_t T) const {
+    auto backend = make(hard, max_T());
+    auto x = random_qkv(o_, T, at::kFloat, 2);
+    for (auto* t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
+    const auto y = backend->forward(x.q, x.k, x.v);
+    if (!at::isfinite(y).all().item<bool>()) return "out has non-finite values";
+    auto loss = (y * at::randn_like(y)).sum();
+    const auto reg = backend->regularizer();
+    if (reg.defined()) loss = loss + reg;
+    loss.backward();
+    for (const auto* t : {&x.q, &x.k, &x.v})
+      if (t->grad().defined() && !at::isfinite(t->grad()).all().item<bool>()) return "an input gradient is not finite";
+    for (const auto& p : backend->parameters())
+      if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) return "a parameter gradient is not finite";
+    return "";
+  }
+
+  std::string causal(bool hard, std::int64_t T) const {
+    if (T < 2) return "";
+    c10::NoGradGuard no_grad;
+    const std::int64_t cut = T / 2;
+    auto backend = make(hard, max_T());
+    const auto x = random_qkv(o_, T, at::kDouble, 3);
+    const auto before = backend->forward(x.q, x.k, x.v);
+    auto changed = random_qkv(o_, T, at::kDouble, 3);
+    at::manual_seed(99);
+    for (auto* t : {&changed.q, &changed.k, &changed.v}) t->narrow(2, cut, T - cut).normal_();
+    const auto after = backend->forward(changed.q, changed.k, changed.v);
+    const double moved = max_diff(before.narrow(2, 0, cut), after.narrow(2, 0, cut));
+    if (moved > 1e-9) {
+      std::ostringstream s;
+      s << "outputs before t = " << cut << " moved by " << moved << " when later tokens changed";
+      return s.str();
+    }
+    return "";
+  }
+
+  std::string seeded(bool hard, std::int64_t T) const {
+    c10::NoGradGuard no_grad;
+    const auto x = random_qkv(o_, T, at::kFloat, 4);
+    const auto a = make(hard, max_T())->forward(x.q, x.k, x.v), b = make(hard, max_T())->forward(x.q, x.k, x.v);
+    if (!at::equal(a, b)) return "two backends built with one seed differ by " + std::to_string(max_diff(a, b));
+    return "";
+  }
+
+  // Hard mode: out and its gradients are the float64 reference's over layouts()'s masks.
+  std::string reference(bool, std::int64_t T) const {
+    auto backend = make(true, max_T());
+    auto x = random_qkv(o_, T, at::kDouble, 5);
+    for (auto* t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
+    const auto y = backend->forward(x.q, x.k, x.v);
+    const auto allowed = dense_masks(backend->layouts(T), o_.batch, o_.heads);
+    const auto ref = kernels::reference_attention(x.q, x.k, x.v, allowed, kernels::softmax_scale(o_.head_dim));
+    const double d_out = max_diff(y, ref);
+    if (d_out > 1e-8) return "out differs from the reference over layouts() by " + std::to_string(d_out);
+    const auto g = at::randn_like(ref);
+    const auto got = torch::autograd::grad({y}, {x.q, x.k, x.v}, {g}, /*retain_graph=*/false, false, true);
+    const auto want = torch::autograd::grad({ref}, {x.q, x.k, x.v}, {g}, false, false, true);
+    for (int i = 0; i < 3; ++i) {
+      const at::Tensor a = got[i].defined() ? got[i] : at::zeros_like(want[i]);
+      const double d = max_diff(a, want[i]);
+      if (d > 1e-7) return std::string("d") + "qkv"[i] + " differs from the reference's by " + std::to_string(d);
+    }
+    return "";
+  }
+
+  // Hard mode: out is the block-sparse kernel's over layouts().
+  std::string kernel(bool, std::int64_t T) const {
+    c10::NoGradGuard no_grad;
+    auto backend = make(true, max_T());
+    const auto x = random_qkv(o_, T, at::kFloat, 6);
+    const auto y = backend->forward(x.q, x.k, x.v);
+    const auto k = kernels::block_sparse_attention(x.q, x.k, x.v, backend->layouts(T), kernels::softmax_scale(o_.head_dim));
+    const double d = max_diff(y, k);
+    if (d > 1e-4) return "out differs from the block-sparse kernel over layouts() by " + std::to_string(d);
+    return "";
+  }
+
+  std::string accounting(bool, std::int64_t T) const {
     auto backend = make(true, T);
     return accounting_problem(*backend, o_, T);
   }
 
- private:
   const PluginRegistry& registry_;
   std::string backend_;
   ContractOptions o_;

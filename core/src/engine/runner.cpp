@@ -116,6 +116,71 @@ std::vector<std::unique_ptr<engine::ForkServer>> start_fork_servers(int jobs) {
   return servers;
 }
 
+// The job file the trial's child reads: which trial of which sweep, and where to record it.
+void write_job(const Shared& shared, const Claim& claim, const std::string& label, const std::string& job_path) {
+  engine::TrialJob job;
+  job.sweep_path = shared.sweep.path;
+  job.sweep_source = shared.sweep.source;
+  job.overrides = shared.sweep.overrides;
+  job.trial_key = claim.key;
+  job.results_dir = shared.options.results_dir;
+  job.sgemm_gflops = shared.sgemm;
+  job.label = label + (claim.attempt > 1 ? " (attempt " + std::to_string(claim.attempt) + ")" : "");
+  job.live = shared.live;
+  job.db_path = shared.options.db_path;
+  job.round = shared.round;
+  if (auto it = shared.prior.find(claim.trial_id); it != shared.prior.end()) job.prior_repeats_ms = it->second;
+  std::ofstream out(job_path);
+  out << job.to_json().dump();
+}
+
+// Why a trial failed: its own message when it threw, else how the process ended and the end
+// of what it printed.
+std::string failure_reason(const engine::ChildResult& result, const engine::TrialOutcome& outcome) {
+  std::string why = outcome.error.empty() || result.timed_out || result.claim_lost ? result.describe() : outcome.error;
+  if (!(result.exited && result.exit_code == engine::kExitTrialError) || result.timed_out) {
+    const std::string tail = tail_lines(result.stderr_tail, 8);
+    if (!tail.empty()) why += "; last output:\n" + tail;
+  }
+  return why;
+}
+
+// What the child's end means for the claimed trial: done, stopped itself (diverged or pruned,
+// never retried), or failed (retried while attempts are left).
+void record_outcome(Shared& shared, ResultStore& store, const Claim& claim, const std::string& me,
+                    const std::string& label, const engine::ChildResult& result, const std::string& result_path) {
+  const auto outcome = result.exited && result.exit_code == 0 ? engine::read_trial_result(result_path)
+                       : result.exited && result.exit_code == engine::kExitTrialError
+                           ? engine::read_trial_result(result_path)
+                           : engine::TrialOutcome{};
+  std::lock_guard<std::mutex> lock(shared.log);
+  if (!outcome.final_status.empty()) {
+    if (store.end_claimed(claim, me, outcome.final_status, outcome.error, outcome.record)) {
+      ++(outcome.final_status == "pruned" ? shared.pruned : shared.failed);
+      spdlog::warn("{} {}", label, outcome.error);
+    }
+    return;
+  }
+  if (outcome.ok) {
+    if (store.finish_claimed(claim, me, outcome.record, outcome.provenance)) {
+      ++shared.ran;
+      spdlog::info("{} done ({:.1f} s)", label, result.seconds);
+    } else {
+      spdlog::warn("{}: finished, but its claim had been taken over; the result is not recorded", label);
+    }
+    return;
+  }
+  const std::string why = failure_reason(result, outcome);
+  if (result.claim_lost) {
+    spdlog::warn("{}: {}", label, why);
+    return;
+  }
+  store.fail_claimed(claim, me, why, {}, shared.policy.max_attempts);
+  const bool retrying = store.trial_status(claim.key) == std::optional<std::string>("pending");
+  if (!retrying) ++shared.failed;
+  spdlog::error("{} {}: {}", label, retrying ? "failed, will retry" : "failed", why);
+}
+
 // One worker: claim, run in a child, record; until nothing is left that anyone could claim.
 void work(Shared& shared, int worker_index, engine::ForkServer* server) {
   const std::string me = engine::worker_id() + (worker_index ? "/" + std::to_string(worker_index) : "");
@@ -137,24 +202,9 @@ void work(Shared& shared, int worker_index, engine::ForkServer* server) {
     }
     const int place = shared.position.count(claim->trial_id) ? shared.position.at(claim->trial_id) : 0;
     const std::string label = "[" + std::to_string(place) + "/" + std::to_string(shared.total) + "] " + claim->name;
-    engine::TrialJob job;
-    job.sweep_path = shared.sweep.path;
-    job.sweep_source = shared.sweep.source;
-    job.overrides = shared.sweep.overrides;
-    job.trial_key = claim->key;
-    job.results_dir = shared.options.results_dir;
-    job.sgemm_gflops = shared.sgemm;
-    job.label = label + (claim->attempt > 1 ? " (attempt " + std::to_string(claim->attempt) + ")" : "");
-    job.live = shared.live;
-    job.db_path = shared.options.db_path;
-    job.round = shared.round;
-    if (auto it = shared.prior.find(claim->trial_id); it != shared.prior.end()) job.prior_repeats_ms = it->second;
     const std::string job_path = (scratch / "job.json").string(), result_path = (scratch / "result.json").string();
     fs::remove(result_path);
-    {
-      std::ofstream out(job_path);
-      out << job.to_json().dump();
-    }
+    write_job(shared, *claim, label, job_path);
     engine::ChildOptions child;
     child.timeout_s = shared.sweep.trial_timeout_s;
     child.heartbeat_s = std::max(0.2, shared.policy.lease_s / 3);
@@ -167,43 +217,7 @@ void work(Shared& shared, int worker_index, engine::ForkServer* server) {
       store.release(*claim, me);
       break;
     }
-    const auto outcome = result.exited && result.exit_code == 0 ? engine::read_trial_result(result_path)
-                         : result.exited && result.exit_code == engine::kExitTrialError
-                             ? engine::read_trial_result(result_path)
-                             : engine::TrialOutcome{};
-    std::lock_guard<std::mutex> lock(shared.log);
-    if (!outcome.final_status.empty()) {  // it stopped itself: diverged or pruned, never retried
-      if (store.end_claimed(*claim, me, outcome.final_status, outcome.error, outcome.record)) {
-        ++(outcome.final_status == "pruned" ? shared.pruned : shared.failed);
-        spdlog::warn("{} {}", label, outcome.error);
-      }
-      continue;
-    }
-    if (outcome.ok) {
-      if (store.finish_claimed(*claim, me, outcome.record, outcome.provenance)) {
-        ++shared.ran;
-        spdlog::info("{} done ({:.1f} s)", label, result.seconds);
-      } else {
-        spdlog::warn("{}: finished, but its claim had been taken over; the result is not recorded", label);
-      }
-      continue;
-    }
-    // Why it failed: its own message when it threw, else how the process ended and the end
-    // of what it printed.
-    std::string why = outcome.error.empty() || result.timed_out || result.claim_lost ? result.describe()
-                                                                                      : outcome.error;
-    if (!(result.exited && result.exit_code == engine::kExitTrialError) || result.timed_out) {
-      const std::string tail = tail_lines(result.stderr_tail, 8);
-      if (!tail.empty()) why += "; last output:\n" + tail;
-    }
-    if (result.claim_lost) {
-      spdlog::warn("{}: {}", label, why);
-      continue;
-    }
-    store.fail_claimed(*claim, me, why, {}, shared.policy.max_attempts);
-    const bool retrying = store.trial_status(claim->key) == std::optional<std::string>("pending");
-    if (!retrying) ++shared.failed;
-    spdlog::error("{} {}: {}", label, retrying ? "failed, will retry" : "failed", why);
+    record_outcome(shared, store, *claim, me, label, result, result_path);
   }
   fs::remove_all(scratch);
 }

@@ -1,39 +1,51 @@
 #pragma once
-// The statistics of a student against its teacher over held-out windows, with 95% bootstrap
-// intervals: windows are resampled with replacement (`resamples` times, seeded), each
-// resample's figures are recomputed from its sums, and the 2.5th and 97.5th percentiles bound
-// the figure. Windows are the unit because tokens within one are not independent.
-//
-//   ppl        = exp(sum nll / sum tokens)            (teacher's and student's)
-//   delta_ppl  = student ppl - teacher ppl            rel_delta_ppl = student ppl / teacher ppl - 1
-//   kl         = sum KL(teacher || student) / tokens  (nats per token)
-//   agreement  = positions where both argmax tokens agree / tokens
-//   bits per byte = sum nll / ln 2 / sum bytes        (bytes tokenizer: one byte per token)
+// The distill trial's evaluation: teacher and student on every held-out window at each eval
+// length, side by side. Per length T (metric names in distill.hpp, docs/RESULTS.md):
+//   * quality: perplexity, KL, agreement, bits per byte, with bootstrap intervals (bootstrap.hpp);
+//   * executed density of the student's attention, the mean over every evaluated batch;
+//   * speed, in this process: the dense teacher timed with LibTorch's attention and with
+//     attnlab's causal kernel (the faster of the two is the baseline), interleaved per batch
+//     with the student (timing.hpp);
+//   * recall accuracy, where the trial has a recall task that fits T (recall_eval.hpp).
+// The student is evaluated in the mode it is deployed in: hard, when hard mode changes its
+// output (and soft too when asked).
+#include "model/gpt2.hpp"
+#include "model/recall_eval.hpp"
+#include "model/specs.hpp"
+#include "text/token_data.hpp"
+#include "text/tokenizer.hpp"
+
 #include <cstdint>
-#include <vector>
+#include <string>
+
+namespace attnlab {
+struct TrialSink;
+}
 
 namespace attnlab::model {
 
-struct WindowStats {
-  double teacher_nll = 0, student_nll = 0, kl = 0, agree = 0, tokens = 0, bytes = 0;
+// The models side by side: the teacher, the same teacher timed with each dense execution,
+// and the student.
+struct EvalModels {
+  GPT2& teacher;
+  GPT2& teacher_sdpa;
+  GPT2& teacher_kernel;
+  GPT2& student;
 };
 
-struct Interval {
-  double value = 0, lo = 0, hi = 0;
+// The held-out splits and what the trial asks of them.
+struct EvalData {
+  const text::Tokenizer& tokenizer;
+  const text::TokenDataset& valid;
+  const text::TokenDataset& test;
+  const RecallTask& recall;
 };
 
-struct EvalSummary {
-  int windows = 0;
-  double tokens = 0, bytes = 0;
-  double teacher_ppl = 0, student_ppl = 0, teacher_bpb = 0, student_bpb = 0;
-  Interval delta_ppl, rel_delta_ppl, kl, agreement;
-};
+void evaluate(const EvalModels& models, const EvalData& data, const DistillSpec& spec, TrialSink& sink);
 
-EvalSummary summarize(const std::vector<WindowStats>& windows, int resamples, std::uint64_t seed);
-
-// sum(num) / sum(den) over windows, with the same bootstrap over windows (recall accuracy:
-// correct answers / questions per window). den summing to 0 gives 0.
-Interval bootstrap_ratio(const std::vector<double>& num, const std::vector<double>& den, int resamples,
-                         std::uint64_t seed);
+// The held-out split evaluated at T: the spec's, or the other one when it is shorter than one
+// window (a small corpus); null when neither holds one.
+const text::TokenDataset* eval_dataset(const text::TokenDataset& valid, const text::TokenDataset& test,
+                                       const std::string& split, std::int64_t T);
 
 }  // namespace attnlab::model

@@ -1,11 +1,11 @@
 #pragma once
 // Recall evaluation (text/recall.hpp): exact value prediction at the query positions of held-out
 // windows that carry a record, overall and per distance bin, with 95% bootstrap intervals over
-// windows (evaluate.hpp). Chance is 1 / recall_values.
+// windows (bootstrap.hpp). Chance is 1 / recall_values.
 //
 // Distance bins at length T: the queries' distances lie in (T/2, T); bin i holds
 // [T/2 + i*T/8, T/2 + (i+1)*T/8), i = 0..3, and is named by its lower bound (recall_acc_d<lo>).
-#include "model/evaluate.hpp"
+#include "model/bootstrap.hpp"
 #include "model/gpt2.hpp"
 #include "text/recall.hpp"
 

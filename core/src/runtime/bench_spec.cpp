@@ -2,14 +2,6 @@
 
 namespace attnlab {
 
-const keys::Table<BenchGrid>& bench_keys() {
-  static const auto keys = [] {
-    using SpecType = BenchGrid;
-    keys::Table<SpecType> table;
-    ATTNLAB_BENCH_KEYS(ATTNLAB_KEY_ROW)
-    return table;
-  }();
-  return keys;
-}
+ATTNLAB_KEY_TABLE(bench_keys, BenchGrid, ATTNLAB_BENCH_KEYS)
 
 }  // namespace attnlab

@@ -11,31 +11,13 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <set>
 #include <sstream>
 
 namespace attnlab {
 
-const keys::Table<SweepHead>& sweep_keys() {
-  static const auto keys = [] {
-    using SpecType = SweepHead;
-    keys::Table<SpecType> table;
-    ATTNLAB_SWEEP_KEYS(ATTNLAB_KEY_ROW)
-    return table;
-  }();
-  return keys;
-}
-
-const keys::Table<SlurmSpec>& slurm_keys() {
-  static const auto keys = [] {
-    using SpecType = SlurmSpec;
-    keys::Table<SpecType> table;
-    ATTNLAB_SLURM_KEYS(ATTNLAB_KEY_ROW)
-    return table;
-  }();
-  return keys;
-}
+ATTNLAB_KEY_TABLE(sweep_keys, SweepHead, ATTNLAB_SWEEP_KEYS)
+ATTNLAB_KEY_TABLE(slurm_keys, SlurmSpec, ATTNLAB_SLURM_KEYS)
 
 namespace {
 
@@ -131,13 +113,6 @@ Axis read_axis(const toml::node& node, const std::string& name, const std::strin
     add(node);
   }
   return axis;
-}
-
-ParamValue json_to_param(const json& value) {
-  if (value.is_boolean()) return value.get<bool>();
-  if (value.is_number_integer()) return value.get<std::int64_t>();
-  if (value.is_number()) return value.get<double>();
-  return value.get<std::string>();
 }
 
 // Applies "section.key=value" (a TOML value) on top of the parsed file.
@@ -254,6 +229,13 @@ json to_json(const ParamValue& value) {
   return std::visit([](const auto& v) { return json(v); }, value);
 }
 
+ParamValue json_to_param(const nlohmann::json& value) {
+  if (value.is_boolean()) return value.get<bool>();
+  if (value.is_number_integer()) return value.get<std::int64_t>();
+  if (value.is_number()) return value.get<double>();
+  return value.get<std::string>();
+}
+
 // FNV-1a 64's prime with an offset basis a digit short of FNV's (1469598103934665603, not
 // 14695981039346656037): how the first trial keys were made. Kept, so that every database
 // written since still resumes; any fixed 64-bit hash would do.
@@ -270,24 +252,22 @@ SweepSpec load_sweep(const std::string& path, const BackendCatalog& backends, co
   return load_sweep_source(path, buffer.str(), backends, kinds, overrides);
 }
 
-SweepSpec load_sweep_source(const std::string& path, const std::string& source, const BackendCatalog& backends,
-                            const std::vector<KindSchema>& kinds, const std::vector<std::string>& overrides) {
-  SweepSpec sweep;
-  sweep.path = path;
-  sweep.source = source;
-  sweep.overrides = overrides;
-  check_toml_characters(sweep.source, path);
-  toml::table root;
+namespace {
+
+toml::table parse_toml(const std::string& source, const std::string& path) {
+  check_toml_characters(source, path);
   try {
-    root = toml::parse(sweep.source, path);
+    return toml::parse(source, path);
   } catch (const toml::parse_error& e) {
     std::ostringstream out;
     out << where(e.source(), path) << ": " << e.description();
     throw ConfigError(out.str());
   }
-  for (const auto& o : overrides) apply_override(root, o);
+}
 
-  // [sweep]
+// [sweep]: the head, with the defaults of its kind; returns that kind.
+const KindSchema& read_head(const toml::table& root, const std::vector<KindSchema>& kinds, SweepSpec& sweep) {
+  const auto& path = sweep.path;
   const auto* sweep_table = root["sweep"].as_table();
   if (!sweep_table) throw ConfigError(path + ":1:1: missing [sweep] table (name, kind, ...)");
   const json head = check_section(*sweep_table, "sweep", sweep_keys().keys(), path);
@@ -304,8 +284,12 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
   static_cast<SweepHead&>(sweep) = sweep_keys().read(resolved_head);
   check_execution_keys(sweep, *kind, *sweep_table, path);
   for (const auto& [k, node] : *sweep_table) sweep.head_where[std::string(k.str())] = where(node, path);
+  return *kind;
+}
 
-  // The kind's own sections; anything else at the top level is unknown.
+// [slurm] and the kind's own sections; anything else at the top level is unknown.
+void read_sections(const toml::table& root, const KindSchema& kind, SweepSpec& sweep) {
+  const auto& path = sweep.path;
   for (const auto& [k, node] : root) {
     const std::string name(k.str());
     if (name == "sweep" || name == "grid" || name == "backend") continue;
@@ -314,21 +298,25 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
       sweep.slurm = slurm_keys().read(check_section(*node.as_table(), "slurm", slurm_keys().keys(), path));
       continue;
     }
-    const auto section = std::find_if(kind->sections.begin(), kind->sections.end(),
+    const auto section = std::find_if(kind.sections.begin(), kind.sections.end(),
                                       [&](const auto& s) { return s.first == name; });
-    if (section != kind->sections.end()) {
+    if (section != kind.sections.end()) {
       if (!node.is_table()) fail(node, path, "[" + name + "] must be a table");
       sweep.sections[name] = check_section(*node.as_table(), name, section->second, path);
       continue;
     }
     std::string known = "sweep, grid, backend.<name>, slurm";
-    for (const auto& s : kind->sections) known += ", " + s.first;
+    for (const auto& s : kind.sections) known += ", " + s.first;
     fail(node, path, "unknown table or key '" + name + "' for kind = \"" + sweep.kind + "\" (known: " + known + ")");
   }
+}
 
-  // [grid]: backend, then the kind's keys.
+// [grid]: backend, then the kind's keys, in the file's order; returns the backend axis.
+const Axis& read_grid(const toml::table& root, const KindSchema& kind, const BackendCatalog& backends,
+                      SweepSpec& sweep) {
+  const auto& path = sweep.path;
   const auto* grid = root["grid"].as_table();
-  if (!grid) fail(*sweep_table, path, "missing [grid] table (at least: backend = [...])");
+  if (!grid) fail(*root["sweep"].as_table(), path, "missing [grid] table (at least: backend = [...])");
   for (const auto& [k, node] : *grid) {
     const std::string name(k.str());
     const std::string full = "[grid] " + name;
@@ -342,10 +330,10 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
       }, path));
       continue;
     }
-    const keys::Key* key = find_key(kind->grid, name);
+    const keys::Key* key = find_key(kind.grid, name);
     if (!key)
       fail(node, path, "unknown key [grid] " + name + " for kind = \"" + sweep.kind + "\" (known: " +
-                           known_keys(kind->grid, "backend") + ")");
+                           known_keys(kind.grid, "backend") + ")");
     sweep.grid.push_back(read_axis(node, name, full, [&](const toml::node& item) {
       return check_scalar(item, *key, full, path);
     }, path));
@@ -358,153 +346,58 @@ SweepSpec load_sweep_source(const std::string& path, const std::string& source, 
     for (const auto& n : backends.backend_names()) names += (names.empty() ? "" : ", ") + n;
     fail(*grid, path, "[grid] backend is required (available: " + names + ")");
   }
+  return *backend_axis;
+}
 
-  // [backend.<name>]: parameters checked against the plugin's schema, value by value.
-  if (const auto* tables = root["backend"].as_table()) {
-    for (const auto& [k, node] : *tables) {
-      const std::string name(k.str());
-      const std::string section = "[backend." + name + "]";
-      const auto* schema = backends.backend_schema(name);
-      if (!schema) fail(node, path, section + ": " + backends.unknown_backend(name));
-      if (std::find(backend_axis->values.begin(), backend_axis->values.end(), json(name)) == backend_axis->values.end())
-        fail(node, path, section + ": backend '" + name + "' is not in [grid] backend");
-      const auto* table = node.as_table();
-      if (!table) fail(node, path, section + " must be a table");
-      sweep.backend_where[name] = where(node, path);
-      auto& axes = sweep.backend_axes[name];
-      for (const auto& [pk, pnode] : *table) {
-        const std::string key(pk.str());
-        const std::string full = section + " " + key;
-        axes.push_back(read_axis(pnode, key, full, [&](const toml::node& item) {
-          json v = scalar_json(item, full, path);
-          try {
-            resolve_params(*schema, {{key, json_to_param(v)}});
-          } catch (const ParamError& e) {
-            fail(item, path, full + ": " + e.what());
-          }
-          return v;
-        }, path));
-      }
-      std::stable_sort(axes.begin(), axes.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
+// [backend.<name>]: parameters checked against the plugin's schema, value by value.
+void read_backend_tables(const toml::table& root, const BackendCatalog& backends, const Axis& backend_axis,
+                         SweepSpec& sweep) {
+  const auto& path = sweep.path;
+  const auto* tables = root["backend"].as_table();
+  if (!tables) return;
+  for (const auto& [k, node] : *tables) {
+    const std::string name(k.str());
+    const std::string section = "[backend." + name + "]";
+    const auto* schema = backends.backend_schema(name);
+    if (!schema) fail(node, path, section + ": " + backends.unknown_backend(name));
+    if (std::find(backend_axis.values.begin(), backend_axis.values.end(), json(name)) == backend_axis.values.end())
+      fail(node, path, section + ": backend '" + name + "' is not in [grid] backend");
+    const auto* table = node.as_table();
+    if (!table) fail(node, path, section + " must be a table");
+    sweep.backend_where[name] = where(node, path);
+    auto& axes = sweep.backend_axes[name];
+    for (const auto& [pk, pnode] : *table) {
+      const std::string key(pk.str());
+      const std::string full = section + " " + key;
+      axes.push_back(read_axis(pnode, key, full, [&](const toml::node& item) {
+        json v = scalar_json(item, full, path);
+        try {
+          resolve_params(*schema, {{key, json_to_param(v)}});
+        } catch (const ParamError& e) {
+          fail(item, path, full + ": " + e.what());
+        }
+        return v;
+      }, path));
     }
+    std::stable_sort(axes.begin(), axes.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
   }
+}
+
+}  // namespace
+
+SweepSpec load_sweep_source(const std::string& path, const std::string& source, const BackendCatalog& backends,
+                            const std::vector<KindSchema>& kinds, const std::vector<std::string>& overrides) {
+  SweepSpec sweep;
+  sweep.path = path;
+  sweep.source = source;
+  sweep.overrides = overrides;
+  toml::table root = parse_toml(sweep.source, path);
+  for (const auto& o : overrides) apply_override(root, o);
+  const KindSchema& kind = read_head(root, kinds, sweep);
+  read_sections(root, kind, sweep);
+  const Axis& backend_axis = read_grid(root, kind, backends, sweep);
+  read_backend_tables(root, backends, backend_axis, sweep);
   return sweep;
-}
-
-// [sweep] sample = N: N trials of the grid drawn uniformly without replacement, seeded by
-// [sweep] seed, kept in grid order. Their keys are the grid's, so a rerun resumes them.
-static std::vector<TrialSpec> sampled(const SweepSpec& sweep, std::vector<TrialSpec> trials) {
-  if (sweep.sample <= 0) return trials;
-  const auto n = static_cast<std::size_t>(sweep.sample);
-  if (n > trials.size()) {
-    const auto it = sweep.head_where.find("sample");
-    throw ConfigError((it != sweep.head_where.end() ? it->second : sweep.path + ":1:1") + ": [sweep] sample = " +
-                      std::to_string(n) + " is more than the grid's " + std::to_string(trials.size()) + " trials");
-  }
-  auto order = seeded_permutation(trials.size(), sweep.seed ^ 0x73616d706c65ull);  // "sample"
-  order.resize(n);
-  std::sort(order.begin(), order.end());
-  std::vector<TrialSpec> chosen;
-  for (auto i : order) chosen.push_back(std::move(trials[i]));
-  return chosen;
-}
-
-std::vector<TrialSpec> expand_trials(const SweepSpec& sweep, const BackendCatalog& backends, double max_trials) {
-  // The product's size first: a typo of an axis (a range written out by a script gone wrong)
-  // must not exhaust memory before it is reported.
-  double count = 0;
-  {
-    double grid = 1;
-    const Axis* backend_axis = nullptr;
-    for (const auto& a : sweep.grid) {
-      if (a.name == "backend") backend_axis = &a;
-      else grid *= static_cast<double>(a.values.size());
-    }
-    for (const auto& b : backend_axis ? backend_axis->values : std::vector<json>{}) {
-      double per_backend = grid;
-      if (auto it = sweep.backend_axes.find(b.get<std::string>()); it != sweep.backend_axes.end())
-        for (const auto& a : it->second) per_backend *= static_cast<double>(a.values.size());
-      count += per_backend;
-    }
-  }
-  if (count > max_trials)
-    throw ConfigError(sweep.path + ":1:1: the sweep expands into " + std::to_string(static_cast<long long>(count)) +
-                      " trials, more than the " + std::to_string(static_cast<long long>(max_trials)) + " allowed");
-  std::vector<TrialSpec> trials;
-  // Odometer over the grid axes, then over the chosen backend's own axes.
-  std::function<void(size_t, json&)> over_grid;
-  auto emit = [&](const json& grid_point) {
-    const std::string backend = grid_point["backend"];
-    std::vector<Axis> axes;
-    if (auto it = sweep.backend_axes.find(backend); it != sweep.backend_axes.end()) axes = it->second;
-    std::vector<std::size_t> chosen(axes.size());  // which value of each axis this trial has
-    std::function<void(size_t, std::map<std::string, ParamValue>&, std::string&)> over_params =
-        [&](size_t i, std::map<std::string, ParamValue>& given, std::string& label) {
-          if (i == axes.size()) {
-            TrialSpec trial;
-            trial.backend = backend;
-            try {
-              trial.backend_params = backends.check_params(backend, given).values();
-            } catch (const ParamError& e) {
-              // At the value that made this trial fail, or where the backend is named.
-              std::string at = sweep.backend_where.count(backend) ? sweep.backend_where.at(backend) : sweep.path;
-              for (std::size_t a = 0; a < axes.size(); ++a)
-                if (axes[a].name == e.key) at = axes[a].where[chosen[a]];
-              throw ConfigError(at + ": [backend." + backend + "] " + e.what() +
-                                (e.hint.empty() ? "" : " (hint: " + e.hint + ")"));
-            }
-            json params = json::object();
-            for (const auto& [k, v] : trial.backend_params) params[k] = to_json(v);
-            trial.config = {{"sweep", sweep.name}, {"kind", sweep.kind}, {"seed", sweep.seed},
-                            {"warmup", sweep.warmup}, {"repeats", sweep.repeats}, {"device", sweep.device},
-                            {"grid", grid_point}, {"backend_params", params}};
-            // Only when set, so the keys of sweeps without it (and their databases) stay valid.
-            if (sweep.min_time_s > 0) trial.config["min_time_s"] = sweep.min_time_s;
-            for (const auto& [section, body] : sweep.sections.items()) trial.config[section] = body;
-            trial.key = stable_hash(trial.config.dump());
-            std::string name = backend;
-            for (const auto& axis : sweep.grid)
-              if (axis.name != "backend" && axis.values.size() > 1) {
-                const auto& v = grid_point[axis.name];
-                name += "/" + axis.name + ":" + (v.is_string() ? v.get<std::string>() : v.dump());
-              }
-            trial.name = name + label;
-            trials.push_back(std::move(trial));
-            return;
-          }
-          for (std::size_t j = 0; j < axes[i].values.size(); ++j) {
-            const auto& v = axes[i].values[j];
-            chosen[i] = j;
-            given[axes[i].name] = json_to_param(v);
-            std::string next = label;
-            if (axes[i].values.size() > 1)
-              next += "/" + axes[i].name + ":" + (v.is_string() ? v.get<std::string>() : v.dump());
-            over_params(i + 1, given, next);
-          }
-          given.erase(axes[i].name);
-        };
-    std::map<std::string, ParamValue> given;
-    std::string label;
-    over_params(0, given, label);
-  };
-  over_grid = [&](size_t i, json& point) {
-    if (i == sweep.grid.size()) return emit(point);
-    for (const auto& v : sweep.grid[i].values) {
-      point[sweep.grid[i].name] = v;
-      over_grid(i + 1, point);
-    }
-  };
-  json point = json::object();
-  over_grid(0, point);
-  return sampled(sweep, std::move(trials));
-}
-
-std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed) {
-  std::vector<std::size_t> order(n);
-  for (std::size_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(seed);
-  for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-  return order;
 }
 
 }  // namespace attnlab

@@ -143,7 +143,8 @@ std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed);
 // Hex digest of a trial's canonical JSON: the trial key (see config.cpp for its constants).
 std::string stable_hash(const std::string& text);
 
-// ParamValue -> JSON.
+// ParamValue -> JSON, and back (a JSON boolean, integer, number or string).
 nlohmann::json to_json(const ParamValue& value);
+ParamValue json_to_param(const nlohmann::json& value);
 
 }  // namespace attnlab

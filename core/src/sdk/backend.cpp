@@ -48,6 +48,16 @@ Cost full_cost(const AttentionShape& shape) {
   return from_elements(static_cast<double>(shape.batch * shape.heads) * T * T, shape);
 }
 
+Cost mixture_cost(const std::vector<std::string>& expressions, const AttentionShape& shape, std::int64_t tile) {
+  Cost total;
+  for (const auto& expression : expressions) {
+    const auto one = mask_cost({masks::block_layout(expression, shape.seq_len, tile)}, shape);
+    total.forward_flops += one.forward_flops;
+    total.backward_flops += one.backward_flops;
+  }
+  return total;
+}
+
 Density density_of(const AttentionBackend& backend, std::int64_t T) { return density_of(backend.layouts(T)); }
 
 Density density_of(const kernels::LayoutSet& layouts) {
@@ -60,9 +70,14 @@ Density density_of(const kernels::LayoutSet& layouts) {
 }
 
 Density executed_density(const AttentionBackend& backend, const AttentionShape& shape) {
+  return executed_density(backend, shape, backend.layouts(shape.seq_len));
+}
+
+Density executed_density(const AttentionBackend& backend, const AttentionShape& shape,
+                         const kernels::LayoutSet& layouts) {
   const double full = full_cost(shape).forward_flops;
   if (full > 0.0 && backend.cost(shape).forward_flops >= full * (1.0 - 1e-9)) return {1.0, 1.0};
-  return density_of(backend.layouts(shape.seq_len));
+  return density_of(layouts);
 }
 
 }  // namespace attnlab

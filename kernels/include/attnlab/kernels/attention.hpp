@@ -7,10 +7,16 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+#include <cstdint>
 #include <memory>
 #include <tuple>
 
 namespace attnlab::kernels {
+
+// The scale of scaled dot-product attention, 1 / sqrt(D): what every backend, kernel and
+// check in attnlab passes as `scale` below.
+inline double softmax_scale(std::int64_t head_dim) { return 1.0 / std::sqrt(static_cast<double>(head_dim)); }
 
 // Naive reference: materializes the [B, H, T, S] scores. Any floating dtype (float64 for
 // checks). `allowed` is bool, broadcastable to [B, H, T, S] (true = attend); undefined
