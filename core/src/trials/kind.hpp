@@ -16,9 +16,11 @@
 //
 // A new kind touches its folder, one line in trials/kinds.def (the one list that the three
 // registries -- schemas, tables, kinds -- are made from), and the declarations of its keys and
-// metrics (a key table like runtime/bench_spec.hpp, lines in base/metrics.cpp). Nothing outside
-// a kind's folder tests its name. A kind that kinds.def does not list (a test's, an
-// out-of-tree one) is added at run time with register_trial_kind.
+// metrics (a key table like runtime/bench_spec.hpp, lines in base/metrics.cpp); then
+// docs/CONFIG.md and docs/RESULTS.md are regenerated (`attnlab keys --markdown`, `attnlab
+// metrics --markdown`). The build finds the folder's files by itself. Nothing outside a kind's
+// folder tests its name. A kind that kinds.def does not list (a test's, an out-of-tree one) is
+// added at run time with register_trial_kind.
 #include "base/sink.hpp"
 #include "report/page.hpp"
 #include "runtime/config.hpp"
