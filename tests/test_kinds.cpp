@@ -1,10 +1,13 @@
 // A trial kind is a vertical: a kind defined only here, registered at run time, gets its own
 // trial_summary column, view, summary table, findings, report section and compare table, and
-// none of another kind's; the built-in kinds keep theirs beside it.
+// none of another kind's; the built-in kinds keep theirs beside it. define_views replaces
+// whatever views an older attnlab left.
 #include "runtime/store.hpp"
 #include "trials/kind.hpp"
 #include "trials/report.hpp"
 #include "trials/tables.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
 
 #include "catch.hpp"
 
@@ -149,4 +152,18 @@ TEST_CASE("a kind registered at run time writes its own report section and compa
   CHECK(table.columns == std::vector<std::string>{"trial", "score"});
   REQUIRE(table.rows.size() == 2);
   CHECK(table.rows[1][1] == "4.500000");
+}
+
+TEST_CASE("define_views drops a view an older attnlab made and makes the current one", "[kinds]") {
+  const auto dir = test::fresh_dir("kinds_stale");
+  ResultStore store((dir / "r.sqlite").string());
+  store.db().exec("CREATE VIEW distill_summary AS SELECT 1 AS stale_column");
+  trials::define_views(store);
+  auto has = [&](const std::string& column) {
+    return store.query("SELECT COUNT(*) FROM pragma_table_info('distill_summary') WHERE name = ?1", {column}).rows[0][0] ==
+           "1";
+  };
+  CHECK_FALSE(has("stale_column"));
+  CHECK(has("eval_len"));
+  CHECK(has("rel_delta_ppl_hi"));
 }
