@@ -1,14 +1,15 @@
 # layers:includes — no include runs from a lower layer up to a higher one. The layers of
-# core/src, lowest first (a file may include its own layer and those before it):
-#   base, sdk, text, model, runtime, check, trials, engine, report
+# core/src, lowest first (a file may include its own layer and those before it; a file in a
+# subfolder, such as trials/bench/, belongs to its top folder's layer):
+#   base, sdk, text, model, runtime, check, report, trials, engine
 # and the public SDK headers (core/include/attnlab) include only each other, the kernels'
 # public headers, LibTorch and the standard library.
 # Run as: cmake -DSOURCE_DIR=<repo> -P check_layers.cmake
-set(layers base sdk text model runtime check trials engine report)
+set(layers base sdk text model runtime check report trials engine)
 set(problems "")
 foreach(layer ${layers})
   list(FIND layers ${layer} rank)
-  file(GLOB files ${SOURCE_DIR}/core/src/${layer}/*.hpp ${SOURCE_DIR}/core/src/${layer}/*.cpp)
+  file(GLOB_RECURSE files ${SOURCE_DIR}/core/src/${layer}/*.hpp ${SOURCE_DIR}/core/src/${layer}/*.cpp)
   foreach(file ${files})
     file(STRINGS ${file} includes REGEX "^#include \"[a-z_]+/")
     foreach(line ${includes})
@@ -34,17 +35,22 @@ file(STRINGS ${SOURCE_DIR}/core/include/attnlab/masks.hpp masks_backend REGEX "^
 if(masks_backend)
   list(APPEND problems "core/include/attnlab/masks.hpp includes attnlab/backend.hpp")
 endif()
-# Without LibTorch: the static library attnlab_store (the results database, shard paths) and
+# Without LibTorch: the static library attnlab_store (the results database, shard paths, the
+# trial kinds' tables) and
 # bin/attnlab, which links only that so that query, trials, status and --help start in
 # milliseconds (loading LibTorch alone takes ~0.6 s; tools/attnlab/front.cpp). Their sources
 # may include only each other: any other header of core/src, the SDK, LibTorch or ATen would
 # bring LibTorch back (tests/test_cli_front.sh also checks the linked binary with ldd).
+file(GLOB kind_tables RELATIVE ${SOURCE_DIR} ${SOURCE_DIR}/core/src/trials/*/tables.cpp)
 set(torch_free core/src/runtime/store.hpp core/src/runtime/store.cpp core/src/base/metrics.hpp core/src/base/metrics.cpp
+    core/src/trials/tables.hpp core/src/trials/tables.cpp core/src/trials/kinds.def core/src/trials/bench/thresholds.hpp
+    ${kind_tables}
     core/src/engine/shard_paths.hpp
     core/src/engine/shard_paths.cpp tools/attnlab/front.cpp tools/attnlab/cmd_query.cpp tools/attnlab/cmd_metrics.cpp
     tools/attnlab/cmd_status.cpp tools/attnlab/table.cpp tools/attnlab/table.hpp tools/attnlab/commands.hpp
     tools/attnlab/command_catalog.hpp)
-set(torch_free_headers runtime/store.hpp base/metrics.hpp base/text.hpp engine/shard_paths.hpp commands.hpp command_catalog.hpp table.hpp)
+set(torch_free_headers runtime/store.hpp base/metrics.hpp base/text.hpp engine/shard_paths.hpp trials/tables.hpp
+    trials/kinds.def trials/bench/thresholds.hpp commands.hpp command_catalog.hpp table.hpp)
 foreach(file ${torch_free})
   file(STRINGS ${SOURCE_DIR}/${file} includes REGEX "^#include ")
   foreach(line ${includes})

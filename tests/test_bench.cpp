@@ -1,7 +1,7 @@
 // The bench trial's accounting: peak memory of a forward+backward pass includes the gradients
 // it creates, and the FLOP figures count exactly the elements a mask allows (useful) or the
 // whole non-empty tiles (upper bound), with the sgemm fraction taken from the useful ones.
-#include "runtime/bench.hpp"
+#include "trials/bench/measure.hpp"
 
 #include <attnlab/masks.hpp>
 #include <attnlab/registry.hpp>

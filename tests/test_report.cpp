@@ -3,9 +3,9 @@
 // ratios are the inserted numbers divided, and every figure is a real PNG and SVG.
 #include "report/compare.hpp"
 #include "report/gnuplot.hpp"
-#include "report/report.hpp"
 #include "report/sweep_data.hpp"
 #include "runtime/store.hpp"
+#include "trials/report.hpp"
 
 #include "catch.hpp"
 
@@ -185,7 +185,7 @@ TEST_CASE("report: bench tables carry the database's numbers, figures are PNG an
   report::ReportOptions options;
   options.sweep = "fixture-bench";
   options.out = fx.dir / "report";
-  const auto files = report::write_report(store, options);
+  const auto files = trials::write_report(store, options);
   const std::string md = file_bytes(files.markdown);
   const std::string html = file_bytes(files.html);
 
@@ -318,7 +318,7 @@ TEST_CASE("compare: ratios to the baseline at the same grid point, empty without
   // Distill: one row per (trial, eval length), student ppl and KL ratios.
   ResultStore store(fx.db, /*read_only=*/true);
   const auto sweep = report::load_sweep_data(store, "fixture-distill");
-  const auto table = report::compare_table(sweep, report::parse_baseline("dense"));
+  const auto table = trials::compare_table(sweep, report::parse_baseline("dense"));
   REQUIRE(table.rows.size() == 4);
   // Index of a column of `t`; REQUIREs it exists (an absent name would index past the row).
   auto column_of = [](const ResultStore::Table& t, const std::string& name) {
@@ -337,7 +337,7 @@ TEST_CASE("compare: ratios to the baseline at the same grid point, empty without
   }
 
   // A pinned baseline that no trial matches leaves every ratio empty.
-  const auto none = report::compare_table(report::load_sweep_data(store, "fixture-bench"),
+  const auto none = trials::compare_table(report::load_sweep_data(store, "fixture-bench"),
                                           report::parse_baseline("dense/execution=math"));
   REQUIRE_FALSE(none.rows.empty());
   for (const auto& row : none.rows) CHECK_FALSE(row[column_of(none, "ratio_median_ms")].has_value());

@@ -1,8 +1,9 @@
 // The result store and the CLI around it, end to end with the real binary and real SQLite:
 // a run records every trial, a rerun runs nothing, a bad sweep leaves the database as it was.
-#include "runtime/bench.hpp"
-#include "runtime/store.hpp"
 #include "base/metrics.hpp"
+#include "runtime/store.hpp"
+#include "trials/bench/measure.hpp"
+#include "trials/tables.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -38,6 +39,7 @@ TEST_CASE("store round trip: sweep, trial, metrics, samples, info", "[store]") {
   const std::string db = (dir / "r.sqlite").string();
   {
     ResultStore store(db);
+    trials::define_views(store);
     const auto run = store.begin_run({{"git_sha", "abc"}, {"threads", 2}, {"sgemm_gflops", 150.5}}, "attnlab run x");
     const auto sweep_id = store.upsert_sweep("s", "bench", "x.toml", "[sweep]");
     nlohmann::json config = {{"grid", {{"seq_len", 64}, {"pass", "fwd"}}}, {"backend_params", {{"tile", 64}}}};
@@ -150,12 +152,15 @@ TEST_CASE("docs/RESULTS.md is the metrics' declarations and the schema's own lis
   const std::string committed = file_bytes(std::string(ATTNLAB_SOURCE_DIR) + "/docs/RESULTS.md");
   INFO("regenerate with: build/bin/attnlab metrics --markdown > docs/RESULTS.md");
   REQUIRE(listing.out == committed);
-  // Every summary column declared is a column of its view, in the database as created.
+  // Every summary column declared is a column of its kind's first view (trial_summary for a
+  // kind with no view of its own), in the database as created.
   const auto dir = fresh_dir("views");
   ResultStore store((dir / "r.sqlite").string());
+  trials::define_views(store);
   for (const auto& m : metrics::all()) {
     if (!*m.column) continue;
-    const std::string view = std::string(m.kind) == "bench" ? "trial_summary" : "distill_summary";
+    const auto own = trials::kind_tables(m.kind).views();
+    const std::string view = own.empty() ? "trial_summary" : own.front().name;
     INFO(view << "." << m.column);
     REQUIRE(store.query("select count(*) from pragma_table_info(?1) where name = ?2", {view, m.column}).rows[0][0] ==
             "1");

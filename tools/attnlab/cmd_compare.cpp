@@ -1,5 +1,6 @@
 // attnlab compare --sweep NAME --baseline dense   every trial's ratios to the baseline
-// backend's trial at the same grid point (matching rules: core/src/report/compare.hpp).
+// backend's trial at the same grid point (matching rules: core/src/report/compare.hpp; the
+// columns are the sweep kind's: TrialKind::compare).
 // attnlab compare --sweep NAME --against OLD.sqlite | --against-run N [--fail-if-regression PCT]
 // before/after: each trial against itself in another database or an earlier run, with a
 // Mann-Whitney U p-value and the geometric mean of the ratios (core/src/report/history.hpp);
@@ -7,6 +8,7 @@
 #include "commands.hpp"
 #include "report/compare.hpp"
 #include "report/history.hpp"
+#include "trials/report.hpp"
 #include "table.hpp"
 
 #include <cstdio>
@@ -73,7 +75,7 @@ void setup(CLI::App& root, int& exit_code) {
       if (!found)
         std::cerr << "attnlab compare: sweep '" << args->sweep << "' has no trial of backend '" << baseline.backend
                   << "': every ratio is empty\n";
-      print_result(std::cout, report::compare_table(sweep, baseline), args->format);
+      print_result(std::cout, trials::compare_table(sweep, baseline), args->format);
     });
   });
 }

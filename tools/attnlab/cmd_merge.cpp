@@ -3,6 +3,7 @@
 #include "commands.hpp"
 
 #include "runtime/merge.hpp"
+#include "trials/tables.hpp"
 
 #include <iostream>
 #include <memory>
@@ -23,6 +24,7 @@ void setup(CLI::App& root, int& exit_code) {
   cmd->callback([args, &exit_code] {
     report_errors("merge", exit_code, [&] {
       ResultStore target(args->db);
+      trials::define_views(target);  // a new target gets the trial kinds' views, an old one the current ones
       MergeSummary total;
       for (const auto& shard : args->shards) {
         const auto s = merge_into(target, shard);

@@ -1,7 +1,7 @@
 // attnlab report --sweep NAME   index.md + index.html with tables and gnuplot figures
 //                               (docs/REPORTS.md); prints the two paths on stdout.
 #include "commands.hpp"
-#include "report/report.hpp"
+#include "trials/report.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <spdlog/spdlog.h>
@@ -36,7 +36,7 @@ void setup(CLI::App& root, int& exit_code) {
     options.plots = !args->no_plots;
     report_errors("report", exit_code, [&] {
       ResultStore store(args->db, /*read_only=*/true);
-      const auto files = report::write_report(store, options);
+      const auto files = trials::write_report(store, options);
       spdlog::info("report for sweep '{}': {} figures in {}", args->sweep, files.pngs.size(), options.out.string());
       std::cout << files.markdown.string() << "\n" << files.html.string() << "\n";
     });

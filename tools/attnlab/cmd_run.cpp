@@ -2,7 +2,7 @@
 //                         [--shard I --shards N] [--lease-s S]
 // Validates the whole sweep before touching the database, runs what is not done yet (each
 // trial in its own process, claimed so that cooperating workers never run one twice), and
-// prints the sweep's results table.
+// prints the sweep's summary table and what its kind found (trials/<kind>/tables.cpp).
 //
 // attnlab _trial JOB.json RESULT.json   (hidden) one trial, in the child process a worker starts
 #include "commands.hpp"
@@ -13,6 +13,7 @@
 #include "engine/runner.hpp"
 #include "engine/trial_job.hpp"
 #include "trials/schemas.hpp"
+#include "trials/tables.hpp"
 
 #include <attnlab/registry.hpp>
 
@@ -22,10 +23,6 @@
 #include <memory>
 
 namespace attnlab::cli {
-
-std::string summary_sql(const std::string& kind);
-std::string sample_pair_sql();
-std::string distill_findings(ResultStore& store, const std::string& sweep);
 
 namespace {
 
@@ -97,15 +94,9 @@ void setup(CLI::App& root, int& exit_code) {
     spdlog::info("{} trials: {} ran, {} already done, {} failed{}", summary.total, summary.ran, summary.skipped,
                  summary.failed, summary.pruned ? ", " + std::to_string(summary.pruned) + " pruned" : std::string());
     ResultStore store(args->db, /*read_only=*/true);
-    print_table(std::cout, store.query(summary_sql(sweep.kind), {sweep.name}));
-    if (sweep.kind == "distill") {
-      std::cout << "\n" << distill_findings(store, sweep.name);
-      const auto pair = store.query(sample_pair_sql(), {sweep.name});
-      if (!pair.rows.empty()) std::cout << "\nsamples (greedy), teacher then student:\n";
-      for (const auto& row : pair.rows)
-        std::cout << "  [" << row[1].value_or("") << ", " << row[0].value_or("") << "] " << row[2].value_or("")
-                  << " -> " << row[3].value_or("") << "\n";
-    }
+    const trials::KindTables& kind = trials::kind_tables(sweep.kind);
+    print_table(std::cout, store.query(kind.summary_sql(), {sweep.name}));
+    if (const std::string found = kind.findings(store, sweep.name); !found.empty()) std::cout << "\n" << found;
     if (summary.failed > 0 || summary.interrupted) exit_code = 1;
   });
 

@@ -22,7 +22,7 @@ inline constexpr CommandInfo kCommandCatalog[] = {
     {"merge", "fold shard databases (attnlab submit's) into one, by trial key"},
     {"metrics", "every metric: name, unit, better direction, summary column, doc (docs/RESULTS.md)"},
     {"query", "run read-only SQL on the results database"},
-    {"trials", "per-trial summary: backend, seq_len, pass, median ms, peak MiB, GFLOP/s"},
+    {"trials", "summary of a sweep in its kind's columns (without --sweep: one table per kind)"},
     {"report", "write a report (index.md, index.html, plots) for one sweep"},
     {"run", "run a TOML sweep; results go to SQLite"},
     {"_trial", "one trial in a worker's child process"},

@@ -10,7 +10,7 @@ constexpr Better L = Better::Lower, H = Better::Higher, N = Better::Neither;
 // Every metric a trial records: one line each (see the top of metrics.hpp). Order matters only
 // for the summary views' column order and docs/RESULTS.md.
 const std::vector<Metric> kMetricList = {
-    // kind = "bench" (runtime/bench.cpp)
+    // kind = "bench" (trials/bench/measure.cpp)
     {"bench", "time/median_ms", "ms", L, "%.3f", kFinal, "median_ms", "median wall time of one pass over the timed runs (after `warmup`): `repeats` of them, more while they add up to less than `[sweep] min_time_s`"},
     {"bench", "time/min_ms", "ms", L, "%.3f", kFinal, "", "fastest timed run"},
     {"bench", "time/max_ms", "ms", L, "%.3f", kFinal, "", "slowest timed run"},

@@ -1,7 +1,7 @@
 #pragma once
 // One declaration per metric, as base/keys.hpp has one per config key: the name pattern, unit,
-// direction, display format, flags and a one-line doc. The summary views' columns
-// (runtime/store.cpp), the CLI's summary formats (tools/attnlab/cmd_query.cpp), the report's
+// direction, display format, flags and a one-line doc. The summary views' columns and the CLI's
+// summary formats (each kind's trials/<kind>/tables.cpp), the report's
 // deployed-mode lookups and docs/RESULTS.md (`attnlab metrics --markdown`) all read this list;
 // a test fails when a trial emits a name that no declaration matches.
 //

@@ -331,6 +331,7 @@ RunSummary run_sweep(const SweepSpec& sweep, const std::vector<TrialSpec>& trial
   const auto parent = fs::path(options.db_path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
   ResultStore store(options.db_path, false, !network);
+  trials::define_views(store);  // the trial kinds' views, current in this file too
   const Registered mine = register_trials(store, sweep, trials, registry, options, summary);
   std::map<std::int64_t, std::vector<double>> prior;
   std::vector<std::int64_t> order = prepare_round(store, sweep, mine.wanted, 1, prior);

@@ -1,5 +1,7 @@
 #pragma once
-// Ratios of every trial of a sweep to a baseline backend's trial at the same grid point.
+// Ratios of every trial of a sweep to a baseline backend's trial at the same grid point: the
+// matching that `attnlab compare` and the report share (each kind's compare table is its own:
+// TrialKind::compare).
 //
 // Matching: a trial's baseline is a done trial of the baseline backend whose parameters agree
 // on everything except the backend and its backend.<name> parameters (same seq_len, pass,
@@ -33,12 +35,7 @@ const TrialData* find_baseline(const SweepData& sweep, const BaselineSpec& basel
 // numerator / denominator, or nothing when either is missing or the denominator is 0.
 std::optional<double> ratio(std::optional<double> numerator, std::optional<double> denominator);
 
-// The compare table. Bench sweeps: one row per trial with median_ms, peak_mib and their
-// ratios. Distill sweeps: one row per (trial, eval length) with ms_per_step, peak_mib,
-// student_ppl, kl and their ratios. Numbers are printed with 6 significant digits.
-ResultStore::Table compare_table(const SweepData& sweep, const BaselineSpec& baseline);
-
-// Eval lengths T that have eval/T<T>/... metrics in the sweep, ascending.
-std::vector<std::int64_t> eval_lengths(const SweepData& sweep);
+// A number of a compare table: 6 significant digits, nothing for nothing.
+std::optional<std::string> number(std::optional<double> value);
 
 }  // namespace attnlab::report

@@ -1,6 +1,5 @@
 #include "runtime/store.hpp"
 
-#include "base/metrics.hpp"
 #include "base/text.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -69,9 +68,10 @@ const char* kTrialsColumns =
     "finished_at, claimed_by, attempt, failures, takeovers, lease_until, heartbeat_at, plugin_version, plugin_build, "
     "attnlab_build";
 
-// Views hold no data: every one is dropped and made again on each open for writing, so a
-// database always has the current query presets (a new column reaches old files too). Their
-// metric columns come from the metrics' declarations (base/metrics.cpp).
+// Views hold no data: each is dropped and made again on every open for writing, so a database
+// always has the current query presets (a new column reaches old files too). These two are the
+// store's own, in long format; the trial kinds' views (trial_summary, distill_summary, ...) are
+// made by trials::define_views (trials/tables.hpp), a layer above, after it opens a database.
 const char* kLongViews = R"SQL(
 -- Every final metric with its trial's sweep and backend: the long format for pivots.
 CREATE VIEW final_metrics AS
@@ -86,34 +86,7 @@ FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN sweeps s ON s.id = t.swee
 WHERE m.step >= 0;
 )SQL";
 
-// The final value of one metric of trial t, as a view column.
-std::string final_column(const std::string& name, const std::string& column) {
-  return "(SELECT value FROM metrics m WHERE m.trial_id = t.id AND m.name = '" + name + "' AND m.step = -1) AS " +
-         column;
-}
-
-// The summary columns of `kind` that are not per evaluation length.
-std::string trial_columns(const std::string& kind) {
-  std::string sql;
-  for (const auto& m : metrics::all())
-    if (m.kind == kind && *m.column && m.eval_field().empty() && !m.has(metrics::kCurve))
-      sql += ",\n  " + final_column(m.pattern, m.column);
-  return sql;
-}
-
 }  // namespace
-
-// One row per trial with its axes and headline numbers (final values, step = -1).
-static std::string trial_summary_view() {
-  return R"SQL(CREATE VIEW trial_summary AS
-SELECT t.id AS trial_id, s.name AS sweep, s.kind AS kind, t.name AS trial, t.backend, t.status,
-  -- Numbers as numbers (params hold text): ORDER BY seq_len puts 256 before 1024.
-  CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seq_len') AS INTEGER) AS seq_len,
-  (SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'pass') AS pass)SQL" +
-         trial_columns("bench") + R"SQL(,
-  t.error
-FROM trials t JOIN sweeps s ON s.id = t.sweep_id)SQL";
-}
 
 ResultStore::ResultStore(const std::string& path, bool read_only, bool wal) {
   const int flags = read_only ? SQLite::OPEN_READONLY : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -129,67 +102,12 @@ ResultStore::~ResultStore() = default;
 
 SQLite::Database& ResultStore::db() { return *db_; }
 
-// Distillation: one row per (trial, evaluation length), the student as it is deployed (hard
-// mode where it has one: hard = 1), with the 95% bootstrap bounds (_lo, _hi) of its figures.
-static std::string distill_summary_view() {
-  std::string sql = R"SQL(CREATE VIEW distill_summary AS
-WITH ev AS (
-  SELECT m.trial_id,
-    CAST(substr(m.name, 7, instr(substr(m.name, 7), '/') - 1) AS INTEGER) AS eval_len,
-    substr(m.name, 7 + instr(substr(m.name, 7), '/')) AS field, m.value
-  FROM metrics m WHERE m.name LIKE 'eval/T%/%' AND m.step = -1)
-SELECT t.id AS trial_id, s.name AS sweep, t.backend, t.status, ev.eval_len,
-  CAST((SELECT value FROM params p WHERE p.trial_id = t.id AND p.name = 'seed') AS INTEGER) AS seed,
-  MAX(CASE WHEN ev.field = ')SQL" + metrics::hard("student_ppl") + "' THEN 1 ELSE 0 END) AS hard";
-  auto eval_columns = [&](bool deployed) {
-    for (const auto& m : metrics::all()) {
-      if (std::string(m.kind) != "distill" || !*m.column || m.eval_field().empty() || m.has(metrics::kCurve) ||
-          m.has(metrics::kDeployed) != deployed)
-        continue;
-      std::vector<std::string> fields = {m.eval_field()};
-      if (m.has(metrics::kInterval)) fields = {fields[0], fields[0] + "_lo", fields[0] + "_hi"};
-      for (const auto& f : fields)
-        sql += ",\n  " + (deployed ? metrics::deployed_sql(f) : "MAX(CASE WHEN ev.field = '" + f + "' THEN ev.value END)") +
-               " AS " + f;
-    }
-  };
-  eval_columns(false);
-  eval_columns(true);
-  sql += trial_columns("distill") + R"SQL(,
-  t.name AS trial, t.error
-FROM trials t JOIN sweeps s ON s.id = t.sweep_id LEFT JOIN ev ON ev.trial_id = t.id
-GROUP BY t.id, ev.eval_len)SQL";
-  return sql;
-}
-
-// Seeds aggregated: one row per (sweep, method, evaluation length) of finished trials (a
-// method: metrics::method_sql).
-static std::string distill_methods_view() {
-  return R"SQL(CREATE VIEW distill_methods AS
-WITH keyed AS (
-  SELECT d.*, )SQL" + metrics::method_sql("d.trial_id") + R"SQL( AS method
-  FROM distill_summary d WHERE d.status = 'done' AND d.eval_len IS NOT NULL)
-SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
-  AVG(rel_delta_ppl) AS rel_delta_ppl, MIN(rel_delta_ppl) AS rel_delta_ppl_min, MAX(rel_delta_ppl) AS rel_delta_ppl_max,
-  AVG(delta_ppl) AS delta_ppl, AVG(kl) AS kl, AVG(agreement) AS agreement,
-  AVG(causal_fraction) AS causal_fraction, MIN(causal_fraction) AS causal_fraction_min,
-  MAX(causal_fraction) AS causal_fraction_max,
-  AVG(speedup) AS speedup, AVG(attention_speedup) AS attention_speedup,
-  AVG(recall_acc) AS recall_acc, MIN(recall_acc) AS recall_acc_min, MAX(recall_acc) AS recall_acc_max,
-  MIN(trial) AS first_trial
-FROM keyed GROUP BY sweep, method, eval_len)SQL";
-}
-
 void ResultStore::create_schema() {
   migrate_to_3();
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   db_->exec(kSchema);
-  for (const char* view : {"distill_methods", "distill_summary", "trial_summary", "final_metrics", "curves"})
-    db_->exec(std::string("DROP VIEW IF EXISTS ") + view);
+  for (const char* view : {"final_metrics", "curves"}) db_->exec(std::string("DROP VIEW IF EXISTS ") + view);
   db_->exec(kLongViews);
-  db_->exec(trial_summary_view());
-  db_->exec(distill_summary_view());
-  db_->exec(distill_methods_view());
   SQLite::Statement version(*db_, "SELECT version FROM schema_info");
   if (version.executeStep()) {
     const int found = version.getColumn(0).getInt();

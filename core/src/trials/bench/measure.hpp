@@ -1,5 +1,5 @@
 #pragma once
-// Bench trial: the attention op of one backend, timed and measured.
+// The bench trial's measurement: the attention op of one backend, timed and measured.
 //
 //   inputs  q, k, v ~ N(0, 1)  [B, H, T, D]  (seeded); for fwd+bwd also dout ~ N(0, 1)
 //   fwd     out = backend(q, k, v) under no_grad (inference)
