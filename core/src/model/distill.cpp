@@ -538,8 +538,10 @@ void run_distill(const DataSpec& data, const TeacherSpec& teacher_spec, const Di
   context.dense = [&](const BackendInit& init) {
     return backends("dense", init, {{"execution", teacher_spec.execution}});
   };
-  context.train_batches = [&](std::int64_t B, std::int64_t T) {
-    return text::recall_train_batch(train_data, B, T, recall.spec, recall.ids, teacher_rng);
+  context.train_batches = [&](std::int64_t B, std::int64_t T, double record_fraction) {
+    auto with_fraction = recall.spec;
+    with_fraction.fraction = record_fraction;
+    return text::recall_train_batch(train_data, B, T, with_fraction, recall.ids, teacher_rng);
   };
   context.sink = &sink;
   const auto teacher = obtain_teacher(teacher_spec, context);
