@@ -46,6 +46,8 @@ const std::vector<Metric> kMetricList = {
     {"distill", "stat/L<layer>/<name>", "", N, "%.4g", kCurve, "", "a backend statistic of layer <layer>: blend weights per head (`weight/h3/window:64`), gate usage (`gate/<candidate>`), selected density, temperature"},
     {"distill", "teacher/train_loss", "nats/token", L, "%.4f", kCurve, "", "only in the trial that trained the teacher (later trials load it from the cache)"},
     {"distill", "teacher/train_recall_acc", "fraction", H, "%.3f", kCurve, "", "the teacher's recall accuracy on the training batch's records (with `[data] recall_pairs` > 0)"},
+    {"distill", "teacher/train_seconds", "s", L, "%.1f", kFinal, "", "wall time the trained teacher took to train (from its cache's config.json: the same in every trial that loads it)"},
+    {"distill", "teacher/steps_to_recall", "steps", L, "%.0f", kFinal, "", "first training step whose moving recall accuracy (weight 0.1 per step) reached 0.95; -1: never (with `[data] recall_pairs` > 0)"},
     {"distill", "teacher/gate_T", "tokens", N, "%.0f", kFinal, "", "the length the teacher gates are checked at (the teacher's training length)"},
     {"distill", "teacher/gate_recall_acc", "fraction", H, "%.3f", kFinal, "", "the teacher's held-out recall at gate_T (gate: >= 0.95)"},
     {"distill", "teacher/gate_recall_acc_2x", "fraction", H, "%.3f", kFinal, "", "the teacher's held-out recall at 2 × gate_T (reported, not gated)"},

@@ -204,8 +204,10 @@ Teacher load_teacher(const DistillInputs& in, const DistillCorpus& corpus) {
   context.dense = [&](const BackendInit& init) {
     return in.backends("dense", init, {{"execution", in.teacher.execution}});
   };
-  context.train_batches = [&](std::int64_t B, std::int64_t T) {
-    return text::recall_train_batch(corpus.train, B, T, recall.spec, recall.ids, teacher_rng);
+  context.train_batches = [&](std::int64_t B, std::int64_t T, double record_fraction) {
+    auto with_fraction = recall.spec;
+    with_fraction.fraction = record_fraction;
+    return text::recall_train_batch(corpus.train, B, T, with_fraction, recall.ids, teacher_rng);
   };
   context.sink = &in.sink;
   auto teacher = obtain_teacher(in.teacher, context);

@@ -64,6 +64,9 @@ void GPT2Config::validate() const {
           "positions = \"" + positions + "\" must be \"learned\" or \"rope\"");
   require(!rotary() || head_dim() % 2 == 0,
           "positions = \"rope\" needs an even head_dim (n_embd / n_head = " + std::to_string(head_dim()) + ")");
+  require(shifted_key_heads >= 0 && shifted_key_heads <= n_head,
+          "shifted_key_heads = " + std::to_string(shifted_key_heads) + " must be in [0, n_head = " +
+              std::to_string(n_head) + "]");
 }
 
 nlohmann::json GPT2Config::to_json() const {
@@ -72,6 +75,8 @@ nlohmann::json GPT2Config::to_json() const {
   // Only when not GPT-2's own, so configs (and the teacher cache keys hashed from them) written
   // before the option existed stay the same.
   if (rotary()) j["positions"] = positions;
+  if (qk_norm) j["qk_norm"] = true;
+  if (shifted_key_heads > 0) j["shifted_key_heads"] = shifted_key_heads;
   return j;
 }
 
@@ -112,6 +117,11 @@ GPT2Config GPT2Config::from_json(const nlohmann::json& j, const std::string& whe
     expect("positions", j["positions"].is_string(), "a string");
     c.positions = j["positions"].get<std::string>();
   }
+  if (j.contains("qk_norm")) {
+    expect("qk_norm", j["qk_norm"].is_boolean(), "true or false");
+    c.qk_norm = j["qk_norm"].get<bool>();
+  }
+  if (j.contains("shifted_key_heads")) integer("shifted_key_heads", c.shifted_key_heads);
   if (j.contains("model_type") && j["model_type"] != "gpt2")
     throw std::invalid_argument(where + ": model_type " + j["model_type"].dump() + " is not \"gpt2\"");
   try {
@@ -125,9 +135,16 @@ GPT2Config GPT2Config::from_json(const nlohmann::json& j, const std::string& whe
 // ---------------------------------------------------------------------------------- modules
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Config& config, std::shared_ptr<AttentionBackend> backend)
-    : n_head_(config.n_head), rotary_(config.rotary()) {
+    : n_head_(config.n_head),
+      rotary_(config.rotary()),
+      shifted_heads_(config.shifted_key_heads),
+      eps_(config.layer_norm_epsilon) {
   c_attn = register_module("c_attn", torch::nn::Linear(config.n_embd, 3 * config.n_embd));
   c_proj = register_module("c_proj", torch::nn::Linear(config.n_embd, config.n_embd));
+  if (config.qk_norm) {
+    q_norm = register_parameter("q_norm", at::ones({config.head_dim()}));
+    k_norm = register_parameter("k_norm", at::ones({config.head_dim()}));
+  }
   set_backend(std::move(backend));
 }
 
@@ -160,6 +177,18 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   auto qkv = c_attn->forward(x).split(C, /*dim=*/2);  // 3 x [B, T, C]
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head_, D}).transpose(1, 2); };
   auto q = heads(qkv[0]), k = heads(qkv[1]);
+  if (shifted_heads_ > 0) {  // the last heads' keys one position later: still causal
+    const auto n = shifted_heads_;
+    auto later = at::constant_pad_nd(k.narrow(1, n_head_ - n, n).narrow(2, 0, T - 1), {0, 0, 1, 0});
+    k = at::cat({k.narrow(1, 0, n_head_ - n), later}, 1);
+  }
+  if (q_norm.defined()) {
+    auto rms_normed = [&](const torch::Tensor& t, const torch::Tensor& gain) {
+      return t * at::rsqrt(t.pow(2).mean(-1, /*keepdim=*/true) + eps_) * gain;
+    };
+    q = rms_normed(q, q_norm);
+    k = rms_normed(k, k_norm);
+  }
   if (rotary_) rotate_positions(q, k);
   const auto start = attention_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto y = attend(*backend_, q, k, heads(qkv[2]), n_head_);  // [B, H, T, D]
@@ -222,8 +251,8 @@ void GPT2::init_weights(std::uint64_t seed) {
     // Draw on CPU with our generator, so the same seed gives the same model on every device.
     if (ends_with(name, ".bias")) {
       p.zero_();
-    } else if (name.find("ln_") != std::string::npos) {
-      p.fill_(1.0);
+    } else if (name.find("ln_") != std::string::npos || ends_with(name, "_norm")) {
+      p.fill_(1.0);  // layer norms and the qk_norm gains
     } else {
       const double std = ends_with(name, "c_proj.weight") ? residual_std : 0.02;
       p.copy_(at::empty(p.sizes(), p.options().device(at::kCPU)).normal_(0.0, std, gen));

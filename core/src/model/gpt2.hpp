@@ -9,6 +9,10 @@
 //               pair (i, i + D/2) at position t by angle t * 10000^(-2i/D) (RoFormer), so
 //               q_t . k_s depends on t - s alone and a head can find "the previous token"
 //               without learning one position vector per index
+//   shifted_key_heads = n (attnlab's own teachers only): heads H-n .. H-1 use k[t-1] at position
+//               t (zeros at t = 0), so their scores compare a query with the token *before* each key
+//   qk_norm = true (attnlab's own teachers only): q <- q / rms(q) * q_norm, k likewise with
+//               k_norm (rms over the head's D channels; gains [D] shared by the heads, init 1)
 //
 // Parameter names follow Hugging Face GPT-2 ("h.3.attn.c_attn.weight"), so checkpoints map by
 // name; only HF's Conv1D weights are stored transposed ([in, out]) and are flipped on load.
@@ -39,6 +43,13 @@ struct GPT2Config {
   std::int64_t n_head = 12;
   double layer_norm_epsilon = 1e-5;
   std::string positions = "learned";  // "learned": GPT-2's wpe table; "rope": rotary q and k, no table
+  // RMS-normalise q and k per head (times a learned gain per channel) before the scores: the
+  // score scale is then set by the gains, not by how large the residual stream has grown.
+  bool qk_norm = false;
+  // The last shifted_key_heads heads of every layer take their keys from the previous position
+  // ("smeared keys", Olsson et al. 2022): a query then finds "the token after an x" in one layer,
+  // the induction step recall needs, instead of waiting for two layers to compose one.
+  std::int64_t shifted_key_heads = 0;
 
   bool rotary() const { return positions == "rope"; }
   std::int64_t head_dim() const { return n_embd / n_head; }
@@ -63,10 +74,13 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   double* attention_seconds = nullptr;
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
+  torch::Tensor q_norm, k_norm;  // qk_norm gains [D]; undefined without qk_norm
 
  private:
   std::int64_t n_head_;
   bool rotary_;
+  std::int64_t shifted_heads_;
+  double eps_;
   std::shared_ptr<AttentionBackend> backend_;
 };
 TORCH_MODULE(CausalSelfAttention);

@@ -53,9 +53,15 @@ struct DataSpec {
       "the dense teacher's attention while it trains: LibTorch's (flash on 2.x CPU) or attnlab's causal kernel") \
   KEY(std::string, positions, "learned", keys::one_of({"learned", "rope"}),                              \
       "a trained teacher's positions: GPT-2's learned table, or rotary q and k (relative: no vector per position to learn)") \
+  KEY(std::int64_t, shifted_key_heads, 0, keys::range(0, 128),                                             \
+      "a trained teacher's last heads (this many, <= n_head) key each position by the token before it: one-layer induction, for recall") \
+  KEY(bool, qk_norm, false, keys::any(),                                                                   \
+      "a trained teacher RMS-normalises q and k per head, times learned gains (scores bounded by the gains: sharp attention without growing the residual)") \
   KEY(std::int64_t, short_seq_len, 0, keys::range(0, 1 << 16),                                           \
       "train at this shorter window for the first short_frac of the steps, then at seq_len (0: seq_len throughout)") \
   KEY(double, short_frac, 0.75, keys::range(0, 1), "fraction of the teacher's steps at short_seq_len")    \
+  KEY(double, short_recall_fraction, -1, keys::range(-1, 1),                                                \
+      "fraction of the short-window steps' windows that carry a recall record (-1: [data] recall_fraction); 1 forms recall first, text after") \
   KEY(double, beta2, 0.95, keys::range(0, 0.999999), "the teacher's AdamW beta2")                          \
   KEY(double, warmup_frac, 0.05, keys::range(0, 1), "fraction of the teacher's steps of linear warmup (then cosine to 0)") \
   KEY(double, answer_weight, 0.0, keys::range(0, 1000),                                                    \

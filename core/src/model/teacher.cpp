@@ -31,6 +31,8 @@ GPT2Config trained_config(const TeacherSpec& spec, std::int64_t vocab_size) {
   c.n_layer = spec.n_layer;
   c.n_head = spec.n_head;
   c.positions = spec.positions;
+  c.qk_norm = spec.qk_norm;
+  c.shifted_key_heads = spec.shifted_key_heads;
   return c;
 }
 
@@ -49,6 +51,8 @@ nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
   const TeacherSpec defaults;
   if (spec.short_seq_len != defaults.short_seq_len)
     r["short_seq_len"] = spec.short_seq_len, r["short_frac"] = spec.short_frac;
+  if (spec.short_recall_fraction != defaults.short_recall_fraction)
+    r["short_recall_fraction"] = spec.short_recall_fraction;
   if (spec.beta2 != defaults.beta2) r["beta2"] = spec.beta2;
   if (spec.warmup_frac != defaults.warmup_frac) r["warmup_frac"] = spec.warmup_frac;
   if (spec.answer_weight != defaults.answer_weight) r["answer_weight"] = spec.answer_weight;
@@ -70,10 +74,19 @@ void check_spec(const TeacherSpec& s) {
                                 " must be <= seq_len = " + std::to_string(s.seq_len));
 }
 
+bool short_phase(const TeacherSpec& spec, std::int64_t step) {
+  return spec.short_seq_len > 0 && double(step) < spec.short_frac * double(spec.steps);
+}
+
 // The window of a step: short_seq_len for the first short_frac of the steps, then seq_len.
 std::int64_t step_seq_len(const TeacherSpec& spec, std::int64_t step) {
-  const bool short_phase = spec.short_seq_len > 0 && double(step) < spec.short_frac * double(spec.steps);
-  return short_phase ? spec.short_seq_len : spec.seq_len;
+  return short_phase(spec, step) ? spec.short_seq_len : spec.seq_len;
+}
+
+// The share of a step's windows with a record: short_recall_fraction in the short phase (when
+// set), [data] recall_fraction otherwise.
+double step_record_fraction(const TeacherSpec& spec, const text::RecallSpec& recall, std::int64_t step) {
+  return short_phase(spec, step) && spec.short_recall_fraction >= 0 ? spec.short_recall_fraction : recall.fraction;
 }
 
 // Mean CE over all positions, plus answer_weight x the mean CE over the recall answer positions
@@ -121,7 +134,7 @@ TrainResult train(GPT2& model, const TeacherSpec& spec, const TeacherContext& co
     const double lr = warmup_cosine_lr(spec.lr, step, spec.steps, spec.warmup_frac);
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
     const auto T = step_seq_len(spec, step);
-    const auto batch = context.train_batches(spec.batch, T);  // [B, T + 1]
+    const auto batch = context.train_batches(spec.batch, T, step_record_fraction(spec, context.recall, step));
     const auto logits = model.forward(batch.tokens.narrow(1, 0, T));
     const auto parts = teacher_loss(logits, batch, spec.answer_weight);
     const auto& loss = parts.loss;
@@ -145,6 +158,14 @@ TrainResult train(GPT2& model, const TeacherSpec& spec, const TeacherContext& co
   }
   model.eval();
   return result;
+}
+
+// What training cost, as metrics of every trial that uses this teacher (trained or cached).
+void record_training(const nlohmann::json& described, const TeacherContext& context) {
+  if (!context.sink) return;
+  for (const char* key : {"train_seconds", "steps_to_recall"})
+    if (described.contains(key) && described[key].is_number())
+      context.sink->metric(std::string("teacher/") + key, described[key].get<double>());
 }
 
 void freeze(GPT2& model) {
@@ -211,6 +232,7 @@ Teacher obtain_teacher(const TeacherSpec& spec, const TeacherContext& context) {
     }
     teacher.identity.path = fs::absolute(weights).string();
     teacher.identity.config_json = described.dump();
+    record_training(described, context);
   }
   teacher.identity.sha256 = sha256_file(teacher.identity.path);
   freeze(*teacher.model);

@@ -33,9 +33,10 @@ struct Teacher {
   TeacherIdentity identity;
 };
 
-// Random training windows [B, T + 1] of token ids (int64), from the train split, with the
-// recall records some of them carry (answer all false when the task is off).
-using BatchSource = std::function<text::RecallBatch(std::int64_t batch, std::int64_t seq_len)>;
+// Random training windows [B, T + 1] of token ids (int64), from the train split, each carrying a
+// recall record with probability record_fraction (answer all false when the task is off).
+using BatchSource =
+    std::function<text::RecallBatch(std::int64_t batch, std::int64_t seq_len, double record_fraction)>;
 
 struct TeacherContext {
   std::string corpus;                  // DataSpec::corpus, part of the cache key
