@@ -14,6 +14,7 @@
 // $ATTNLAB_PLUGIN_PATH, then `plugins/` beside this library's `lib/` (where the build and
 // install trees keep them). Parameter values come as strings and are read by the plugin's
 // schema type, so Python needs no variant type; the schema then checks them as in a sweep.
+#include <attnlab/attend.hpp>
 #include <attnlab/registry.hpp>
 
 #include <torch/custom_class.h>
@@ -101,10 +102,11 @@ ParamValue parse_value(const std::string& backend, const std::string& key, const
 struct Backend : torch::CustomClassHolder {
   std::string name;
   std::shared_ptr<AttentionBackend> impl;
+  std::int64_t heads = 1;
 
   Backend(std::string name_, c10::Dict<std::string, std::string> params, std::int64_t n_heads,
           std::int64_t head_dim, std::int64_t max_seq_len, std::int64_t seed)
-      : name(std::move(name_)) {
+      : name(std::move(name_)), heads(n_heads) {
     TORCH_CHECK(n_heads >= 1 && head_dim >= 1 && max_seq_len >= 1, "attnlab backend '", name,
                 "': n_heads, head_dim and max_seq_len must be >= 1, got ", n_heads, ", ", head_dim,
                 ", ", max_seq_len);
@@ -133,8 +135,16 @@ struct Backend : torch::CustomClassHolder {
     }
   }
 
+  // Through the host's one checked door: a wrong shape, dtype or device is refused naming the
+  // backend, as in a sweep, before the plugin sees it.
   at::Tensor forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-    return impl->forward(q, k, v);
+    try {
+      return attend(*impl, q, k, v, heads);
+    } catch (const std::invalid_argument& e) {
+      TORCH_CHECK_VALUE(false, e.what());
+    } catch (const std::logic_error& e) {
+      TORCH_CHECK(false, e.what());
+    }
   }
   std::vector<at::Tensor> parameters() { return impl->parameters(/*recurse=*/true); }
   std::vector<std::string> parameter_names() {

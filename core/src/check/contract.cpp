@@ -1,4 +1,6 @@
-// The backend contract suite (contract.hpp).
+// The backend contract suite (contract.hpp). It calls forward directly, the one host code that
+// does: it tests what the plugin itself returns, which attnlab::attend (the door everything else
+// uses) would refuse before the check could report it.
 #include "check/contract.hpp"
 
 #include <attnlab/backend.hpp>
