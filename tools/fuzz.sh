@@ -16,7 +16,8 @@ build=${ATTNLAB_FUZZ_BUILD_DIR:-build-fuzz}
 cxx=$(command -v clang++ || command -v clang++-14 || true)
 [ -n "$cxx" ] || { echo "[fuzz] clang++ not found (tools/setup.sh installs clang)" >&2; exit 1; }
 cmake -S tests/fuzz -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" >/dev/null
+# Quiet when it builds; the compiler's last words when it does not (a source list out of date).
+cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1 || { tail -40 "$build/build.log" >&2; exit 1; }
 export ATTNLAB_DATA_DIR=${ATTNLAB_DATA_DIR:-$PWD/data/npm}
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
