@@ -87,6 +87,10 @@ static double gradient_norm(const std::vector<torch::Tensor>& trainable, double 
   return std::sqrt(squares);
 }
 
+torch::Tensor kl_per_position(const torch::Tensor& teacher_logp, const torch::Tensor& student_logp) {
+  return (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1);
+}
+
 LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                        const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec,
                        const torch::Tensor& answer) {
@@ -94,8 +98,8 @@ LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor&
   const double tau = spec.temperature;
   auto student_logp_tau = at::log_softmax(student_logits / tau, -1);
   auto teacher_logp_tau = at::log_softmax(teacher_logits.detach() / tau, -1);
-  // KL(t || s) = sum_v p_t (log p_t - log p_s) per position [B, T], averaged over the B*T positions.
-  auto kl_at = (teacher_logp_tau.exp() * (teacher_logp_tau - student_logp_tau)).sum(-1);
+  // Per position [B, T], averaged over the B*T positions.
+  auto kl_at = kl_per_position(teacher_logp_tau, student_logp_tau);
   auto kl = kl_at.mean();
   // The answer positions are ~1% of the tokens: without their own weight the recall they carry
   // is lost in the all-position mean.

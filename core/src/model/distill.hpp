@@ -48,6 +48,10 @@ struct LossParts {
   double ce = 0, kl = 0, reg = 0;
 };
 
+// KL(teacher || student) = sum_v p_t (log p_t - log p_s) per position: log-probabilities
+// [B, T, V] -> [B, T]. The distillation loss's term, and what the per-head search measures.
+torch::Tensor kl_per_position(const torch::Tensor& teacher_logp, const torch::Tensor& student_logp);
+
 // logits [B, T, V], targets [B, T], regularizer a scalar or undefined. kl is the plain KL (without tau^2).
 // answer [B, T] bool (or undefined): the recall answer positions, where answer_weight adds
 // answer_weight * tau^2 * (mean KL over them).

@@ -2,6 +2,7 @@
 #include "model/head_search.hpp"
 
 #include "base/sink.hpp"
+#include "model/distill.hpp"
 
 #include <attnlab/head_search.hpp>
 
@@ -51,7 +52,7 @@ struct SearchingLayer {
 // The distillation loss's KL part at τ = 1 (head_search.hpp), per batch.
 double kl_loss(const at::Tensor& teacher_logp, const at::Tensor& student_logits, const at::Tensor& answer,
                double answer_weight) {
-  const auto kl_at = (teacher_logp.exp() * (teacher_logp - at::log_softmax(student_logits, -1))).sum(-1);  // [B, T]
+  const auto kl_at = kl_per_position(teacher_logp, at::log_softmax(student_logits, -1));  // [B, T]
   double loss = kl_at.mean().item<double>();
   if (answer_weight > 0 && answer.defined() && answer.any().item<bool>())
     loss += answer_weight * kl_at.masked_select(answer).mean().item<double>();
