@@ -1,13 +1,15 @@
 // Shared plumbing of the CPU block-sparse kernels; see block_sparse_plan.hpp.
 #include "block_sparse_plan.hpp"
 
+#include <cstring>
+
 #include <immintrin.h>
 
 #include <algorithm>
 
 namespace attnlab::kernels::cpu {
 
-LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
+LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose, const LayoutView* same_masks) {
   LayoutView view;
   view.T = layout.T;
   view.S = layout.S;
@@ -19,33 +21,46 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose) {
   view.tile_mask = layout.nnz() ? layout.tile_mask.data_ptr<std::int64_t>() : nullptr;
   view.masks = layout.masks.defined() && layout.masks.numel() ? layout.masks.data_ptr<bool>()
                                                                : nullptr;
-  view.index_masks(view.masks ? layout.masks.size(0) : 0, with_transpose);
+  if (same_masks != nullptr) {  // built in the same call, so with the same with_transpose
+    view.mask_index = same_masks->mask_index;
+  } else {
+    view.index_masks(view.masks ? layout.masks.size(0) : 0, with_transpose);
+  }
   if (with_transpose) view.build_transpose();
   return view;
 }
 
 void LayoutView::index_masks(std::int64_t n_partial, bool with_transpose) {
-  // First and last allowed element of every row (by_column: column) of every partial mask.
-  auto spans = [&](std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi, bool by_column) {
+  // First and last allowed element of every tile-long line (a mask row, or a column via the
+  // transpose), found with
+  // memchr / memrchr (SIMD in glibc), because composed layouts (hard gating) bring fresh masks
+  // on every forward and a branch per element made this pass cost as much as the tiles' math.
+  auto spans = [&](const unsigned char* lines, std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi) {
     lo.assign(n_partial * tile, tile);
     hi.assign(n_partial * tile, 0);
-    for (std::int64_t i = 0; i < n_partial; ++i)
-      for (std::int64_t r = 0; r < tile; ++r)
-        for (std::int64_t c = 0; c < tile; ++c) {
-          if (!mask_of(i)[r * tile + c]) continue;
-          const std::int64_t line = i * tile + (by_column ? c : r), at = by_column ? r : c;
-          lo[line] = std::min(lo[line], at);
-          hi[line] = std::max(hi[line], at + 1);
-        }
+    for (std::int64_t line = 0; line < n_partial * tile; ++line) {
+      const unsigned char* begin = lines + line * tile;
+      const void* first = std::memchr(begin, 1, static_cast<std::size_t>(tile));
+      if (first == nullptr) continue;
+      const void* last = memrchr(begin, 1, static_cast<std::size_t>(tile));
+      lo[line] = static_cast<const unsigned char*>(first) - begin;
+      hi[line] = static_cast<const unsigned char*>(last) - begin + 1;
+    }
   };
-  spans(row_lo, row_hi, false);
+  static_assert(sizeof(bool) == 1, "masks are read as bytes of 0 / 1");
+  auto index = std::make_shared<MaskIndex>();
+  auto& t_masks = index->t_masks;
+  spans(reinterpret_cast<const unsigned char*>(masks), index->row_lo, index->row_hi);
+  mask_index = index;
   if (!with_transpose) return;
-  spans(col_lo, col_hi, true);
   t_masks.resize(n_partial * tile * tile);
-  for (std::int64_t i = 0; i < n_partial; ++i)
+  for (std::int64_t i = 0; i < n_partial; ++i) {
+    const auto* m = reinterpret_cast<const unsigned char*>(mask_of(i));
+    unsigned char* t = t_masks.data() + i * tile * tile;
     for (std::int64_t r = 0; r < tile; ++r)
-      for (std::int64_t c = 0; c < tile; ++c)
-        t_masks[(i * tile + c) * tile + r] = mask_of(i)[r * tile + c];
+      for (std::int64_t c = 0; c < tile; ++c) t[c * tile + r] = m[r * tile + c];
+  }
+  spans(t_masks.data(), index->col_lo, index->col_hi);  // a column of a mask is a row of its transpose
 }
 
 void LayoutView::build_transpose() {
@@ -120,6 +135,14 @@ LayoutViews check_inputs(const char* who, const at::Tensor& q, const at::Tensor&
   LayoutViews views;
   views.index.resize(BH);
   std::vector<const BlockLayout*> seen;
+  // Layouts that share one masks tensor (hard gating's composed rows point into the candidates'
+  // masks) have their masks indexed once per call.
+  struct Indexed {
+    const void* data;
+    std::int64_t n;
+    std::size_t view;
+  };
+  std::vector<Indexed> indexed_masks;
   for (std::int64_t bh = 0; bh < BH; ++bh) {
     const auto& layout = layouts[n == 1 ? 0 : n == BH ? bh : bh % H];
     TORCH_CHECK(layout != nullptr, who, ": layouts must not contain null pointers");
@@ -131,7 +154,14 @@ LayoutViews check_inputs(const char* who, const at::Tensor& q, const at::Tensor&
     check_layout(who, *layout, q.size(2), k.size(2));
     views.index[bh] = static_cast<std::int64_t>(seen.size());
     seen.push_back(layout.get());
-    views.distinct.push_back(LayoutView::of(*layout, with_transpose));
+    const bool has_masks = layout->masks.defined() && layout->masks.numel() > 0;
+    const void* data = has_masks ? layout->masks.data_ptr() : nullptr;
+    const std::int64_t n_masks = has_masks ? layout->masks.size(0) : 0;
+    const auto same = std::find_if(indexed_masks.begin(), indexed_masks.end(),
+                                   [&](const Indexed& e) { return e.data == data && e.n == n_masks; });
+    const bool reuse = has_masks && same != indexed_masks.end();
+    views.distinct.push_back(LayoutView::of(*layout, with_transpose, reuse ? &views.distinct[same->view] : nullptr));
+    if (has_masks && !reuse) indexed_masks.push_back({data, n_masks, views.distinct.size() - 1});
   }
   return views;
 }

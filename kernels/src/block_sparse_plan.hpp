@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -36,13 +37,17 @@ struct LayoutView {
   // [row_lo[i*tile + r], row_hi[i*tile + r]) (lo = tile, hi = 0 for a row with none); col_lo /
   // col_hi the same per column (built with the transpose). The kernels compute a partial tile
   // in blocks of rows and skip the columns no row of a block uses, e.g. most of the upper
-  // half of a causal diagonal tile.
-  std::vector<std::int64_t> row_lo, row_hi, col_lo, col_hi;
-  // Partial masks transposed, [n_partial, key, query] (built with the transpose): the forward
-  // keeps its scores key-major and masks them a key row at a time.
-  std::vector<unsigned char> t_masks;
+  // half of a causal diagonal tile. t_masks: the partial masks transposed, [n_partial, key,
+  // query] (built with the transpose): the forward keeps its scores key-major and masks them a
+  // key row at a time. Shared, not copied, by views of layouts with the same masks (hard
+  // gating's B*H composed layouts all point into its candidates' masks).
+  struct MaskIndex {
+    std::vector<std::int64_t> row_lo, row_hi, col_lo, col_hi;
+    std::vector<unsigned char> t_masks;
+  };
+  std::shared_ptr<const MaskIndex> mask_index = std::make_shared<const MaskIndex>();
 
-  static LayoutView of(const BlockLayout& layout, bool with_transpose);
+  static LayoutView of(const BlockLayout& layout, bool with_transpose, const LayoutView* same_masks = nullptr);
   // Pieces of of(), also used by views built from a block list (block_select.cpp):
   // row/column spans (and, with_transpose, the transposed masks) of the n_partial masks at
   // `masks`; the CSR transpose of row_ptr / col_idx / tile_mask, O(nnz + n_k_tiles).
@@ -50,18 +55,18 @@ struct LayoutView {
   void build_transpose();
   const bool* mask_of(std::int64_t mask_index) const { return masks + mask_index * tile * tile; }
   const bool* t_mask_of(std::int64_t mask_index) const {
-    return reinterpret_cast<const bool*>(t_masks.data()) + mask_index * tile * tile;
+    return reinterpret_cast<const bool*>(this->mask_index->t_masks.data()) + mask_index * tile * tile;
   }
   struct Span {
     std::int64_t lo, hi;  // empty when lo >= hi
   };
   // Columns used by rows [r0, r1) of partial tile `mask_index` (rows of the mask).
   Span row_span(std::int64_t mask_index, std::int64_t r0, std::int64_t r1) const {
-    return span_of(row_lo, row_hi, mask_index * tile, r0, r1);
+    return span_of(this->mask_index->row_lo, this->mask_index->row_hi, mask_index * tile, r0, r1);
   }
   // Rows used by columns [c0, c1) of partial tile `mask_index`.
   Span col_span(std::int64_t mask_index, std::int64_t c0, std::int64_t c1) const {
-    return span_of(col_lo, col_hi, mask_index * tile, c0, c1);
+    return span_of(this->mask_index->col_lo, this->mask_index->col_hi, mask_index * tile, c0, c1);
   }
   static Span span_of(const std::vector<std::int64_t>& lo, const std::vector<std::int64_t>& hi,
                       std::int64_t base, std::int64_t i0, std::int64_t i1) {

@@ -31,15 +31,15 @@ attnlab::kernels::LayoutSet LayoutComposer::compose(const at::Tensor& choice) co
   return out;
 }
 
-// Row i of the result = row i of candidate choice[i]. A partial tile keeps its mask: the
-// candidate's mask index is shifted into all_masks_, and the masks used are gathered in the
-// order the result first references them.
+// Row i of the result = row i of candidate choice[i]. Every composed layout points at the one
+// concatenation of the candidates' partial masks (a partial tile's index is shifted into it):
+// no mask is copied, and the kernel indexes that shared masks tensor once per call.
 std::shared_ptr<const BlockLayout> LayoutComposer::compose_row(const std::int64_t* choice) const {
   auto layout = std::make_shared<BlockLayout>();
   layout->T = layout->S = T();
   layout->tile = tile();
   const std::int64_t nq = layout->n_q_tiles();
-  std::vector<std::int64_t> row_ptr(nq + 1, 0), col_idx, tile_mask, used;
+  std::vector<std::int64_t> row_ptr(nq + 1, 0), col_idx, tile_mask;
   for (std::int64_t i = 0; i < nq; ++i) {
     const std::int64_t k = choice[i];
     TORCH_CHECK(k >= -1 && k < static_cast<std::int64_t>(candidates_.size()), "gating: choice ", k, " out of range");
@@ -50,12 +50,7 @@ std::shared_ptr<const BlockLayout> LayoutComposer::compose_row(const std::int64_
       const auto* tm = L.tile_mask.data_ptr<std::int64_t>();
       for (std::int64_t e = rp[i]; e < rp[i + 1]; ++e) {
         col_idx.push_back(ci[e]);
-        if (tm[e] < 0) {
-          tile_mask.push_back(-1);
-        } else {
-          tile_mask.push_back(static_cast<std::int64_t>(used.size()));
-          used.push_back(mask_offset_[k] + tm[e]);
-        }
+        tile_mask.push_back(tm[e] < 0 ? -1 : mask_offset_[k] + tm[e]);
       }
     }
     row_ptr[i + 1] = static_cast<std::int64_t>(col_idx.size());
@@ -64,8 +59,7 @@ std::shared_ptr<const BlockLayout> LayoutComposer::compose_row(const std::int64_
   layout->row_ptr = to_tensor(row_ptr);
   layout->col_idx = to_tensor(col_idx);
   layout->tile_mask = to_tensor(tile_mask);
-  layout->masks = used.empty() ? at::zeros({0, tile(), tile()}, at::kBool)
-                               : all_masks_.index_select(0, to_tensor(used)).contiguous();
+  layout->masks = all_masks_;
   return layout;
 }
 

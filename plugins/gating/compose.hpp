@@ -5,7 +5,7 @@
 //   candidates  K layouts at one (T, tile), e.g. masks::block_layout(candidate_k, T, tile)
 //   choice      int64 [n_rows, n_q_tiles] on the CPU: the candidate of each query tile, or -1
 //               for none (that row attends to nothing: out = 0)
-//   -> n_rows layouts; O(nnz) each, plus a gather of the partial-tile masks it references.
+//   -> n_rows layouts; O(nnz) each, all sharing the candidates' concatenated partial masks.
 #include <attnlab/kernels/block_layout.hpp>
 
 #include <ATen/ATen.h>
@@ -17,8 +17,7 @@ namespace attnlab_gating {
 
 class LayoutComposer {
  public:
-  // Concatenates the candidates' partial masks once, so that a composed layout gathers the
-  // masks it uses with one index_select.
+  // Concatenates the candidates' partial masks once; every composed layout refers to them.
   explicit LayoutComposer(std::vector<std::shared_ptr<const attnlab::kernels::BlockLayout>> candidates);
 
   attnlab::kernels::LayoutSet compose(const at::Tensor& choice) const;
