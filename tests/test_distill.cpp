@@ -282,6 +282,34 @@ TEST_CASE("distill trial: every learnable backend trains a few steps with its re
   fs::remove_all(dir);
 }
 
+TEST_CASE("distill trial: topk's parameter-free gates train nothing and are evaluated as they are") {
+  // Regression: query_block topk registered a per-head metric its forward never used, so a
+  // sweep's steps > 0 failed with "element 0 of tensors does not require grad".
+  const auto dir = fresh_dir("distill_topk_free_gates");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  for (const std::string gate : {"mean", "oracle", "random", "learned"}) {
+    INFO(gate);
+    auto spec = tiny_distill("topk");
+    spec.steps = 2;
+    spec.backend_params = {{"granularity", std::string("query_block")}, {"gate", gate}, {"k", std::int64_t{1}},
+                           {"tile", std::int64_t{16}}, {"execution", std::string("block_sparse")}};
+    spec.eval.seq_lens = {32};
+    spec.eval.prompts = {};
+    MemorySink sink;
+    run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+    REQUIRE(sink.infos.count("train.skipped") == (gate == "learned" ? 0u : 1u));
+    if (gate == "learned")
+      REQUIRE(sink.final("train/trainable_params") > 0);  // its gate projections
+    else
+      REQUIRE(sink.final("train/trainable_params") == 0);
+    // Hard top-k in both modes: one evaluation, unprefixed.
+    REQUIRE(std::isfinite(sink.final("eval/T32/student_ppl")));
+    REQUIRE(sink.final("eval/T32/causal_fraction") < 1.0);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("distill trial: blend st_gumbel trains the masks it deploys, so soft and hard evaluate alike") {
   const auto dir = fresh_dir("distill_st_gumbel");
   DataSpec data;

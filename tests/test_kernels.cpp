@@ -169,6 +169,42 @@ TEST_CASE("block_sparse_forward takes one layout per (b, h)", "[kernels][forward
   CHECK(max_abs_diff(out32, expected) < 1e-5);
 }
 
+// Hard gating's composed layouts all point into one masks tensor (their tile_mask indices
+// offset into it), and the kernel indexes a shared masks tensor once per call: each (b, h) must
+// still read its own partial tiles, forward and backward.
+TEST_CASE("per-(b, h) layouts that share one masks tensor match the reference, with gradients",
+          "[kernels][backward]") {
+  at::manual_seed(13);
+  const std::int64_t B = 2, H = 2, T = 143, D = 24, tile = 32;
+  Qkv x = random_qkv(B, H, T, T, D, at::kDouble);
+  std::vector<at::Tensor> allowed, own_masks;
+  std::vector<BlockLayout> own;
+  for (std::int64_t bh = 0; bh < B * H; ++bh) {
+    allowed.push_back(random_layout_mask(T, T, tile, 0.6).logical_and(causal_mask(T, T)).logical_or(at::eye(T, at::kBool)));
+    own.push_back(BlockLayout::from_dense(allowed.back(), tile));
+    own_masks.push_back(own.back().masks);
+  }
+  const at::Tensor shared = at::cat(own_masks).contiguous();
+  LayoutSet layouts;
+  std::int64_t offset = 0;
+  for (const BlockLayout& layout : own) {
+    auto composed = std::make_shared<BlockLayout>(layout);
+    composed->tile_mask = at::where(layout.tile_mask >= 0, layout.tile_mask + offset, layout.tile_mask);
+    composed->masks = shared;
+    offset += layout.masks.size(0);
+    layouts.push_back(composed);
+  }
+  REQUIRE(offset > B * H);  // every layout has partial tiles of its own
+  for (auto& t : {&x.q, &x.k, &x.v}) t->requires_grad_(true);
+  const at::Tensor expected = reference_attention(x.q, x.k, x.v, at::stack(allowed).view({B, H, T, T}), 0.3);
+  const at::Tensor out = block_sparse_attention(x.q, x.k, x.v, layouts, 0.3);
+  CHECK(max_abs_diff(out, expected) < 1e-12);
+  const at::Tensor g = at::randn_like(expected);
+  const auto want = torch::autograd::grad({expected}, {x.q, x.k, x.v}, {g});
+  const auto got = torch::autograd::grad({out}, {x.q, x.k, x.v}, {g});
+  for (int i = 0; i < 3; ++i) CHECK(max_abs_diff(got[i], want[i]) < 1e-10);
+}
+
 TEST_CASE("rows with no allowed key give zero output, -inf lse and zero gradients",
           "[kernels][empty]") {
   at::manual_seed(4);

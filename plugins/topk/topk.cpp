@@ -61,7 +61,11 @@ class TopkAttention : public attnlab::AttentionBackend {
         gate_(init.params.get_string("gate")),
         sink_blocks_(init.params.get_int("sink_blocks")),
         seed_(init.seed * 1000003ull + static_cast<std::uint64_t>(init.layer_index)) {
-    log_gain_ = register_parameter("log_gain", torch::zeros({init.n_heads, init.head_dim}));
+    // query_block selects by its gate alone: the per-head metric would be a parameter no loss
+    // reaches, and a distill trial would try to train it (mean / oracle / random gates then
+    // have no trainable parameters, and are evaluated as they are).
+    if (granularity_ != "query_block")
+      log_gain_ = register_parameter("log_gain", torch::zeros({init.n_heads, init.head_dim}));
     if (granularity_ == "query_block" && gate_ == "learned") {
       const std::int64_t D = init.head_dim, G = init.params.get_int("gate_dim") ? init.params.get_int("gate_dim") : D;
       const auto eye = torch::eye(D).narrow(1, 0, std::min(G, D));
@@ -328,6 +332,6 @@ class TopkAttention : public attnlab::AttentionBackend {
 
 }  // namespace
 
-ATTNLAB_PLUGIN(TopkAttention, "topk", "2.2.0",
+ATTNLAB_PLUGIN(TopkAttention, "topk", "2.2.1",
                "top-k key selection: per query (token or key-block/MoBA, differentiable), or key tiles per query tile "
                "on the block-selection kernel (gate mean | learned | oracle | random), causal")

@@ -295,6 +295,10 @@ LossParts train_step(Student& student, GPT2& teacher, const text::RecallBatch& r
   }
   for (auto& group : student.optimizer->param_groups()) group.options().set_lr(lr);
   auto parts = student_loss(*student.model, rb, teacher_logits, step, spec, guard);
+  if (!parts.loss.requires_grad())  // e.g. a plugin that registers a parameter its forward never uses
+    throw std::runtime_error("backend '" + spec.backend + "' has trainable parameters, but none of them reaches the loss "
+                             "(no gradient at step " + std::to_string(step) + "): register only the parameters "
+                             "the forward uses, or set steps = 0");
   student.optimizer->zero_grad();
   parts.loss.backward();
   guard.check(step, "gradient norm", gradient_norm(student.trainable, spec.grad_clip));
