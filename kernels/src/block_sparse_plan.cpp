@@ -22,7 +22,7 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose, const 
   view.masks = layout.masks.defined() && layout.masks.numel() ? layout.masks.data_ptr<bool>()
                                                                : nullptr;
   if (same_masks != nullptr) {  // built in the same call, so with the same with_transpose
-    view.mask_index = same_masks->mask_index;
+    view.partial_index = same_masks->partial_index;
   } else {
     view.index_masks(view.masks ? layout.masks.size(0) : 0, with_transpose);
   }
@@ -32,9 +32,8 @@ LayoutView LayoutView::of(const BlockLayout& layout, bool with_transpose, const 
 
 void LayoutView::index_masks(std::int64_t n_partial, bool with_transpose) {
   // First and last allowed element of every tile-long line (a mask row, or a column via the
-  // transpose), found with
-  // memchr / memrchr (SIMD in glibc), because composed layouts (hard gating) bring fresh masks
-  // on every forward and a branch per element made this pass cost as much as the tiles' math.
+  // transpose), found with memchr / memrchr (SIMD in glibc): with a branch per element this
+  // pass cost as much as the tiles' math when hard gating brought many masks per call.
   auto spans = [&](const unsigned char* lines, std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi) {
     lo.assign(n_partial * tile, tile);
     hi.assign(n_partial * tile, 0);
@@ -51,7 +50,7 @@ void LayoutView::index_masks(std::int64_t n_partial, bool with_transpose) {
   auto index = std::make_shared<MaskIndex>();
   auto& t_masks = index->t_masks;
   spans(reinterpret_cast<const unsigned char*>(masks), index->row_lo, index->row_hi);
-  mask_index = index;
+  partial_index = index;
   if (!with_transpose) return;
   t_masks.resize(n_partial * tile * tile);
   for (std::int64_t i = 0; i < n_partial; ++i) {

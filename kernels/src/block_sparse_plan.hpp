@@ -45,7 +45,7 @@ struct LayoutView {
     std::vector<std::int64_t> row_lo, row_hi, col_lo, col_hi;
     std::vector<unsigned char> t_masks;
   };
-  std::shared_ptr<const MaskIndex> mask_index = std::make_shared<const MaskIndex>();
+  std::shared_ptr<const MaskIndex> partial_index = std::make_shared<const MaskIndex>();
 
   static LayoutView of(const BlockLayout& layout, bool with_transpose, const LayoutView* same_masks = nullptr);
   // Pieces of of(), also used by views built from a block list (block_select.cpp):
@@ -55,18 +55,18 @@ struct LayoutView {
   void build_transpose();
   const bool* mask_of(std::int64_t mask_index) const { return masks + mask_index * tile * tile; }
   const bool* t_mask_of(std::int64_t mask_index) const {
-    return reinterpret_cast<const bool*>(this->mask_index->t_masks.data()) + mask_index * tile * tile;
+    return reinterpret_cast<const bool*>(partial_index->t_masks.data()) + mask_index * tile * tile;
   }
   struct Span {
     std::int64_t lo, hi;  // empty when lo >= hi
   };
   // Columns used by rows [r0, r1) of partial tile `mask_index` (rows of the mask).
   Span row_span(std::int64_t mask_index, std::int64_t r0, std::int64_t r1) const {
-    return span_of(this->mask_index->row_lo, this->mask_index->row_hi, mask_index * tile, r0, r1);
+    return span_of(partial_index->row_lo, partial_index->row_hi, mask_index * tile, r0, r1);
   }
   // Rows used by columns [c0, c1) of partial tile `mask_index`.
   Span col_span(std::int64_t mask_index, std::int64_t c0, std::int64_t c1) const {
-    return span_of(this->mask_index->col_lo, this->mask_index->col_hi, mask_index * tile, c0, c1);
+    return span_of(partial_index->col_lo, partial_index->col_hi, mask_index * tile, c0, c1);
   }
   static Span span_of(const std::vector<std::int64_t>& lo, const std::vector<std::int64_t>& hi,
                       std::int64_t base, std::int64_t i0, std::int64_t i1) {

@@ -1,6 +1,7 @@
 // The median pruner (pruner.hpp).
 #include "engine/pruner.hpp"
 
+#include "base/median.hpp"
 #include "base/trial_stop.hpp"
 #include "runtime/store.hpp"
 
@@ -32,9 +33,7 @@ std::optional<double> MedianPruner::median_at(ResultStore& store, const std::str
   for (const auto& row : rows.rows)
     if (row[0]) values.push_back(std::stod(*row[0]));
   if (values.empty() || static_cast<std::int64_t>(values.size()) < min_trials) return std::nullopt;
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+  return median_of(std::move(values));
 }
 
 void MedianPruner::observe(const std::string& name, std::int64_t step, double value) {

@@ -91,6 +91,11 @@ torch::Tensor kl_per_position(const torch::Tensor& teacher_logp, const torch::Te
   return (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1);
 }
 
+torch::Tensor answer_kl(const torch::Tensor& kl_at, const torch::Tensor& answer, double answer_weight) {
+  if (answer_weight > 0 && answer.defined() && answer.any().item<bool>()) return kl_at.masked_select(answer).mean();
+  return {};
+}
+
 LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                        const torch::Tensor& targets, const torch::Tensor& regularizer, const DistillSpec& spec,
                        const torch::Tensor& answer) {
@@ -103,16 +108,14 @@ LossParts distill_loss(const torch::Tensor& student_logits, const torch::Tensor&
   auto kl = kl_at.mean();
   // The answer positions are ~1% of the tokens: without their own weight the recall they carry
   // is lost in the all-position mean.
-  torch::Tensor answer_kl;
-  if (spec.answer_weight > 0 && answer.defined() && answer.any().item<bool>())
-    answer_kl = kl_at.masked_select(answer).mean();
+  const auto at_answers = answer_kl(kl_at, answer, spec.answer_weight);
 
   // CE on the untempered distribution; kept out of the graph when it carries no weight.
   auto ce_input = spec.alpha_ce > 0 ? student_logits : student_logits.detach();
   auto ce = at::cross_entropy_loss(ce_input.reshape({-1, V}), targets.reshape(-1));
 
   auto loss = spec.alpha_kl * tau * tau * kl;
-  if (answer_kl.defined()) loss = loss + spec.answer_weight * tau * tau * answer_kl;
+  if (at_answers.defined()) loss = loss + spec.answer_weight * tau * tau * at_answers;
   if (spec.alpha_ce > 0) loss = loss + spec.alpha_ce * ce;
   LossParts parts;
   if (regularizer.defined()) {

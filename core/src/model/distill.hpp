@@ -52,6 +52,10 @@ struct LossParts {
 // [B, T, V] -> [B, T]. The distillation loss's term, and what the per-head search measures.
 torch::Tensor kl_per_position(const torch::Tensor& teacher_logp, const torch::Tensor& student_logp);
 
+// The mean of kl_at [B, T] over the recall answer positions (answer [B, T] bool), which
+// answer_weight weighs; undefined when answer_weight is 0 or the batch has no answer position.
+torch::Tensor answer_kl(const torch::Tensor& kl_at, const torch::Tensor& answer, double answer_weight);
+
 // logits [B, T, V], targets [B, T], regularizer a scalar or undefined. kl is the plain KL (without tau^2).
 // answer [B, T] bool (or undefined): the recall answer positions, where answer_weight adds
 // answer_weight * tau^2 * (mean KL over them).

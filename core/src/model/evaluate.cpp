@@ -3,6 +3,7 @@
 #include "model/evaluate.hpp"
 
 #include "model/bootstrap.hpp"
+#include "model/distill.hpp"
 #include "model/timing.hpp"
 #include "base/memory.hpp"
 #include "base/metrics.hpp"
@@ -78,7 +79,7 @@ void window_stats(const at::Tensor& teacher_logp, const at::Tensor& student_logi
   const auto s_nll = at::nll_loss(logp.reshape({-1, V}), flat_targets, {}, at::Reduction::None).view({B, T}).sum(1);
   const auto t_nll =
       at::nll_loss(teacher_logp.reshape({-1, V}), flat_targets, {}, at::Reduction::None).view({B, T}).sum(1);
-  const auto kl = (teacher_logp.exp() * (teacher_logp - logp)).sum({1, 2});
+  const auto kl = kl_per_position(teacher_logp, logp).sum(1);
   const auto agree = logp.argmax(-1).eq(teacher_logp.argmax(-1)).sum(1);
   const auto bytes = bytes_of_token.index_select(0, flat_targets).view({B, T}).sum(1);
   for (std::int64_t b = 0; b < B; ++b)

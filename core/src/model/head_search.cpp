@@ -53,10 +53,8 @@ struct SearchingLayer {
 double kl_loss(const at::Tensor& teacher_logp, const at::Tensor& student_logits, const at::Tensor& answer,
                double answer_weight) {
   const auto kl_at = kl_per_position(teacher_logp, at::log_softmax(student_logits, -1));  // [B, T]
-  double loss = kl_at.mean().item<double>();
-  if (answer_weight > 0 && answer.defined() && answer.any().item<bool>())
-    loss += answer_weight * kl_at.masked_select(answer).mean().item<double>();
-  return loss;
+  const auto at_answers = answer_kl(kl_at, answer, answer_weight);
+  return kl_at.mean().item<double>() + (at_answers.defined() ? answer_weight * at_answers.item<double>() : 0.0);
 }
 
 // One row per head of `layer`: measured deltas (the model with that head alone switched), or

@@ -1,6 +1,8 @@
 // Models timed side by side in eval (timing.hpp).
 #include "model/timing.hpp"
 
+#include "base/median.hpp"
+
 #include <torch/csrc/autograd/grad_mode.h>
 
 namespace attnlab::model {
@@ -14,11 +16,6 @@ double selection_ms(const GPT2& model) {
     for (const auto& stat : backend->statistics())
       if (stat.name == "select_ms") total = std::max(total, 0.0) + stat.value;
   return total;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 }  // namespace
@@ -47,9 +44,9 @@ std::vector<Speed> time_interleaved(const std::vector<TimedModel>& models, const
     }
   }
   for (std::size_t i = 0; i < models.size(); ++i) {
-    out[i].tokens_per_s = 1.0 / std::max(median(seconds[i]), 1e-12);
-    out[i].attention_ms = 1e3 * median(attention[i]);
-    if (!select[i].empty()) out[i].select_ms = median(select[i]);
+    out[i].tokens_per_s = 1.0 / std::max(median_of(seconds[i]), 1e-12);
+    out[i].attention_ms = 1e3 * median_of(attention[i]);
+    if (!select[i].empty()) out[i].select_ms = median_of(select[i]);
   }
   return out;
 }

@@ -6,13 +6,6 @@
 
 namespace attnlab::report {
 
-double median_of(std::vector<double> values) {
-  if (values.empty()) return std::nan("");
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
 double coefficient_of_variation(const std::vector<double>& values) {
   if (values.size() < 2) return 0;
   double mean = 0, squares = 0;

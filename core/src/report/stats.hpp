@@ -1,10 +1,12 @@
 #pragma once
 // Small statistics for before/after comparisons (attnlab compare --against).
+#include "base/median.hpp"
+
 #include <vector>
 
 namespace attnlab::report {
 
-double median_of(std::vector<double> values);
+using attnlab::median_of;
 // Sample standard deviation over the mean (0 for fewer than two values or a zero mean).
 double coefficient_of_variation(const std::vector<double>& values);
 
