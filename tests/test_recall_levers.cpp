@@ -1,7 +1,9 @@
-// The model levers of the recall teacher (issue 18, gpt2.hpp): QK-norm and shifted-key heads.
+// The levers of the recall teacher (issue 18): QK-norm and shifted-key heads (gpt2.hpp), and the
+// two-phase training schedule (teacher.cpp).
 // Each is checked for what it claims (scale-free scores; keys from the previous token), for
 // causality, for gradients that reach its parameters, and for surviving a checkpoint round trip.
 #include "model/gpt2.hpp"
+#include "model/teacher.hpp"
 
 #include <attnlab/registry.hpp>
 
@@ -119,4 +121,54 @@ TEST_CASE("shifted_key_heads: those heads key by the previous token, stay causal
   REQUIRE_FALSE(GPT2Config{}.to_json().contains("shifted_key_heads"));
   REQUIRE_THROWS_WITH(small(false, 4).validate(), Catch::Contains("shifted_key_heads = 4"));
   fs::remove_all(dir);
+}
+
+TEST_CASE("teacher schedule: short_frac of the steps at short_seq_len on short_batch windows, then seq_len", "[model]") {
+  // Every training step's request (windows, length, share with a record) is recorded by the
+  // batch source; the teacher is trained for real (a tiny one) and cached under a fresh folder.
+  struct Request {
+    std::int64_t batch, seq_len;
+    double record_fraction;
+  };
+  std::vector<Request> requests;
+  TeacherContext context;
+  context.corpus = "test", context.tokenizer_name = "bytes", context.tokenizer_fingerprint = "test";
+  context.vocab_size = 29;
+  context.results_dir = test::fresh_dir("teacher_schedule").string();
+  context.dense = dense_math();
+  context.train_batches = [&](std::int64_t batch, std::int64_t seq_len, double fraction) {
+    requests.push_back({batch, seq_len, fraction});
+    return text::RecallBatch{at::randint(0, 29, {batch, seq_len + 1}, at::kLong),
+                             at::zeros({batch, seq_len}, at::kBool), at::zeros({batch, seq_len}, at::kLong)};
+  };
+  context.recall.fraction = 0.25;
+  TeacherSpec spec;
+  spec.n_layer = 1, spec.n_head = 2, spec.n_embd = 16, spec.block_size = 64, spec.positions = "rope";
+  spec.steps = 10, spec.batch = 2, spec.seq_len = 48;
+  spec.short_seq_len = 12, spec.short_frac = 0.4, spec.short_batch = 7, spec.short_recall_fraction = 1.0;
+
+  SECTION("short_batch set") {
+    obtain_teacher(spec, context);
+    REQUIRE(requests.size() == 10);
+    for (std::size_t step = 0; step < requests.size(); ++step) {
+      const bool short_phase = step < 4;
+      INFO("step " << step);
+      CHECK(requests[step].batch == (short_phase ? 7 : 2));
+      CHECK(requests[step].seq_len == (short_phase ? 12 : 48));
+      CHECK(requests[step].record_fraction == (short_phase ? 1.0 : 0.25));
+    }
+  }
+  SECTION("short_batch 0 keeps batch, and leaves the cache key of teachers cached before it existed") {
+    spec.short_batch = 0;
+    const auto key_without = teacher_cache_dir(spec, context);
+    obtain_teacher(spec, context);
+    REQUIRE(requests.front().batch == 2);
+    REQUIRE(requests.front().seq_len == 12);
+    spec.short_batch = 7;
+    REQUIRE(teacher_cache_dir(spec, context) != key_without);
+    TeacherSpec plain = spec;
+    plain.short_batch = 0;
+    REQUIRE(teacher_cache_dir(plain, context) == key_without);
+  }
+  fs::remove_all(context.results_dir);
 }

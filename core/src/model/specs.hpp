@@ -60,6 +60,8 @@ struct DataSpec {
   KEY(std::int64_t, short_seq_len, 0, keys::range(0, 1 << 16),                                           \
       "train at this shorter window for the first short_frac of the steps, then at seq_len (0: seq_len throughout)") \
   KEY(double, short_frac, 0.75, keys::range(0, 1), "fraction of the teacher's steps at short_seq_len")    \
+  KEY(std::int64_t, short_batch, 0, keys::range(0, 4096),                                                  \
+      "windows per step in the short phase (0: batch); a long seq_len wants few windows, recall forms on many short ones") \
   KEY(double, short_recall_fraction, -1, keys::range(-1, 1),                                                \
       "fraction of the short-window steps' windows that carry a recall record (-1: [data] recall_fraction); 1 forms recall first, text after") \
   KEY(double, beta2, 0.95, keys::range(0, 0.999999), "the teacher's AdamW beta2")                          \

@@ -51,6 +51,7 @@ nlohmann::json recipe(const TeacherSpec& spec, const TeacherContext& context) {
   const TeacherSpec defaults;
   if (spec.short_seq_len != defaults.short_seq_len)
     r["short_seq_len"] = spec.short_seq_len, r["short_frac"] = spec.short_frac;
+  if (spec.short_batch != defaults.short_batch) r["short_batch"] = spec.short_batch;
   if (spec.short_recall_fraction != defaults.short_recall_fraction)
     r["short_recall_fraction"] = spec.short_recall_fraction;
   if (spec.beta2 != defaults.beta2) r["beta2"] = spec.beta2;
@@ -81,6 +82,11 @@ bool short_phase(const TeacherSpec& spec, std::int64_t step) {
 // The window of a step: short_seq_len for the first short_frac of the steps, then seq_len.
 std::int64_t step_seq_len(const TeacherSpec& spec, std::int64_t step) {
   return short_phase(spec, step) ? spec.short_seq_len : spec.seq_len;
+}
+
+// The windows of a step: short_batch (when set) in the short phase, batch otherwise.
+std::int64_t step_batch(const TeacherSpec& spec, std::int64_t step) {
+  return short_phase(spec, step) && spec.short_batch > 0 ? spec.short_batch : spec.batch;
 }
 
 // The share of a step's windows with a record: short_recall_fraction in the short phase (when
@@ -134,7 +140,7 @@ TrainResult train(GPT2& model, const TeacherSpec& spec, const TeacherContext& co
     const double lr = warmup_cosine_lr(spec.lr, step, spec.steps, spec.warmup_frac);
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
     const auto T = step_seq_len(spec, step);
-    const auto batch = context.train_batches(spec.batch, T, step_record_fraction(spec, context.recall, step));
+    const auto batch = context.train_batches(step_batch(spec, step), T, step_record_fraction(spec, context.recall, step));
     const auto logits = model.forward(batch.tokens.narrow(1, 0, T));
     const auto parts = teacher_loss(logits, batch, spec.answer_weight);
     const auto& loss = parts.loss;
