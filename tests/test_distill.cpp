@@ -254,6 +254,65 @@ TEST_CASE("distill trial: a blend student trains only its mask weights and logs 
   fs::remove_all(dir);
 }
 
+TEST_CASE("distill trial: train = all steps the weights at weights_lr and the backend at lr") {
+  const auto dir = fresh_dir("distill_weights_lr");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  auto run = [&](const std::string& train, double weights_lr) {
+    auto spec = tiny_distill("blend");
+    spec.backend_params = {{"candidates", std::string("causal,window:4")}, {"init", 0.5}};
+    spec.lr = 0.1, spec.steps = 8, spec.train = train, spec.weights_lr = weights_lr;
+    spec.eval.seq_lens = {32};
+    spec.eval.soft = true;
+    spec.eval.sample_tokens = 0;
+    MemorySink sink;
+    run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+    return sink;
+  };
+  // Soft mode: what the weights and the trained logits compute (hard mode here keeps every
+  // candidate, i.e. runs causal, whatever the logits).
+  auto kl = [](const MemorySink& sink) { return sink.final("eval/T32/kl"); };
+  const auto backend_only = run("backend", 0.0);
+  const auto frozen_weights = run("all", 1e-12);  // the weights' group: a step too small to matter
+  const auto same_lr = run("all", 0.0);            // 0: the weights at lr = 0.1 too
+  REQUIRE(frozen_weights.final("train/trainable_params") > backend_only.final("train/trainable_params"));
+  // The backend's logits still move at lr: the run matches train = "backend" ...
+  REQUIRE(kl(frozen_weights) == Approx(kl(backend_only)).epsilon(1e-4));
+  REQUIRE(kl(frozen_weights) > 0);
+  // ... and weights stepped at 0.1 change the model far more.
+  REQUIRE(std::abs(kl(same_lr) - kl(backend_only)) > 10 * std::abs(kl(frozen_weights) - kl(backend_only)) + 1e-3);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("distill trial: cost_seq_lens time the student and measure its density but not its quality") {
+  const auto dir = fresh_dir("distill_cost_lens");
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  auto spec = tiny_distill("masks");
+  spec.backend_params = {{"pattern", std::string("window:16")}, {"execution", std::string("block_sparse")},
+                         {"tile", std::int64_t(16)}};
+  spec.steps = 0;
+  spec.eval.seq_lens = {32};
+  spec.eval.cost_seq_lens = {64};
+  spec.eval.timing_batches = 2;
+  spec.eval.sample_tokens = 0;
+  MemorySink sink;
+  run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink);
+  REQUIRE(sink.final("eval/T64/speedup") > 0);
+  REQUIRE(sink.final("eval/T64/teacher_tokens_per_s") > 0);
+  // window:16 at tile 16: 2 tiles per query tile (1 for the first), of the causal 10 at 64 / 16.
+  REQUIRE(sink.final("eval/T64/causal_fraction") == Approx(7.0 / 10.0));
+  REQUIRE(sink.metrics.count("eval/T64/kl") == 0);
+  REQUIRE(sink.metrics.count("eval/T64/student_bpb") == 0);
+  REQUIRE(sink.metrics.count("eval/T32/kl") == 1);
+  REQUIRE(sink.infos.at("eval.T64").find("cost only") != std::string::npos);
+
+  spec.eval.cost_seq_lens = {32};  // already measured by seq_lens: refused before anything runs
+  REQUIRE_THROWS_WITH(run_distill(data, tiny_teacher(), spec, plugin_factory(), (dir / "results").string(), sink),
+                      Catch::Contains("both seq_lens and cost_seq_lens"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("distill trial: every learnable backend trains a few steps with its regularizer") {
   // Regression: a backend whose regularizer comes from its last forward (gating) must see this
   // step's forward, not the previous step's freed graph.

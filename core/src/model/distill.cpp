@@ -74,6 +74,10 @@ void check_distill_spec(const DistillSpec& s) {
   // is checked here.
   distill_keys().check(s, "grid");
   eval_keys().check(s.eval, "eval");
+  for (const auto T : s.eval.cost_seq_lens)
+    if (std::find(s.eval.seq_lens.begin(), s.eval.seq_lens.end(), T) != s.eval.seq_lens.end())
+      throw std::invalid_argument("[eval] T = " + std::to_string(T) + " is in both seq_lens and cost_seq_lens: "
+                                  "seq_lens already measures its cost (remove it from cost_seq_lens)");
   if (s.backend.empty()) throw std::invalid_argument("[grid] backend must name a plugin (see `attnlab backends`)");
 }
 
@@ -237,22 +241,42 @@ struct Student {
   std::shared_ptr<GPT2> model;
   std::vector<torch::Tensor> trainable;
   std::unique_ptr<torch::optim::AdamW> optimizer;  // null: nothing to train (the control)
+  std::vector<double> lr_scale;                     // per param group: its lr / the schedule's lr
 };
 
+// Two param groups: the backend's parameters at lr, and (train = "all") the model's weights at
+// weights_lr. A mask's few logits need a large step to move in a short budget; the same step on
+// the weights would wreck what the teacher learned.
 Student make_student(const DistillInputs& in, const GPT2& teacher) {
   const auto& spec = in.spec;
   Student student;
   student.model = teacher.copy_with_attention(
       [&](const BackendInit& init) { return in.backends(spec.backend, init, spec.backend_params); }, spec.seed);
-  for (auto& p : student.model->weights()) p.second.set_requires_grad(spec.train == "all");
-  for (auto& p : student.model->parameters())
-    if (p.requires_grad()) student.trainable.push_back(p);
+  std::vector<torch::Tensor> weights, backend;
+  for (auto& p : student.model->weights()) {
+    p.second.set_requires_grad(spec.train == "all");
+    if (spec.train == "all") weights.push_back(p.second);
+  }
+  for (auto& p : student.model->parameters()) {
+    if (!p.requires_grad()) continue;
+    student.trainable.push_back(p);
+    const bool is_weight = std::any_of(weights.begin(), weights.end(), [&](const torch::Tensor& w) { return w.is_same(p); });
+    if (!is_weight) backend.push_back(p);
+  }
   std::int64_t n_trainable = 0;
   for (auto& p : student.trainable) n_trainable += p.numel();
   in.sink.metric("train/trainable_params", double(n_trainable));
-  if (!student.trainable.empty())
+  const double weights_lr = spec.weights_lr > 0 ? spec.weights_lr : spec.lr;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (auto [group, lr] : {std::pair{&backend, spec.lr}, std::pair{&weights, weights_lr}}) {
+    if (group->empty()) continue;
+    groups.emplace_back(*group, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(lr).weight_decay(spec.weight_decay)));
+    student.lr_scale.push_back(lr / spec.lr);
+  }
+  if (!groups.empty())
     student.optimizer = std::make_unique<torch::optim::AdamW>(
-        student.trainable, torch::optim::AdamWOptions(spec.lr).weight_decay(spec.weight_decay));
+        std::move(groups), torch::optim::AdamWOptions(spec.lr).weight_decay(spec.weight_decay));
   else if (spec.steps > 0)
     in.sink.info("train.skipped", "backend '" + spec.backend + "' has no trainable parameters under train = \"" +
                                       spec.train + "\": no optimizer steps, evaluation only (the control)");
@@ -298,7 +322,8 @@ LossParts train_step(Student& student, GPT2& teacher, const text::RecallBatch& r
     torch::NoGradGuard no_grad;
     return student_loss(*student.model, rb, teacher_logits, step, spec, guard);
   }
-  for (auto& group : student.optimizer->param_groups()) group.options().set_lr(lr);
+  auto& groups = student.optimizer->param_groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(lr * student.lr_scale[g]);
   auto parts = student_loss(*student.model, rb, teacher_logits, step, spec, guard);
   if (!parts.loss.requires_grad())  // e.g. a plugin that registers a parameter its forward never uses
     throw std::runtime_error("backend '" + spec.backend + "' has trainable parameters, but none of them reaches the loss "

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 namespace attnlab::model {
 namespace {
@@ -87,19 +88,11 @@ void window_stats(const at::Tensor& teacher_logp, const at::Tensor& student_logi
                    agree[b].item<double>(), static_cast<double>(T), bytes[b].item<double>()});
 }
 
-// One student mode's metrics at T (prefix "hard_" in hard mode): quality with intervals,
-// executed density, speed against the best teacher (and its spread over the timed batches:
-// speedup_lo/_hi are the lowest and highest per-batch ratio, each batch timed back to back
-// with the teacher), peak memory, and the per-window samples `attnlab compare` tests.
-void write_student_metrics(TrialSink& sink, std::int64_t T, const std::string& p, const EvalSummary& s,
-                           const StudentDensity& density, const Speed& speed, const Speed& best, std::int64_t peak,
-                           const std::vector<WindowStats>& windows) {
-  sink.metric(metric_T(T, p + "student_ppl"), s.student_ppl);
-  sink.metric(metric_T(T, p + "student_bpb"), s.student_bpb);
-  write_interval(sink, T, p + "delta_ppl", s.delta_ppl);
-  write_interval(sink, T, p + "rel_delta_ppl", s.rel_delta_ppl);
-  write_interval(sink, T, p + "kl", s.kl);
-  write_interval(sink, T, p + "agreement", s.agreement);
+// One student mode's cost at T (prefix "hard_" in hard mode): executed density, speed against
+// the best teacher (and its spread over the timed batches: speedup_lo/_hi are the lowest and
+// highest per-batch ratio, each batch timed back to back with the teacher), peak memory.
+void write_student_cost(TrialSink& sink, std::int64_t T, const std::string& p, const StudentDensity& density,
+                        const Speed& speed, const Speed& best, std::int64_t peak) {
   sink.metric(metric_T(T, p + "density"), density.element);
   sink.metric(metric_T(T, p + "block_density"), density.block);
   sink.metric(metric_T(T, p + "causal_fraction"), density.relative);
@@ -117,6 +110,20 @@ void write_student_metrics(TrialSink& sink, std::int64_t T, const std::string& p
   sink.metric(metric_T(T, p + "speedup_hi"), *std::max_element(ratios.begin(), ratios.end()));
   sink.metric(metric_T(T, p + "attention_speedup"), best.attention_ms / std::max(speed.attention_ms, 1e-12));
   sink.metric(metric_T(T, p + "peak_mib"), double(peak) / (1024.0 * 1024.0));
+}
+
+// One student mode's metrics at T: quality with intervals, its cost, and the per-window samples
+// `attnlab compare` tests.
+void write_student_metrics(TrialSink& sink, std::int64_t T, const std::string& p, const EvalSummary& s,
+                           const StudentDensity& density, const Speed& speed, const Speed& best, std::int64_t peak,
+                           const std::vector<WindowStats>& windows) {
+  sink.metric(metric_T(T, p + "student_ppl"), s.student_ppl);
+  sink.metric(metric_T(T, p + "student_bpb"), s.student_bpb);
+  write_interval(sink, T, p + "delta_ppl", s.delta_ppl);
+  write_interval(sink, T, p + "rel_delta_ppl", s.rel_delta_ppl);
+  write_interval(sink, T, p + "kl", s.kl);
+  write_interval(sink, T, p + "agreement", s.agreement);
+  write_student_cost(sink, T, p, density, speed, best, peak);
   for (std::size_t w = 0; w < windows.size(); ++w) {
     const double tokens = std::max(windows[w].tokens, 1.0);
     sink.metric(metric_T(T, p + "window_nll"), windows[w].student_nll / tokens, static_cast<std::int64_t>(w));
@@ -284,6 +291,43 @@ void evaluate_at(const EvalModels& models, const EvalWindows& windows, const at:
   }
 }
 
+// Cost only at T ([eval] cost_seq_lens): the deployed student (hard where it differs) and the
+// teacher both ways, timed interleaved on the windows (timing_batches batches); the density the
+// student executed on them and its peak memory. No quality: past the teacher's training length
+// its perplexity and recall say little, and evaluating them there costs most of a trial.
+void cost_at(const EvalModels& models, const EvalWindows& windows, const DistillSpec& spec, TrialSink& sink) {
+  torch::NoGradGuard no_grad;
+  const auto T = windows.T;
+  const auto modes = student_modes(models.student, windows);
+  const bool hard = modes.back();
+  set_hard(models.student, hard);
+  StudentDensity density;
+  std::int64_t peak = 0;
+  for (std::int64_t first = 0; first < windows.count; first += windows.batch) {
+    const auto inputs = windows.at(first).narrow(1, 0, T);
+    memory::reset_cpu_peak();
+    const auto live_before = memory::cpu_current_bytes();
+    kernels::reset_forward_tiles_computed();
+    models.student.forward(inputs);
+    const std::int64_t kernel_tiles = kernels::forward_tiles_computed();
+    peak = std::max(peak, memory::cpu_peak_bytes() - live_before);
+    const auto& config = models.student.config();
+    density += mean_density(models.student, {inputs.size(0), config.n_head, T, config.head_dim()}, kernel_tiles);
+  }
+  const auto speeds = time_models(models, {hard}, windows, spec.eval.timing_batches);
+  const Speed& best = speeds[1].tokens_per_s > speeds[0].tokens_per_s ? speeds[1] : speeds[0];
+  sink.metric(metric_T(T, "teacher_sdpa_tokens_per_s"), speeds[0].tokens_per_s);
+  sink.metric(metric_T(T, "teacher_kernel_tokens_per_s"), speeds[1].tokens_per_s);
+  sink.metric(metric_T(T, "teacher_tokens_per_s"), best.tokens_per_s);
+  sink.metric(metric_T(T, "teacher_tokens_per_s_lo"), best.lo());
+  sink.metric(metric_T(T, "teacher_tokens_per_s_hi"), best.hi());
+  sink.metric(metric_T(T, "teacher_attention_ms"), best.attention_ms);
+  sink.metric(metric_T(T, "timing_batches"), double(spec.eval.timing_batches));
+  write_student_cost(sink, T, modes.size() > 1 ? "hard_" : "", density.over(double(std::max<std::int64_t>(windows.batches(), 1))),
+                     speeds[2], best, peak);
+  set_hard(models.student, false);
+}
+
 // Bytes of text per token id, as a double tensor to sum per window (bits per byte).
 at::Tensor bytes_per_token(const text::Tokenizer& tokenizer, std::int64_t vocab_size) {
   std::vector<double> bytes_table;
@@ -308,23 +352,30 @@ void evaluate(const EvalModels& models, const EvalData& data, const DistillSpec&
   memory::install_cpu_tracker();
   const auto bytes_of_token = bytes_per_token(data.tokenizer, models.teacher.config().vocab_size);
   const auto n_positions = models.teacher.config().n_positions;
-  for (const auto T : spec.eval.seq_lens) {
+  // The split with windows of T tokens, and how many of them an eval length uses (cost-only
+  // lengths: the timed batches); null where the model or the splits are too short (logged).
+  auto windows_at = [&](std::int64_t T, std::int64_t wanted, bool cost_only) -> std::optional<EvalWindows> {
     const std::string key = "eval.T" + std::to_string(T);
     if (T > n_positions) {
       sink.info(key, "skipped: T = " + std::to_string(T) + " exceeds the model's n_positions = " + std::to_string(n_positions));
-      continue;
+      return std::nullopt;
     }
     const auto* split = eval_dataset(data.valid, data.test, spec.eval.split, T);
     if (!split) {
       sink.info(key, "skipped: the valid and test splits are shorter than T + 1 = " + std::to_string(T + 1) + " tokens");
-      continue;
+      return std::nullopt;
     }
     const std::int64_t all = split->num_eval_windows(T);
-    const EvalWindows windows{split, T, all, spec.eval.windows > 0 ? std::min(all, spec.eval.windows) : all, spec.batch};
+    const EvalWindows windows{split, T, all, wanted > 0 ? std::min(all, wanted) : all, spec.batch};
     sink.info(key, std::to_string(windows.count) + " of " + std::to_string(all) + " windows (evenly spaced) of " +
-                       std::to_string(T) + " tokens from the " + (split == &data.valid ? "valid" : "test") + " split");
-    evaluate_at(models, windows, bytes_of_token, data.recall, spec, sink);
-  }
+                       std::to_string(T) + " tokens from the " + (split == &data.valid ? "valid" : "test") + " split" +
+                       (cost_only ? ", cost only" : ""));
+    return windows;
+  };
+  for (const auto T : spec.eval.seq_lens)
+    if (const auto windows = windows_at(T, spec.eval.windows, false)) evaluate_at(models, *windows, bytes_of_token, data.recall, spec, sink);
+  for (const auto T : spec.eval.cost_seq_lens)
+    if (const auto windows = windows_at(T, spec.eval.timing_batches * spec.batch, true)) cost_at(models, *windows, spec, sink);
 }
 
 }  // namespace attnlab::model

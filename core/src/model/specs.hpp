@@ -79,6 +79,8 @@ struct TeacherSpec {
 #define ATTNLAB_EVAL_KEYS(KEY)                                                                          \
   KEY(keys::IntList, seq_lens, (keys::IntList{128, 256}), keys::range(2, 1 << 16),                    \
       "sequence lengths the teacher and student are evaluated at")                                     \
+  KEY(keys::IntList, cost_seq_lens, (keys::IntList{}), keys::range(2, 1 << 16),                        \
+      "lengths measured for cost only (speed, density, peak memory on timing_batches held-out batches; no quality)") \
   KEY(std::string, split, "valid", keys::one_of({"valid", "test"}),                                     \
       "held-out split evaluated (test where valid is shorter than one window)")                         \
   KEY(std::int64_t, windows, 0, keys::range(0, 1000000),                                                 \
@@ -114,6 +116,8 @@ struct EvalSpec {
   KEY(double, lambda, 0.01, keys::range(0, 1000), "weight of the backend's regularizer")                 \
   KEY(std::string, train, "backend", keys::one_of({"backend", "all"}),                                   \
       "backend: only the attention backend's parameters train (teacher weights frozen); all: everything") \
+  KEY(double, weights_lr, 0.0, keys::range(0, 10),                                                     \
+      "train = all: the model weights' peak learning rate (0: lr); the backend's parameters keep lr")     \
   KEY(std::uint64_t, seed, 0, keys::range(0, 1e12),                                                      \
       "student seed (backend initialisation, batch order); an axis repeats a trial (default: [sweep] seed)") \
   KEY(double, answer_weight, 0.0, keys::range(0, 1000),                                                  \
