@@ -111,7 +111,8 @@ Fixture make_fixture(const std::string& tag) {
   }
 
   // Distill: dense and blend students, two eval lengths, curves, blend weights, samples.
-  const auto distill = store.upsert_sweep("fixture-distill", "distill", "distill.toml", "[sweep]\nkind = \"distill\"\n");
+  const auto distill = store.upsert_sweep("fixture-distill", "distill", "distill.toml",
+                                          "# Does blend keep recall?\n# Success: recall >= 0.9.\n[sweep]\nkind = \"distill\"\n");
   for (const std::string backend : {"dense", "blend"}) {
     nlohmann::json config = {{"grid", {{"backend", backend}, {"seq_len", 128}}}, {"backend_params", nlohmann::json::object()}};
     const auto id = store.ensure_trial(distill, "d-" + backend, backend, backend, 0, config).first;
@@ -138,6 +139,12 @@ Fixture make_fixture(const std::string& tag) {
                {"attention_speedup", e.attention_speedup}}) {
         r.metrics.push_back({m + p + name, -1, value});
         if (!p.empty()) r.metrics.push_back({m + name, -1, value + soft_offset});
+      }
+      if (T == 128) {  // the recall task at the longer length: the report plots it against density
+        r.metrics.push_back({m + p + "recall_acc", -1, backend == "dense" ? 0.95 : 0.5});
+        r.metrics.push_back({m + p + "recall_acc_lo", -1, backend == "dense" ? 0.9 : 0.4});
+        r.metrics.push_back({m + p + "recall_acc_hi", -1, backend == "dense" ? 1.0 : 0.6});
+        r.metrics.push_back({m + "recall_chance", -1, 1.0 / 64});
       }
       if (!p.empty()) {
         r.metrics.push_back({m + "hard_kl", -1, e.kl});
@@ -248,6 +255,19 @@ TEST_CASE("report: distill tables, curves, blend weights and samples side by sid
     }
   }
   CHECK(has_line(md, "| Once upon | greedy | Once upon a time there was | Once upon a hill |"));
+  // The sweep file's opening comment, where its criteria are stated before any number.
+  CHECK(md.find("## What `distill.toml` asks") != std::string::npos);
+  CHECK(md.find("Does blend keep recall?\nSuccess: recall >= 0.9.\n") != std::string::npos);
+  // At step 9 head 0 weights causal 0.55 over window 0.47, head 1 window 0.74 over causal 0.55.
+  CHECK(has_line(md, "| blend | 1 | 2 | L0 h0 (1/1) |"));
+  // Recall against density at T = 128, with each point's interval; a dashed line at chance.
+  const std::string recall = file_bytes(out / "plots" / "recall_vs_density.dat");
+  std::ostringstream recall_point;
+  recall_point.precision(10);
+  recall_point << eval_point("blend", 128).causal_fraction << "\t0.5\t0.4\t0.6\n";
+  CHECK(recall.find(recall_point.str()) != std::string::npos);
+  CHECK(recall.find("# T = 128 | chance\n") != std::string::npos);
+  require_png_and_svg(out / "plots" / "bpb_vs_density.png");
   const std::string weights = "weights_trial" + std::to_string(fx.ids.at("d-blend")) + "_L0";
   const std::string stats = "stats_trial" + std::to_string(fx.ids.at("d-blend"));
   for (const std::string& stem : {std::string("train_loss"), std::string("train_kl"), std::string("density_vs_delta_ppl"),

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 namespace attnlab::report {
 namespace fs = std::filesystem;
@@ -106,6 +107,23 @@ void Page::header() {
   if (!fixed.empty()) doc.paragraph("Fixed for every trial: " + join(fixed, ", ") + ".");
 }
 
+// The comment a sweep file opens with is where its author says what it asks; a study's
+// success criteria belong there, written before the numbers (the stored source is the file as
+// it was when last run).
+void Page::purpose() {
+  auto rows = store.query("SELECT path, source FROM sweeps WHERE name IN (" + name_placeholders() + ") ORDER BY id",
+                          sweep.names);
+  for (const auto& row : rows.rows) {
+    std::string comment, line;
+    std::istringstream source(row[1].value_or(""));
+    while (std::getline(source, line) && !line.empty() && line[0] == '#')
+      comment += (line.size() > 1 && line[1] == ' ' ? line.substr(2) : line.substr(1)) + "\n";
+    if (comment.empty()) continue;
+    doc.heading(2, "What `" + row[0].value_or("") + "` asks");
+    doc.preformatted(comment);
+  }
+}
+
 void Page::run_context() {
   auto runs = store.query(
       "SELECT id, started_at, git_sha, git_dirty, attnlab_version, torch_version, blas, threads, cpu, gpu, hostname, "
@@ -134,11 +152,15 @@ void Page::run_context() {
 void Page::samples() {
   bool any = false;
   for (const auto& t : sweep.trials) {
+    // Sampled text before greedy: a small model's greedy decoding falls into loops ("the state of
+    // the state of ..."), which says more about greedy decoding than about the model.
     auto rows = store.query("SELECT prompt, who, mode, text FROM samples WHERE trial_id = " + std::to_string(t.id) +
-                            " ORDER BY id");
+                            " ORDER BY mode = 'greedy', id");
     if (rows.rows.empty()) continue;
     if (!any) {
       doc.heading(2, "Samples: teacher and student side by side");
+      doc.paragraph("Sampled text (at the sweep's temperature) first, then greedy: greedy decoding of a small model "
+                    "repeats itself, which says more about greedy decoding than about the model.");
       any = true;
     }
     doc.heading(3, t.name);

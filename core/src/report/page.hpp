@@ -63,6 +63,7 @@ class Page {
 
   // The sections every kind shares, in the order a page has them around the kind's own.
   void header();
+  void purpose();  // each sweep file's opening comment: what it asks, and any criteria stated before it ran
   void run_context();
   void samples();  // teacher and student generations side by side, where the trials have any
   void failures();

@@ -8,6 +8,7 @@ report::ReportFiles write_report(ResultStore& store, const report::ReportOptions
   report::Page page(store, options);
   const TrialKind& kind = trial_kind(page.sweep.kind);
   page.header();
+  page.purpose();
   page.run_context();
   kind.report(page);
   page.failures();

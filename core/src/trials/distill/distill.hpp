@@ -43,9 +43,12 @@ struct Methods {
 };
 Methods methods_of(const report::SweepData& sweep);
 
-// The figures (figures.cpp): block density against Δppl and against speedup per evaluation
+// The figures (figures.cpp): block density against recall, Δppl, bits/byte and speedup per evaluation
 // length, the training curves, and each trial's blend weights and backend statistics.
 void frontier_figures(report::Page& page, const std::vector<std::int64_t>& lengths, const Methods& methods);
+// A blend trial's deployed choice per (layer, head): the candidate with the largest weight at
+// the last logged step (the search: its one-hot choice); empty for a backend without weights.
+std::map<std::pair<int, int>, std::string> final_head_choices(report::Page& page, const report::TrialData& t);
 void training_curves(report::Page& page);
 void backend_statistics(report::Page& page);
 

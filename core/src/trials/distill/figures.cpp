@@ -1,10 +1,13 @@
-// The distill report's figures: block density against relative Δppl and against speedup per
+// The distill report's figures: block density against recall, relative Δppl, bits/byte and speedup per
 // evaluation length (the frontier), the training curves, and each trial's blend weights and
 // other backend statistics per training step.
 #include "trials/distill/distill.hpp"
 
+#include "base/metrics.hpp"
+
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <tuple>
 
 namespace attnlab::trials::distill {
@@ -15,22 +18,6 @@ using report::Page;
 using report::Plot;
 using report::Series;
 using report::TrialData;
-
-// One method's points at T: (block density / causal, relative Δppl % with its interval) and
-// (block density / causal, speedup).
-void method_points(const Page& page, const Methods& methods, const std::string& method, std::int64_t T, Series& frontier,
-                   Series& speedup) {
-  for (const auto& t : page.sweep.trials) {
-    if (methods.of.at(t.id) != method) continue;
-    auto d = relative_block_density(t, T), r = deployed(t, T, "rel_delta_ppl");
-    auto lo = deployed(t, T, "rel_delta_ppl_lo"), hi = deployed(t, T, "rel_delta_ppl_hi");
-    if (d && r) {
-      frontier.points.emplace_back(*d, 100 * *r);
-      frontier.ranges.emplace_back(100 * lo.value_or(*r), 100 * hi.value_or(*r));
-    }
-    if (auto x = deployed(t, T, "speedup"); d && x) speedup.points.emplace_back(*d, *x);
-  }
-}
 
 // A trial's stat/L<layer>/... curves: the blend weights (layer -> head -> metric names) and the
 // other statistics (stat -> (layer, metric name)).
@@ -108,32 +95,96 @@ void other_statistics_figure(Page& page, const TrialData& t, const Statistics& s
   page.figure(f, "Backend statistics of " + t.name + " per training step (one line per layer).");
 }
 
+
+// One quality or cost against block density: a panel per evaluation length, a series per
+// method (its seeds as separate points), each point the deployed student, with its 95% bootstrap
+// interval where the metric has one.
+struct DensityFigure {
+  std::string name, title, ylabel, field, caption;
+  double scale = 1.0;           // e.g. 100 for a fraction shown in %
+  bool interval = false;        // field_lo / field_hi recorded
+  std::optional<double> guide;  // a dashed reference line at this y, with its label
+  std::string guide_label;
+};
+
+void density_figure(Page& page, const std::vector<std::int64_t>& lengths, const Methods& methods, const DensityFigure& spec) {
+  const int columns = lengths.size() > 1 ? 2 : 1, width = lengths.size() > 1 ? 1300 : 900;
+  Figure figure{spec.name, spec.title, {}, columns, width, 620};
+  bool any = false;
+  for (auto T : lengths) {
+    Plot panel{"T = " + std::to_string(T), "block density relative to the causal layout (1 = dense)", spec.ylabel,
+               false, false, 10, {}};
+    for (const auto& method : methods.in_order) {
+      Series series{method, {}, "points pt 7 ps 1.2", false};
+      for (const auto& t : page.sweep.trials) {
+        if (methods.of.at(t.id) != method) continue;
+        const auto d = relative_block_density(t, T), y = deployed(t, T, spec.field);
+        if (!d || !y) continue;
+        series.points.emplace_back(*d, spec.scale * *y);
+        if (spec.interval)
+          series.ranges.emplace_back(spec.scale * deployed(t, T, spec.field + "_lo").value_or(*y),
+                                     spec.scale * deployed(t, T, spec.field + "_hi").value_or(*y));
+      }
+      any = any || !series.points.empty();
+      panel.series.push_back(std::move(series));
+    }
+    if (spec.guide) panel.series.push_back(Series{spec.guide_label, {{0.0, *spec.guide}, {1.05, *spec.guide}}, "lines", true});
+    figure.panels.push_back(std::move(panel));
+  }
+  if (any) page.figure(figure, spec.caption);
+}
+
 }  // namespace
 
 void frontier_figures(Page& page, const std::vector<std::int64_t>& lengths, const Methods& methods) {
-  const int columns = lengths.size() > 1 ? 2 : 1, width = lengths.size() > 1 ? 1300 : 900;
-  Figure frontier{"density_vs_delta_ppl", "Block density vs relative Δppl", {}, columns, width, 620};
-  Figure speed{"speedup_vs_density", "Speedup vs block density", {}, columns, width, 620};
-  for (auto T : lengths) {
-    Plot panel{"T = " + std::to_string(T), "block density relative to the causal layout (1 = dense)",
-               "relative Δppl (%), 95% bootstrap interval", false, false, 10, {}};
-    Plot e2e{"T = " + std::to_string(T), "block density relative to the causal layout (1 = dense)",
-             "speedup over the dense teacher (end to end)", false, false, 10, {}};
-    for (const auto& method : methods.in_order) {
-      Series s{method, {}, "points pt 7 ps 1.2", false};
-      Series sp{method, {}, "points pt 7 ps 1.4", false};
-      method_points(page, methods, method, T, s, sp);
-      panel.series.push_back(std::move(s));
-      e2e.series.push_back(std::move(sp));
+  // Only the lengths with quality (cost-only lengths have speed and density alone).
+  std::vector<std::int64_t> quality;
+  std::optional<double> chance;
+  for (auto T : lengths)
+    for (const auto& t : page.sweep.trials) {
+      if (!deployed(t, T, "student_bpb")) continue;
+      if (!chance) chance = t.final_metric(metrics::eval_name(T, "recall_chance"));
+      quality.push_back(T);
+      break;
     }
-    e2e.series.push_back(Series{"1 = as fast as the teacher", {{0.0, 1.0}, {1.05, 1.0}}, "lines", true});
-    frontier.panels.push_back(std::move(panel));
-    speed.panels.push_back(std::move(e2e));
-  }
-  page.figure(frontier, "The frontier: block density relative to causal vs relative Δppl, every trial in its deployed "
-                        "mode with its 95% bootstrap interval; lower left is better (cheaper and closer to the teacher).");
-  page.figure(speed, "End-to-end speedup of each student over the dense teacher (the faster of LibTorch's attention and "
-                     "the causal kernel, same process) against its block density; above the line is faster.");
+  const std::string x_note = " Every point is one trial (one seed) as deployed; x is the fraction of the causal tiles it computed.";
+  density_figure(page, quality, methods,
+                 {"recall_vs_density", "Long-range recall vs block density", "recall (exact value at the query), 95% bootstrap interval",
+                  "recall_acc",
+                  "Recall of the held-out records (every query >= T/2 from its answer) against block density; upper left is "
+                  "better: recall kept at few tiles." + x_note,
+                  1.0, true, chance, "chance"});
+  density_figure(page, quality, methods,
+                 {"density_vs_delta_ppl", "Block density vs relative Δppl", "relative Δppl (%), 95% bootstrap interval",
+                  "rel_delta_ppl",
+                  "The frontier: block density relative to causal vs relative Δppl on plain text; lower left is better "
+                  "(cheaper and closer to the teacher)." + x_note,
+                  100.0, true, std::nullopt, ""});
+  density_figure(page, quality, methods,
+                 {"bpb_vs_density", "Bits per byte vs block density", "bits per byte on plain held-out text (lower is better)",
+                  "student_bpb", "Bits per byte of each student on plain windows (no records) against block density." + x_note,
+                  1.0, false, std::nullopt, ""});
+  density_figure(page, lengths, methods,
+                 {"speedup_vs_density", "Speedup vs block density", "speedup over the dense teacher (end to end)", "speedup",
+                  "End-to-end speedup of each student over the dense teacher (the faster of LibTorch's attention and the "
+                  "causal kernel, same process) against its block density; above the line is faster." + x_note,
+                  1.0, false, 1.0, "1 = as fast as the teacher"});
+}
+
+std::map<std::pair<int, int>, std::string> final_head_choices(Page& page, const TrialData& t) {
+  std::map<std::pair<int, int>, std::string> choice;
+  std::map<std::pair<int, int>, double> largest;
+  for (const auto& [layer, heads] : statistics_of(page, t).weights)
+    for (const auto& [head, metrics] : heads)
+      for (const auto& metric : metrics) {
+        const auto points = report::load_curve(page.store, t.id, metric);
+        if (points.empty()) continue;
+        const auto key = std::make_pair(layer, head);
+        if (largest.count(key) && largest[key] >= points.back().second) continue;
+        largest[key] = points.back().second;
+        choice[key] = metric.substr(metric.find('/', metric.find("weight/h") + 8) + 1);
+      }
+  return choice;
 }
 
 void training_curves(Page& page) {

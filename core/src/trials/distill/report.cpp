@@ -91,6 +91,39 @@ void teacher_gates(Page& page) {
   }
 }
 
+// Which heads each method keeps long-range: per blend method, the (layer, head)s whose deployed
+// candidate is causal, counted over its finished seeds. gating and topk choose per query tile
+// (input-dependent), so they have no per-head answer: their statistics figures show it.
+void long_range_heads(Page& page, const Methods& methods) {
+  std::map<std::string, std::map<std::string, int>> kept;  // method -> "L0 h3" -> seeds
+  std::map<std::string, int> seeds, heads;
+  for (const auto& t : page.sweep.trials) {
+    if (t.status != "done") continue;
+    const auto choices = final_head_choices(page, t);
+    if (choices.empty()) continue;
+    const auto& method = methods.of.at(t.id);
+    ++seeds[method];
+    heads[method] = static_cast<int>(choices.size());
+    kept[method];
+    for (const auto& [at, candidate] : choices)
+      if (candidate == "causal") ++kept[method]["L" + std::to_string(at.first) + " h" + std::to_string(at.second)];
+  }
+  if (seeds.empty()) return;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& method : methods.in_order) {
+    if (!seeds.count(method)) continue;
+    std::vector<std::string> listed;
+    for (const auto& [head, n] : kept[method]) listed.push_back(head + " (" + std::to_string(n) + "/" + std::to_string(seeds[method]) + ")");
+    rows.push_back({method, std::to_string(seeds[method]), std::to_string(heads[method]),
+                    listed.empty() ? "none" : report::join(listed, ", ")});
+  }
+  page.doc.heading(3, "Heads kept long-range");
+  page.doc.paragraph("Per blend method, the heads whose deployed mask is causal (the rest run the cheap candidate), "
+                     "with the number of seeds that kept each. gating and topk choose per query tile from the input, "
+                     "so they have no fixed per-head answer.");
+  page.doc.table({"method", "seeds", "heads", "kept causal (seeds)"}, std::move(rows));
+}
+
 // Per T, each student's recall with its interval.
 void recall_table(Page& page, std::int64_t T) {
   std::vector<std::vector<std::string>> rows;
@@ -194,8 +227,9 @@ void DistillKind::report(report::Page& page) const {
     distill::recall_table(page, T);
     distill::seeds_table(page, T, methods);
   }
-  distill::training_curves(page);
   if (!lengths.empty()) distill::frontier_figures(page, lengths, methods);
+  distill::long_range_heads(page, methods);
+  distill::training_curves(page);
   distill::backend_statistics(page);
   page.samples();
 }

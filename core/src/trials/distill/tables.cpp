@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 namespace attnlab::trials {
 namespace {
@@ -72,7 +74,8 @@ GROUP BY t.id, ev.eval_len)SQL";
 View methods_view() {
   return {"distill_methods",
           "seeds aggregated: one row per (sweep, method = every parameter but `seed`, eval length) of finished "
-          "trials: mean/min/max relative Δppl, mean Δppl, KL, agreement, causal fraction, speedups",
+          "trials: mean/min/max relative Δppl, mean Δppl, KL, agreement, causal fraction, speedups, bits/byte, recall "
+          "(mean/min/max, the lowest 95% lower bound and the highest upper bound over the seeds)",
           R"SQL(CREATE VIEW distill_methods AS
 WITH keyed AS (
   SELECT d.*, )SQL" + metrics::method_sql("d.trial_id") + R"SQL( AS method
@@ -82,8 +85,10 @@ SELECT sweep, backend, method, eval_len, COUNT(*) AS seeds,
   AVG(delta_ppl) AS delta_ppl, AVG(kl) AS kl, AVG(agreement) AS agreement,
   AVG(causal_fraction) AS causal_fraction, MIN(causal_fraction) AS causal_fraction_min,
   MAX(causal_fraction) AS causal_fraction_max,
-  AVG(speedup) AS speedup, AVG(attention_speedup) AS attention_speedup,
+  AVG(speedup) AS speedup, MIN(speedup) AS speedup_min, MAX(speedup) AS speedup_max,
+  AVG(attention_speedup) AS attention_speedup, AVG(student_bpb) AS student_bpb,
   AVG(recall_acc) AS recall_acc, MIN(recall_acc) AS recall_acc_min, MAX(recall_acc) AS recall_acc_max,
+  MIN(recall_acc_lo) AS recall_acc_lo_min, MAX(recall_acc_hi) AS recall_acc_hi_max, AVG(recall_chance) AS recall_chance,
   MIN(trial) AS first_trial
 FROM keyed GROUP BY sweep, method, eval_len)SQL"};
 }
@@ -98,17 +103,19 @@ std::string student_finding(const NamedRow& r) {
                      : execution.empty()         ? ""
                                                  : ", execution " + execution) +
                     "): ";
-  if (std::isfinite(fraction)) out += "computes " + text("%.0f%%", 100 * fraction) + " of the causal layout's tiles; ";
+  std::vector<std::string> parts;
+  if (std::isfinite(fraction)) parts.push_back("computes " + text("%.0f%%", 100 * fraction) + " of the causal layout's tiles");
   if (std::isfinite(rel))
-    out += "perplexity " + text("%+.2f%%", 100 * rel) + " [" + text("%+.2f", 100 * r.number("rel_delta_ppl_lo")) +
-           ", " + text("%+.2f", 100 * r.number("rel_delta_ppl_hi")) + "] vs the teacher";
+    parts.push_back("perplexity " + text("%+.2f%%", 100 * rel) + " [" + text("%+.2f", 100 * r.number("rel_delta_ppl_lo")) +
+                    ", " + text("%+.2f", 100 * r.number("rel_delta_ppl_hi")) + "] vs the teacher");
   if (const double speed = r.number("speedup"); std::isfinite(speed))
-    out += "; end to end " + text("%.2fx", speed) + " the teacher's tokens/s (attention " +
-           text("%.2fx", r.number("attention_speedup")) + ")";
+    parts.push_back("end to end " + text("%.2fx", speed) + " the teacher's tokens/s (attention " +
+                    text("%.2fx", r.number("attention_speedup")) + ")");
   if (r["recall_acc"])
-    out += "; recall " + text("%.3f", r.number("recall_acc")) + " [" + text("%.3f", r.number("recall_acc_lo")) + ", " +
-           text("%.3f", r.number("recall_acc_hi")) + "] (teacher " + text("%.3f", r.number("teacher_recall_acc")) +
-           ", chance " + text("%.3f", r.number("recall_chance")) + ")";
+    parts.push_back("recall " + text("%.3f", r.number("recall_acc")) + " [" + text("%.3f", r.number("recall_acc_lo")) +
+                    ", " + text("%.3f", r.number("recall_acc_hi")) + "] (teacher " +
+                    text("%.3f", r.number("teacher_recall_acc")) + ", chance " + text("%.3f", r.number("recall_chance")) + ")");
+  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? "; " : "") + parts[i];
   return out + ".\n";
 }
 
@@ -118,14 +125,14 @@ bool pays(const NamedRow& r) {
          hi < kPerplexityBudget;
 }
 
-// Per finished student at the longest evaluation length: the mode it is deployed in, how it
+// Per finished student at the longest evaluation length with quality (not a cost-only one): the mode it is deployed in, how it
 // runs, the fraction of the causal layout's tiles it computes, its perplexity change with the
 // 95% interval, its speed against the teacher; then the verdict.
 std::string found(ResultStore& store, const std::string& sweep) {
   const auto rows = store.query(
       "SELECT d.*, (SELECT value FROM params p WHERE p.trial_id = d.trial_id AND p.name = 'backend.execution') "
       "AS execution FROM distill_summary d WHERE d.sweep = ?1 AND d.status = 'done' AND d.eval_len = "
-      "(SELECT MAX(eval_len) FROM distill_summary WHERE sweep = ?1) ORDER BY d.trial_id",
+      "(SELECT MAX(eval_len) FROM distill_summary WHERE sweep = ?1 AND student_ppl IS NOT NULL) ORDER BY d.trial_id",
       {sweep});
   if (rows.rows.empty()) return "";
   std::string out = "What this sweep found at T = " + NamedRow(rows, 0)["eval_len"].value_or("?") +
@@ -142,18 +149,19 @@ std::string found(ResultStore& store, const std::string& sweep) {
                            : "  No sparse student computes " + where + ".\n");
 }
 
-// One teacher/student pair of generations (greedy, first prompt) of the sweep's first finished
+// One teacher/student pair of generations (sampled, first prompt) of the sweep's first finished
 // student that is not the dense control.
 std::string sample_pair(ResultStore& store, const std::string& sweep) {
   const auto pair = store.query(
       "SELECT t.backend, s.who, s.prompt, s.text FROM samples s JOIN trials t ON t.id = s.trial_id "
-      "JOIN sweeps w ON w.id = t.sweep_id WHERE w.name = ?1 AND s.mode = 'greedy' "
+      "JOIN sweeps w ON w.id = t.sweep_id WHERE w.name = ?1 AND s.mode = 'sampled' "
       "AND t.id = (SELECT t2.id FROM trials t2 JOIN samples s2 ON s2.trial_id = t2.id WHERE t2.sweep_id = w.id "
       "AND t2.backend != 'dense' AND t2.status = 'done' ORDER BY t2.ordinal LIMIT 1) "
       "AND s.prompt = (SELECT MIN(prompt) FROM samples WHERE trial_id = t.id) ORDER BY s.who DESC",
       {sweep});
   if (pair.rows.empty()) return "";
-  std::string out = "\nsamples (greedy), teacher then student:\n";
+  // Sampled, not greedy: greedy decoding of a model this small loops ("of the state of the state").
+  std::string out = "\nsamples (sampled at the sweep's temperature; greedy ones are in the report), teacher then student:\n";
   for (const auto& row : pair.rows)
     out += "  [" + row[1].value_or("") + ", " + row[0].value_or("") + "] " + row[2].value_or("") + " -> " +
            row[3].value_or("") + "\n";
