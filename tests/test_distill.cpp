@@ -73,6 +73,13 @@ DistillSpec tiny_distill(const std::string& backend) {
   return d;
 }
 
+// A fixed-mask student on the block-sparse kernel, tile 16.
+DistillSpec kernel_masks(const std::string& pattern) {
+  auto spec = tiny_distill("masks");
+  spec.backend_params = {{"pattern", pattern}, {"execution", std::string("block_sparse")}, {"tile", std::int64_t(16)}};
+  return spec;
+}
+
 double mean(const std::vector<double>& v, size_t from, size_t to) {
   double s = 0;
   for (size_t i = from; i < to; ++i) s += v[i];
@@ -205,9 +212,7 @@ TEST_CASE("distill trial: a windowed student trained end to end lowers its loss"
   const auto dir = fresh_dir("distill_masks");
   DataSpec data;
   data.corpus = "text:" + tiny_corpus(dir).string();
-  auto spec = tiny_distill("masks");
-  spec.backend_params = {{"pattern", std::string("window:2")}, {"execution", std::string("block_sparse")},
-                         {"tile", std::int64_t(16)}};
+  auto spec = kernel_masks("window:2");
   spec.train = "all";
   spec.lr = 3e-3;
   spec.steps = 16;
@@ -288,9 +293,7 @@ TEST_CASE("distill trial: cost_seq_lens time the student and measure its density
   const auto dir = fresh_dir("distill_cost_lens");
   DataSpec data;
   data.corpus = "text:" + tiny_corpus(dir).string();
-  auto spec = tiny_distill("masks");
-  spec.backend_params = {{"pattern", std::string("window:16")}, {"execution", std::string("block_sparse")},
-                         {"tile", std::int64_t(16)}};
+  auto spec = kernel_masks("window:16");
   spec.steps = 0;
   spec.eval.seq_lens = {32};
   spec.eval.cost_seq_lens = {64};

@@ -238,12 +238,10 @@ std::vector<Speed> time_models(const EvalModels& models, const std::vector<bool>
   return time_interleaved(timed, timing);
 }
 
-void write_teacher_metrics(TrialSink& sink, std::int64_t T, const EvalSummary& first, const std::vector<Speed>& speeds,
-                           const Speed& best, std::int64_t timing_batches) {
-  sink.metric(metric_T(T, "teacher_ppl"), first.teacher_ppl);
-  sink.metric(metric_T(T, "teacher_bpb"), first.teacher_bpb);
-  sink.metric(metric_T(T, "windows"), double(first.windows));
-  sink.metric(metric_T(T, "tokens"), first.tokens);
+// The teacher's speed both ways (speeds[0]: LibTorch's attention, speeds[1]: the causal kernel)
+// and the faster of the two, which every student's speedup is against.
+void write_teacher_speed(TrialSink& sink, std::int64_t T, const std::vector<Speed>& speeds, const Speed& best,
+                         std::int64_t timing_batches) {
   sink.metric(metric_T(T, "teacher_sdpa_tokens_per_s"), speeds[0].tokens_per_s);
   sink.metric(metric_T(T, "teacher_kernel_tokens_per_s"), speeds[1].tokens_per_s);
   sink.metric(metric_T(T, "teacher_tokens_per_s"), best.tokens_per_s);
@@ -251,6 +249,15 @@ void write_teacher_metrics(TrialSink& sink, std::int64_t T, const EvalSummary& f
   sink.metric(metric_T(T, "teacher_tokens_per_s_hi"), best.hi());
   sink.metric(metric_T(T, "teacher_attention_ms"), best.attention_ms);
   sink.metric(metric_T(T, "timing_batches"), double(timing_batches));
+}
+
+void write_teacher_metrics(TrialSink& sink, std::int64_t T, const EvalSummary& first, const std::vector<Speed>& speeds,
+                           const Speed& best, std::int64_t timing_batches) {
+  sink.metric(metric_T(T, "teacher_ppl"), first.teacher_ppl);
+  sink.metric(metric_T(T, "teacher_bpb"), first.teacher_bpb);
+  sink.metric(metric_T(T, "windows"), double(first.windows));
+  sink.metric(metric_T(T, "tokens"), first.tokens);
+  write_teacher_speed(sink, T, speeds, best, timing_batches);
 }
 
 // Teacher and student at one eval length, on the windows chosen for it.
@@ -316,13 +323,7 @@ void cost_at(const EvalModels& models, const EvalWindows& windows, const Distill
   }
   const auto speeds = time_models(models, {hard}, windows, spec.eval.timing_batches);
   const Speed& best = speeds[1].tokens_per_s > speeds[0].tokens_per_s ? speeds[1] : speeds[0];
-  sink.metric(metric_T(T, "teacher_sdpa_tokens_per_s"), speeds[0].tokens_per_s);
-  sink.metric(metric_T(T, "teacher_kernel_tokens_per_s"), speeds[1].tokens_per_s);
-  sink.metric(metric_T(T, "teacher_tokens_per_s"), best.tokens_per_s);
-  sink.metric(metric_T(T, "teacher_tokens_per_s_lo"), best.lo());
-  sink.metric(metric_T(T, "teacher_tokens_per_s_hi"), best.hi());
-  sink.metric(metric_T(T, "teacher_attention_ms"), best.attention_ms);
-  sink.metric(metric_T(T, "timing_batches"), double(spec.eval.timing_batches));
+  write_teacher_speed(sink, T, speeds, best, spec.eval.timing_batches);
   write_student_cost(sink, T, modes.size() > 1 ? "hard_" : "", density.over(double(std::max<std::int64_t>(windows.batches(), 1))),
                      speeds[2], best, peak);
   set_hard(models.student, false);
