@@ -17,6 +17,9 @@ namespace {
 // kSparseTileShare of the causal layout's tiles with the upper bound of its perplexity interval
 // within kPerplexityBudget of the teacher's.
 constexpr double kSparseTileShare = 0.9;
+// Recall, where the sweep has the task: kept = the interval's upper bound within kRecallKept of
+// the teacher's recall; blind = its upper bound below chance + kRecallBlind.
+constexpr double kRecallKept = 0.05, kRecallBlind = 0.10;
 constexpr double kPerplexityBudget = 0.03;
 
 std::string text(const char* format, double value) {
@@ -138,15 +141,32 @@ std::string found(ResultStore& store, const std::string& sweep) {
   std::string out = "What this sweep found at T = " + NamedRow(rows, 0)["eval_len"].value_or("?") +
                     " (the student as deployed; intervals are 95% bootstrap over the evaluated windows):\n";
   int paying = 0;
+  std::vector<std::string> recalling, blind;
   for (std::size_t i = 0; i < rows.rows.size(); ++i) {
-    out += student_finding(NamedRow(rows, i));
-    paying += pays(NamedRow(rows, i)) ? 1 : 0;
+    const NamedRow r(rows, i);
+    out += student_finding(r);
+    paying += pays(r) ? 1 : 0;
+    if (!r["recall_acc"] || r["backend"] == "dense" || !(r.number("causal_fraction") < kSparseTileShare)) continue;
+    const std::string who = r["trial"].value_or("?") + " (" + text("%.0f%%", 100 * r.number("causal_fraction")) + " of the tiles)";
+    if (r.number("recall_acc_hi") >= r.number("teacher_recall_acc") - kRecallKept) recalling.push_back(who);
+    if (r.number("recall_acc_hi") < r.number("recall_chance") + kRecallBlind) blind.push_back(who);
   }
   const std::string where = "under " + text("%.0f%%", 100 * kSparseTileShare) + " of the causal tiles within " +
                             text("%.0f%%", 100 * kPerplexityBudget) + " of the teacher's perplexity";
-  return out + (paying > 0 ? "  " + std::to_string(paying) + " learned or fixed sparse student(s) compute " + where +
-                                 " (upper bound of the interval).\n"
-                           : "  No sparse student computes " + where + ".\n");
+  out += paying > 0 ? "  " + std::to_string(paying) + " learned or fixed sparse student(s) compute " + where +
+                          " (upper bound of the interval).\n"
+                    : "  No sparse student computes " + where + ".\n";
+  auto listed = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+    return s;
+  };
+  if (!recalling.empty())
+    out += "  Long-range recall kept (interval reaching within " + text("%.2f", kRecallKept) +
+           " of the teacher's) by sparse student(s): " + listed(recalling) + ".\n";
+  if (!blind.empty())
+    out += "  At chance on recall (interval below chance + " + text("%.2f", kRecallBlind) + "): " + listed(blind) + ".\n";
+  return out;
 }
 
 // One teacher/student pair of generations (sampled, first prompt) of the sweep's first finished
