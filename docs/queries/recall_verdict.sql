@@ -11,7 +11,7 @@
 -- Roles: fixed = masks; search / random = blend's search and its random control; oracle = topk's
 -- dense-mass gate (not deployable); content = topk's parameter-free mean gate; learned = the rest.
 WITH m AS (
-  SELECT replace(first_trial, 'seed:0/', '') AS student, backend, method, seeds, causal_fraction AS frac,
+  SELECT replace(replace(first_trial, '/seed:0/', '/'), '/seed:0', '') AS student, backend, method, seeds, causal_fraction AS frac,
     causal_fraction_max AS frac_max, student_bpb AS bpb, speedup, speedup_min, recall_acc AS recall,
     recall_acc_min, recall_acc_max, recall_acc_lo_min AS lo, recall_acc_hi_max AS hi, recall_chance AS chance,
     CASE WHEN backend = 'masks' THEN 'fixed' WHEN backend = 'dense' THEN 'control'
