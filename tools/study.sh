@@ -34,10 +34,12 @@ db=${ATTNLAB_STUDY_DB:-results/study.sqlite}
 echo "[study] the sweep took $((SECONDS - start)) s"
 "$attnlab" report --db "$db" --sweep recall-study --out results/reports/study
 echo
-echo "Seeds aggregated (mean over 3 seeds; recall's range is the lowest 95% lower bound and the highest upper bound):"
+echo "Seeds aggregated (means over the seeds; recall's bracket: the lowest 95% lower bound and the highest upper bound;"
+echo "T = 4096 is cost only):"
 "$attnlab" query --db "$db" "select eval_len as T, replace(replace(first_trial, '/seed:0/', '/'), '/seed:0', '') as student, seeds,
-  printf('%.3f', causal_fraction) as of_causal, printf('%.3f', recall_acc) as recall,
-  printf('[%.3f, %.3f]', recall_acc_lo_min, recall_acc_hi_max) as recall_ci, printf('%.3f', student_bpb) as bpb,
+  printf('%.3f', causal_fraction) as of_causal,
+  case when recall_acc is null then '' else printf('%.3f [%.3f, %.3f]', recall_acc, recall_acc_lo_min, recall_acc_hi_max) end as recall,
+  case when student_bpb is null then '' else printf('%.3f', student_bpb) end as bpb,
   printf('%.2fx', speedup) as speedup from distill_methods where sweep = 'recall-study' order by eval_len, causal_fraction"
 echo
 echo "Verdict (docs/queries/recall_verdict.sql; the criteria are in experiments/study.toml's header):"
