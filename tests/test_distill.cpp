@@ -56,6 +56,13 @@ fs::path tiny_corpus(const fs::path& dir) {
   return dir / "corpus.txt";
 }
 
+// The [data] of a trial on that corpus.
+DataSpec tiny_data(const fs::path& dir) {
+  DataSpec data;
+  data.corpus = "text:" + tiny_corpus(dir).string();
+  return data;
+}
+
 TeacherSpec tiny_teacher() {
   TeacherSpec t;
   t.n_layer = 2, t.n_head = 2, t.n_embd = 32, t.block_size = 64;
@@ -142,8 +149,7 @@ TEST_CASE("distill_loss is alpha_ce CE + alpha_kl tau^2 KL(teacher || student) +
 
 TEST_CASE("dense control trial: teacher trained once and cached, student = teacher, paired samples") {
   const auto dir = fresh_dir("distill_dense");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  auto data = tiny_data(dir);
   data.tokenizer = "bytes";
   const auto results = (dir / "results").string();
 
@@ -210,8 +216,7 @@ TEST_CASE("dense control trial: teacher trained once and cached, student = teach
 
 TEST_CASE("distill trial: a windowed student trained end to end lowers its loss") {
   const auto dir = fresh_dir("distill_masks");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   auto spec = kernel_masks("window:2");
   spec.train = "all";
   spec.lr = 3e-3;
@@ -237,8 +242,7 @@ TEST_CASE("distill trial: a windowed student trained end to end lowers its loss"
 
 TEST_CASE("distill trial: a blend student trains only its mask weights and logs their evolution") {
   const auto dir = fresh_dir("distill_blend");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   auto spec = tiny_distill("blend");
   spec.backend_params = {{"candidates", std::string("causal,window:4")}, {"init", 0.5}};
   spec.lr = 0.1;
@@ -261,8 +265,7 @@ TEST_CASE("distill trial: a blend student trains only its mask weights and logs 
 
 TEST_CASE("distill trial: train = all steps the weights at weights_lr and the backend at lr") {
   const auto dir = fresh_dir("distill_weights_lr");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   auto run = [&](const std::string& train, double weights_lr) {
     auto spec = tiny_distill("blend");
     spec.backend_params = {{"candidates", std::string("causal,window:4")}, {"init", 0.5}};
@@ -291,8 +294,7 @@ TEST_CASE("distill trial: train = all steps the weights at weights_lr and the ba
 
 TEST_CASE("distill trial: cost_seq_lens time the student and measure its density but not its quality") {
   const auto dir = fresh_dir("distill_cost_lens");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   auto spec = kernel_masks("window:16");
   spec.steps = 0;
   spec.eval.seq_lens = {32};
@@ -320,8 +322,7 @@ TEST_CASE("distill trial: every learnable backend trains a few steps with its re
   // Regression: a backend whose regularizer comes from its last forward (gating) must see this
   // step's forward, not the previous step's freed graph.
   const auto dir = fresh_dir("distill_all_backends");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   for (const std::string backend : {"blend", "gating", "topk"}) {
     INFO(backend);
     auto spec = tiny_distill(backend);
@@ -348,8 +349,7 @@ TEST_CASE("distill trial: topk's parameter-free gates train nothing and are eval
   // Regression: query_block topk registered a per-head metric its forward never used, so a
   // sweep's steps > 0 failed with "element 0 of tensors does not require grad".
   const auto dir = fresh_dir("distill_topk_free_gates");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   for (const std::string gate : {"mean", "oracle", "random", "learned"}) {
     INFO(gate);
     auto spec = tiny_distill("topk");
@@ -374,8 +374,7 @@ TEST_CASE("distill trial: topk's parameter-free gates train nothing and are eval
 
 TEST_CASE("distill trial: blend st_gumbel trains the masks it deploys, so soft and hard evaluate alike") {
   const auto dir = fresh_dir("distill_st_gumbel");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   auto spec = tiny_distill("blend");
   spec.steps = 4;
   spec.lambda = 0.1;
@@ -486,8 +485,7 @@ TEST_CASE("the host's head search measures each head's output KL on the model an
 
 TEST_CASE("distill trial: blend search chooses before training and deploys its choice within the budget", "[search]") {
   const auto dir = fresh_dir("distill_search");
-  DataSpec data;
-  data.corpus = "text:" + tiny_corpus(dir).string();
+  const auto data = tiny_data(dir);
   auto spec = tiny_distill("blend");
   spec.steps = 2;
   spec.seq_len = 64;  // 4 tiles of 16: window:8 keeps 7 of causal's 10

@@ -5,8 +5,16 @@
 #include <ctime>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace attnlab::base {
+
+// "a, b, c": the parts with `separator` between them.
+inline std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? separator : "") + parts[i];
+  return out;
+}
 
 // A number as a person writes it in a range: "inf", "-inf", 1024 (no ".0"), 0.001.
 inline std::string number_text(double x) {

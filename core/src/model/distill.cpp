@@ -257,12 +257,10 @@ Student make_student(const DistillInputs& in, const GPT2& teacher) {
     p.second.set_requires_grad(spec.train == "all");
     if (spec.train == "all") weights.push_back(p.second);
   }
-  for (auto& p : student.model->parameters()) {
-    if (!p.requires_grad()) continue;
-    student.trainable.push_back(p);
-    const bool is_weight = std::any_of(weights.begin(), weights.end(), [&](const torch::Tensor& w) { return w.is_same(p); });
-    if (!is_weight) backend.push_back(p);
-  }
+  for (auto& p : student.model->backend_parameters())
+    if (p.requires_grad()) backend.push_back(p);
+  student.trainable = backend;
+  student.trainable.insert(student.trainable.end(), weights.begin(), weights.end());
   std::int64_t n_trainable = 0;
   for (auto& p : student.trainable) n_trainable += p.numel();
   in.sink.metric("train/trainable_params", double(n_trainable));

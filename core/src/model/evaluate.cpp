@@ -200,6 +200,20 @@ struct ModeStats {
   StudentDensity density_sum;
 };
 
+// The student's forward on one batch, measured: its peak memory above what was live before,
+// and the density it executed (the kernel's own tile count when it ran).
+at::Tensor measured_forward(GPT2& student, const at::Tensor& inputs, std::int64_t& peak, StudentDensity& density_sum) {
+  memory::reset_cpu_peak();
+  const auto live_before = memory::cpu_current_bytes();
+  kernels::reset_forward_tiles_computed();
+  auto logits = student.forward(inputs);
+  const std::int64_t kernel_tiles = kernels::forward_tiles_computed();
+  peak = std::max(peak, memory::cpu_peak_bytes() - live_before);
+  const auto& config = student.config();
+  density_sum += mean_density(student, {inputs.size(0), config.n_head, inputs.size(1), config.head_dim()}, kernel_tiles);
+  return logits;
+}
+
 std::vector<ModeStats> pass_over_windows(GPT2& teacher, GPT2& student, const std::vector<bool>& modes,
                                          const EvalWindows& windows, const at::Tensor& bytes_of_token) {
   torch::NoGradGuard no_grad;
@@ -211,14 +225,7 @@ std::vector<ModeStats> pass_over_windows(GPT2& teacher, GPT2& student, const std
     const auto teacher_logp = at::log_softmax(teacher.forward(inputs), -1);
     for (std::size_t m = 0; m < modes.size(); ++m) {
       set_hard(student, modes[m]);
-      memory::reset_cpu_peak();
-      const auto live_before = memory::cpu_current_bytes();
-      kernels::reset_forward_tiles_computed();
-      const auto logits = student.forward(inputs);
-      const std::int64_t kernel_tiles = kernels::forward_tiles_computed();
-      out[m].peak = std::max(out[m].peak, memory::cpu_peak_bytes() - live_before);
-      const auto& config = student.config();
-      out[m].density_sum += mean_density(student, {inputs.size(0), config.n_head, T, config.head_dim()}, kernel_tiles);
+      const auto logits = measured_forward(student, inputs, out[m].peak, out[m].density_sum);
       window_stats(teacher_logp, logits, targets, bytes_of_token, out[m].windows);
     }
   }
@@ -310,17 +317,8 @@ void cost_at(const EvalModels& models, const EvalWindows& windows, const Distill
   set_hard(models.student, hard);
   StudentDensity density;
   std::int64_t peak = 0;
-  for (std::int64_t first = 0; first < windows.count; first += windows.batch) {
-    const auto inputs = windows.at(first).narrow(1, 0, T);
-    memory::reset_cpu_peak();
-    const auto live_before = memory::cpu_current_bytes();
-    kernels::reset_forward_tiles_computed();
-    models.student.forward(inputs);
-    const std::int64_t kernel_tiles = kernels::forward_tiles_computed();
-    peak = std::max(peak, memory::cpu_peak_bytes() - live_before);
-    const auto& config = models.student.config();
-    density += mean_density(models.student, {inputs.size(0), config.n_head, T, config.head_dim()}, kernel_tiles);
-  }
+  for (std::int64_t first = 0; first < windows.count; first += windows.batch)
+    measured_forward(models.student, windows.at(first).narrow(1, 0, T), peak, density);
   const auto speeds = time_models(models, {hard}, windows, spec.eval.timing_batches);
   const Speed& best = speeds[1].tokens_per_s > speeds[0].tokens_per_s ? speeds[1] : speeds[0];
   write_teacher_speed(sink, T, speeds, best, spec.eval.timing_batches);

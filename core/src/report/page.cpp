@@ -20,9 +20,7 @@ std::string format_number(const char* format, std::optional<double> value) {
 }
 
 std::string join(const std::vector<std::string>& parts, const std::string& separator) {
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : separator) + p;
-  return out;
+  return base::join(parts, separator);
 }
 
 double as_number(const std::string& text) {
@@ -111,9 +109,7 @@ void Page::header() {
 // success criteria belong there, written before the numbers (the stored source is the file as
 // it was when last run).
 void Page::purpose() {
-  auto rows = store.query("SELECT path, source FROM sweeps WHERE name IN (" + name_placeholders() + ") ORDER BY id",
-                          sweep.names);
-  for (const auto& row : rows.rows) {
+  for (const auto& row : sweep_sources().rows) {
     std::string comment, line;
     std::istringstream source(row[1].value_or(""));
     while (std::getline(source, line) && !line.empty() && line[0] == '#')
@@ -194,9 +190,13 @@ void Page::failures() {
     doc.paragraph("Not finished (rerun `attnlab run` on the sweep to complete them): " + join(unfinished, ", ") + ".");
 }
 
+ResultStore::Table Page::sweep_sources() const {
+  return store.query("SELECT path, source FROM sweeps WHERE name IN (" + name_placeholders() + ") ORDER BY id",
+                     sweep.names);
+}
+
 void Page::sweep_file() {
-  auto rows = store.query("SELECT path, source FROM sweeps WHERE name IN (" + name_placeholders() + ") ORDER BY id",
-                          sweep.names);
+  const auto rows = sweep_sources();
   bool first = true;
   for (const auto& row : rows.rows) {
     if (!row[1] || row[1]->empty()) continue;

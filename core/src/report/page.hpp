@@ -74,6 +74,7 @@ class Page {
 
  private:
   std::string name_placeholders() const;  // "?1, ?2, ...": one per sweep name
+  ResultStore::Table sweep_sources() const;  // (path, source) of each sweep read, as stored at its last run
   std::optional<Gnuplot> gnuplot_;
   ReportFiles files_;
 };

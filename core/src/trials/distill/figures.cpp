@@ -26,6 +26,9 @@ struct Statistics {
   std::map<std::string, std::vector<std::pair<int, std::string>>> others;
 };
 
+// The candidate a stat/L<l>/weight/h<h>/<candidate> curve is for.
+std::string candidate_of(const std::string& metric) { return metric.substr(metric.find('/', metric.find("weight/h") + 8) + 1); }
+
 Statistics statistics_of(Page& page, const TrialData& t) {
   Statistics s;
   for (const auto& name : report::curve_names(page.store, t.id, "stat/L")) {
@@ -70,7 +73,7 @@ void weight_figures(Page& page, const TrialData& t, const Statistics& stats) {
                                                               : "weight (non-negative, unnormalized)",
                  false, false, 10, {}};
       for (const auto& metric : metrics)
-        panel.series.push_back(curve(page, t, metric.substr(metric.find('/', metric.find("weight/h") + 8) + 1), metric));
+        panel.series.push_back(curve(page, t, candidate_of(metric), metric));
       f.panels.push_back(std::move(panel));
     }
     page.figure(f, "Blend coefficient evolution, " + t.name + ", layer " + std::to_string(layer) +
@@ -182,7 +185,7 @@ std::map<std::pair<int, int>, std::string> final_head_choices(Page& page, const 
         const auto key = std::make_pair(layer, head);
         if (largest.count(key) && largest[key] >= points.back().second) continue;
         largest[key] = points.back().second;
-        choice[key] = metric.substr(metric.find('/', metric.find("weight/h") + 8) + 1);
+        choice[key] = candidate_of(metric);
       }
   return choice;
 }

@@ -4,6 +4,7 @@
 #include "trials/tables.hpp"
 
 #include "base/metrics.hpp"
+#include "base/text.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -118,8 +119,7 @@ std::string student_finding(const NamedRow& r) {
     parts.push_back("recall " + text("%.3f", r.number("recall_acc")) + " [" + text("%.3f", r.number("recall_acc_lo")) +
                     ", " + text("%.3f", r.number("recall_acc_hi")) + "] (teacher " +
                     text("%.3f", r.number("teacher_recall_acc")) + ", chance " + text("%.3f", r.number("recall_chance")) + ")");
-  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? "; " : "") + parts[i];
-  return out + ".\n";
+  return out + base::join(parts, "; ") + ".\n";
 }
 
 bool pays(const NamedRow& r) {
@@ -156,16 +156,11 @@ std::string found(ResultStore& store, const std::string& sweep) {
   out += paying > 0 ? "  " + std::to_string(paying) + " learned or fixed sparse student(s) compute " + where +
                           " (upper bound of the interval).\n"
                     : "  No sparse student computes " + where + ".\n";
-  auto listed = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
-    return s;
-  };
   if (!recalling.empty())
     out += "  Long-range recall kept (interval reaching within " + text("%.2f", kRecallKept) +
-           " of the teacher's) by sparse student(s): " + listed(recalling) + ".\n";
+           " of the teacher's) by sparse student(s): " + base::join(recalling, ", ") + ".\n";
   if (!blind.empty())
-    out += "  At chance on recall (interval below chance + " + text("%.2f", kRecallBlind) + "): " + listed(blind) + ".\n";
+    out += "  At chance on recall (interval below chance + " + text("%.2f", kRecallBlind) + "): " + base::join(blind, ", ") + ".\n";
   return out;
 }
 
